@@ -1,0 +1,41 @@
+# Two commands: `make demo` and `make test`. Each creates .venv when missing and installs
+# what it needs. torch is installed first, pinned, so the CPU build present on the machine
+# is used instead of pulling gigabytes of CUDA packages through an unpinned requirement.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: demo test install bench lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet -e ".[students,dev]"
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m teacher_service demo
+
+test: install
+	$(PY) -m ruff check .
+	bash scripts/run_tests.sh $(PYTEST_ARGS)
+
+bench: install
+	$(PY) benchmarks/service_load.py
+	$(PY) -m teacher_service bench teachers --out benchmarks/results/teachers_alp_gmm.json
+
+lint: install
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

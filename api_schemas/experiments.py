@@ -1,0 +1,76 @@
+"""Experiments: name + task space + teacher config + seed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from api_schemas.spaces import Name, TaskSpace
+from api_schemas.teachers import TeacherConfig
+
+
+class ExperimentCreate(BaseModel):
+    """Body of ``POST /v1/experiments``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    space: TaskSpace
+    teacher: TeacherConfig
+    seed: int = Field(default=0, ge=0, lt=2**63)
+    lease_seconds: float = Field(
+        default=600.0, gt=0, le=7 * 24 * 3600, allow_inf_nan=False,
+        description="A task not reported within this many seconds expires; the teacher is told.",
+    )
+
+    @model_validator(mode="after")
+    def _teacher_accepts_space(self) -> ExperimentCreate:
+        if self.space.kind not in self.teacher.SPACES:
+            raise ValueError(
+                f"teacher {self.teacher.kind!r} does not accept {self.space.kind!r} spaces "
+                f"(it accepts: {', '.join(self.teacher.SPACES)})"
+            )
+        return self
+
+
+class ExperimentCounters(BaseModel):
+    """Progress counters of one experiment."""
+
+    tasks_issued: int = 0
+    reports_accepted: int = 0
+    duplicates: int = 0
+    expired: int = 0
+    late_reports: int = 0
+    outstanding: int = 0
+    events: int = 0
+
+
+class ExperimentPublic(BaseModel):
+    """An experiment as the API returns it."""
+
+    id: str
+    name: str
+    space: TaskSpace
+    teacher: TeacherConfig
+    seed: int
+    lease_seconds: float
+    created_at: float
+    counters: ExperimentCounters
+
+
+class ExperimentList(BaseModel):
+    """``GET /v1/experiments``."""
+
+    data: list[ExperimentPublic]
+    count: int
+
+
+class ExperimentState(BaseModel):
+    """``GET /v1/experiments/{id}/state``: counters plus the teacher's own view."""
+
+    id: str
+    name: str
+    teacher_kind: str
+    counters: ExperimentCounters
+    teacher: dict[str, Any]

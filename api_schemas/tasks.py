@@ -1,0 +1,50 @@
+"""Tasks: the teacher's proposals as they travel over the wire."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TaskMode(StrEnum):
+    """How a student should use a task.
+
+    ``train``: roll out and make gradient updates. ``explore``: roll out and score only, no
+    gradient update (Robust PLR new levels, ACCEL children, POET transfer checks).
+    ``evaluate``: held-out measurement.
+    """
+
+    TRAIN = "train"
+    EXPLORE = "explore"
+    EVALUATE = "evaluate"
+
+
+class Task(BaseModel):
+    """One proposal of the teacher; ``id`` is unique and made by the server."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    params: dict[str, Any] | None = None
+    level: str | None = None
+    mode: TaskMode = TaskMode.TRAIN
+    agent_id: str | None = None
+    role: str | None = None
+    lease_expires_at: float = Field(description="Unix time after which the task expires")
+
+
+class TaskRequest(BaseModel):
+    """Body of ``POST /v1/experiments/{id}/tasks``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(default=1, ge=1, description="number of tasks wanted (413 above the server's max)")
+    worker: str | None = Field(default=None, max_length=256)
+
+
+class TaskBatch(BaseModel):
+    """Response of ``POST /v1/experiments/{id}/tasks``."""
+
+    tasks: list[Task]

@@ -1,0 +1,1 @@
+"""Task -> environment: MiniGrid levels, parametric envs and simulated students."""

@@ -1,0 +1,1 @@
+"""The autocurriculum teacher service: FastAPI app, runtimes, storage, teachers, client, CLI."""

@@ -1,0 +1,74 @@
+"""Shared dependencies as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from concurrent.futures import Future
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from teacher_service.errors import Unavailable
+from teacher_service.manager import ExperimentManager
+from teacher_service.metrics import Metrics
+from teacher_service.runtime import ExperimentRuntime
+from teacher_service.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings."""
+    return request.app.state.settings
+
+
+def get_manager(request: Request) -> ExperimentManager:
+    """The app's experiment manager."""
+    return request.app.state.manager
+
+
+def get_metrics(request: Request) -> Metrics:
+    """The app's metrics."""
+    return request.app.state.metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ManagerDep = Annotated[ExperimentManager, Depends(get_manager)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+def require_token(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """401 unless the configured bearer token is presented (no-op when none is set)."""
+    if settings.token is None:
+        return
+    if credentials is None or not secrets.compare_digest(
+        credentials.credentials.encode(), settings.token.encode()
+    ):
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="missing or wrong bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def get_runtime(experiment_id: str, manager: ManagerDep) -> ExperimentRuntime:
+    """The experiment named in the path, by id or by name (404 otherwise)."""
+    return manager.get(experiment_id)
+
+
+RuntimeDep = Annotated[ExperimentRuntime, Depends(get_runtime)]
+
+
+async def durable(fut: Future, runtime: ExperimentRuntime | None = None) -> None:
+    """Wait until a queued write is committed; a failed write becomes a 503."""
+    try:
+        await asyncio.wrap_future(fut)
+    except Exception as exc:
+        if runtime is not None:
+            runtime.mark_write_failed()
+        raise Unavailable(f"storage failed, nothing was acknowledged (retry): {exc}") from exc

@@ -1,0 +1,45 @@
+"""``/v1/experiments``: create, list, show, state."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, status
+from starlette.concurrency import run_in_threadpool
+
+from api_schemas.experiments import ExperimentCreate, ExperimentList, ExperimentPublic, ExperimentState
+from teacher_service.api.deps import ManagerDep, RuntimeDep
+
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ExperimentPublic)
+async def create_experiment(body: ExperimentCreate, manager: ManagerDep) -> ExperimentPublic:
+    """Create an experiment (409 if the name is taken). Answers once it is durable."""
+    rec, fut = await run_in_threadpool(manager.begin_create, body)
+    error: BaseException | None = None
+    try:
+        await asyncio.wrap_future(fut)
+    except Exception as exc:  # noqa: BLE001 - handed to finish_create, which maps it
+        error = exc
+    rt = manager.finish_create(rec, error)
+    return manager.public(rt)
+
+
+@router.get("", response_model=ExperimentList)
+async def list_experiments(manager: ManagerDep) -> ExperimentList:
+    """Every experiment with its counters."""
+    data = [manager.public(rt) for rt in manager.all()]
+    return ExperimentList(data=data, count=len(data))
+
+
+@router.get("/{experiment_id}", response_model=ExperimentPublic)
+async def get_experiment(rt: RuntimeDep, manager: ManagerDep) -> ExperimentPublic:
+    """One experiment, by id or name."""
+    return manager.public(rt)
+
+
+@router.get("/{experiment_id}/state", response_model=ExperimentState)
+async def get_state(rt: RuntimeDep) -> ExperimentState:
+    """Counters plus the teacher's own view (what the dashboard draws)."""
+    return await run_in_threadpool(rt.state)

@@ -1,0 +1,170 @@
+"""Builds the FastAPI app: settings, store, experiment manager, routers, error handling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from teacher_service.api import experiments, health, reports, tasks, teachers
+from teacher_service.api.deps import require_token
+from teacher_service.errors import ServiceError
+from teacher_service.manager import ExperimentManager
+from teacher_service.metrics import Metrics
+from teacher_service.settings import Settings
+from teacher_service.storage import Store
+
+log = logging.getLogger(__name__)
+
+
+class _LimitsAndTiming:
+    """Pure ASGI middleware: 413 for oversize bodies, latency histogram per route."""
+
+    def __init__(self, app: ASGIApp, max_body: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for k, v in scope.get("headers", ()):
+            if k == b"content-length" and v.isdigit() and int(v) > self.max_body:
+                await _send_json(send, 413, {"detail": f"request body exceeds {self.max_body} bytes"})
+                return
+        t0 = time.perf_counter()
+        code = [500]
+        seen = [0]
+
+        async def limited_receive() -> Message:
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen[0] += len(msg.get("body", b""))
+                if seen[0] > self.max_body:
+                    raise _BodyTooLarge
+            return msg
+
+        async def send_wrapper(msg: Message) -> None:
+            if msg["type"] == "http.response.start":
+                code[0] = msg["status"]
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, send_wrapper)
+        except _BodyTooLarge:
+            await _send_json(send, 413, {"detail": f"request body exceeds {self.max_body} bytes"})
+            code[0] = 413
+        route = scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        self.metrics.request_seconds.labels(scope["method"], path, str(code[0])).observe(
+            time.perf_counter() - t0
+        )
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    import orjson
+
+    data = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for e in errors[:10]:
+        loc = ".".join(str(x) for x in e.get("loc", ()))
+        parts.append(f"{loc}: {e.get('msg')}")
+    more = f" (+{len(errors) - 10} more)" if len(errors) > 10 else ""
+    return "; ".join(parts) + more
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. The store opens (and experiments are replayed) at start-up."""
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings.database_url(), sqlite_synchronous=settings.sqlite_synchronous)
+        manager = ExperimentManager(
+            store,
+            snapshot_every=settings.snapshot_every,
+            max_batch=settings.max_batch,
+            max_outstanding=settings.max_outstanding,
+        )
+        await run_in_threadpool(manager.load_all)
+        app.state.store = store
+        app.state.manager = manager
+        sweeper = asyncio.create_task(_sweep(manager, settings.sweep_interval))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            manager.close()
+            await run_in_threadpool(store.close)
+
+    app = FastAPI(
+        title="autocurriculum teacher service",
+        version="1",
+        lifespan=lifespan,
+        description="Curriculum teachers over HTTP: propose tasks, receive reports.",
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": str(e.get("type"))}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": _validation_message(errors), "errors": errors}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    app.include_router(health.router)
+    auth = [Depends(require_token)]
+    for r in (teachers.router, experiments.router, tasks.router, reports.router):
+        app.include_router(r, dependencies=auth)
+    app.add_middleware(_LimitsAndTiming, max_body=settings.max_body_bytes, metrics=metrics)
+    return app
+
+
+async def _sweep(manager: ExperimentManager, interval: float) -> None:
+    """Expire overdue tasks even when no request arrives."""
+    while True:
+        await asyncio.sleep(interval)
+        for rt in manager.all():
+            try:
+                await run_in_threadpool(rt.sweep)
+            except Exception:  # noqa: BLE001 - a broken experiment must not stop the sweeper
+                log.exception("lease sweep failed for %s", rt.name)

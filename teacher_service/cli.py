@@ -1,0 +1,238 @@
+"""The ``autocurriculum`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    help="autocurriculum: curriculum teachers for reinforcement learning, served over HTTP.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+experiments_app = typer.Typer(help="Create, list and show experiments on a running server.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
+app.add_typer(experiments_app, name="experiments")
+app.add_typer(bench_app, name="bench")
+
+ServerOpt = Annotated[
+    str, typer.Option("--server", envvar="AUTOCURRICULUM_SERVER", help="Base URL of the teacher service.")
+]
+TokenOpt = Annotated[
+    str | None, typer.Option("--token", envvar="AUTOCURRICULUM_TOKEN", help="Bearer token, if the server has one.")
+]
+
+
+def _fail(msg: str, code: int = 1) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (loopback unless told otherwise).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    db: Annotated[
+        str, typer.Option(help="SQLite file path or SQLAlchemy URL (postgresql+psycopg://...).")
+    ] = "autocurriculum.db",
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="AUTOCURRICULUM_TOKEN", help="Require this bearer token on /v1 and /metrics."),
+    ] = None,
+    snapshot_every: Annotated[int, typer.Option(help="Events between teacher snapshots.")] = 1000,
+    log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
+) -> None:
+    """Run the teacher service."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from teacher_service.app import create_app
+    from teacher_service.settings import Settings
+
+    try:
+        settings = Settings(host=host, port=port, db=db, token=token, snapshot_every=snapshot_every)
+    except ValidationError as exc:
+        _fail(str(exc))
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if host not in {"127.0.0.1", "localhost", "::1"} and not settings.token:
+        logging.getLogger(__name__).warning("listening on %s without a token: anyone who can reach it can use it", host)
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower(), access_log=False)
+    except Exception as exc:  # noqa: BLE001 - a CLI error, not a traceback
+        _fail(f"server failed: {exc}")
+
+
+def _load_json(value: str, what: str) -> Any:
+    """Parse JSON given inline or as ``@path``."""
+    try:
+        if value.startswith("@"):
+            return json.loads(Path(value[1:]).read_text())
+        return json.loads(value)
+    except (OSError, json.JSONDecodeError) as exc:
+        _fail(f"{what}: not valid JSON ({exc})")
+
+
+def _client(server: str, token: str | None) -> Any:
+    from teacher_service.client import TeacherClient
+
+    return TeacherClient(server, token=token, retries=3)
+
+
+def _run_client_call(fn: Any) -> Any:
+    from teacher_service.client import TeacherClientError
+
+    try:
+        return fn()
+    except TeacherClientError as exc:
+        _fail(str(exc))
+
+
+def _echo_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+@experiments_app.command("create")
+def experiments_create(
+    name: Annotated[str, typer.Option(help="Unique experiment name.")],
+    space: Annotated[str, typer.Option(help='Task space as JSON or @file, e.g. \'{"kind":"box","dims":[...]}\'.')],
+    teacher: Annotated[
+        str, typer.Option(help='Teacher kind (e.g. alp_gmm) or its config as JSON / @file.')
+    ] = "alp_gmm",
+    seed: Annotated[int, typer.Option(help="Teacher seed.")] = 0,
+    lease_seconds: Annotated[float, typer.Option(help="Seconds before an unreported task expires.")] = 600.0,
+    server: ServerOpt = "http://127.0.0.1:8000",
+    token: TokenOpt = None,
+) -> None:
+    """Create an experiment and print it as JSON."""
+    space_obj = _load_json(space, "--space")
+    teacher_obj = _load_json(teacher, "--teacher") if teacher.lstrip().startswith(("{", "@")) else {"kind": teacher}
+    with _client(server, token) as c:
+        exp = _run_client_call(
+            lambda: c.create_experiment(name, space_obj, teacher_obj, seed=seed, lease_seconds=lease_seconds)
+        )
+    _echo_json(exp.model_dump(mode="json"))
+
+
+@experiments_app.command("list")
+def experiments_list(server: ServerOpt = "http://127.0.0.1:8000", token: TokenOpt = None) -> None:
+    """List experiments with their progress counters."""
+    from rich.console import Console
+    from rich.table import Table
+
+    with _client(server, token) as c:
+        exps = _run_client_call(c.list_experiments)
+    table = Table("id", "name", "teacher", "space", "tasks", "reports", "outstanding")
+    for e in exps:
+        table.add_row(
+            e.id, e.name, e.teacher.kind, e.space.kind, str(e.counters.tasks_issued),
+            str(e.counters.reports_accepted), str(e.counters.outstanding),
+        )
+    Console().print(table)
+
+
+@experiments_app.command("show")
+def experiments_show(
+    experiment: Annotated[str, typer.Argument(help="Experiment id or name.")],
+    state: Annotated[bool, typer.Option("--state", help="Include the teacher's own view.")] = False,
+    server: ServerOpt = "http://127.0.0.1:8000",
+    token: TokenOpt = None,
+) -> None:
+    """Show one experiment as JSON."""
+    with _client(server, token) as c:
+        exp = _run_client_call(lambda: c.get_experiment(experiment))
+        out = exp.model_dump(mode="json")
+        if state:
+            out["state"] = _run_client_call(lambda: c.state(experiment)).model_dump(mode="json")
+    _echo_json(out)
+
+
+@bench_app.command("teachers")
+def bench_teachers(
+    teacher: Annotated[
+        list[str] | None,
+        typer.Option("--teacher", help="Teacher kind or JSON config; repeat for several. Default: random, alp_gmm."),
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per teacher (0..seeds-1).")] = 4,
+    episodes: Annotated[int, typer.Option(help="Episode budget per run.")] = 20_000,
+    batch: Annotated[int, typer.Option(help="Tasks per request.")] = 25,
+    server: Annotated[
+        str | None, typer.Option(help="Run against this server instead of in process.")
+    ] = None,
+    token: TokenOpt = None,
+    out: Annotated[Path, typer.Option(help="Where to write the results JSON.")] = Path(
+        "benchmarks/results/teachers_simulated_student.json"
+    ),
+) -> None:
+    """Run teachers against the simulated student (ALGORITHMS.md §7) and write score curves."""
+    import time
+
+    from pydantic import ValidationError
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from teacher_service.bench import parse_teacher, run_simulated_student, summarise
+    from teacher_service.client import TeacherClientError
+    from teacher_service.machine import describe_machine
+
+    specs = [
+        _load_json(t, "--teacher") if t.lstrip().startswith(("{", "@")) else {"kind": t}
+        for t in (teacher or ["random", "alp_gmm"])
+    ]
+    for spec in specs:
+        try:
+            parse_teacher(spec)
+        except ValidationError as exc:
+            _fail(f"invalid teacher {spec}: {exc.errors()[0]['msg']}")
+    if seeds < 1 or episodes < 1 or batch < 1:
+        _fail("--seeds, --episodes and --batch must be >= 1")
+    results: dict[str, Any] = {}
+    t_start = time.time()
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    ) as progress:
+        for spec in specs:
+            label = spec["kind"] if len(spec) == 1 else json.dumps(spec, sort_keys=True)
+            runs = []
+            for seed in range(seeds):
+                bar = progress.add_task(f"{label} seed {seed}", total=episodes)
+                try:
+                    run = run_simulated_student(
+                        spec, episodes=episodes, seed=seed, batch=batch, server=server, token=token,
+                        on_progress=lambda n, bar=bar: progress.advance(bar, n),
+                    )
+                except TeacherClientError as exc:
+                    _fail(str(exc))
+                runs.append({"seed": seed, **run})
+            results[label] = {"config": spec, "runs": runs, "summary": summarise(runs)}
+    report = {
+        "benchmark": "simulated_student",
+        "episodes": episodes,
+        "seeds": seeds,
+        "batch": batch,
+        "mode": "http" if server else "in-process",
+        "command": "autocurriculum " + " ".join(sys.argv[1:]),
+        "machine": describe_machine(),
+        "started_at": t_start,
+        "results": results,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    for label, r in results.items():
+        s = r["summary"]
+        cells = "  ".join(f"{k}: {v['mean']:.1f}±{v['sd']:.1f}" for k, v in s.items() if isinstance(v, dict))
+        typer.echo(f"{label:>10}  {cells}")
+    typer.echo(f"wrote {out}")
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

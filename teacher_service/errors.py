@@ -1,0 +1,49 @@
+"""Errors the service raises on purpose; each maps to one HTTP status with a clear message."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base class: ``status_code`` is the HTTP status the API answers with."""
+
+    status_code = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ExperimentNotFound(ServiceError):
+    """No experiment has that id or name."""
+
+    status_code = 404
+
+
+class TaskNotFound(ServiceError):
+    """A report names a task this experiment never issued."""
+
+    status_code = 404
+
+
+class NameTaken(ServiceError):
+    """An experiment with that name exists."""
+
+    status_code = 409
+
+
+class BatchTooLarge(ServiceError):
+    """More tasks or reports in one request than the server allows."""
+
+    status_code = 413
+
+
+class InvalidInput(ServiceError):
+    """Semantically invalid input that schema validation could not catch."""
+
+    status_code = 422
+
+
+class Unavailable(ServiceError):
+    """Storage failed; nothing was acknowledged, the client may retry."""
+
+    status_code = 503

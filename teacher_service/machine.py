@@ -1,0 +1,33 @@
+"""Describe the machine a benchmark ran on (recorded in every results JSON)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+
+def describe_machine() -> dict[str, Any]:
+    """CPU model, core count, memory, OS and Python version."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gib = None
+    try:
+        mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": mem_gib,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "gpu": None,
+    }

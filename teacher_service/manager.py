@@ -1,0 +1,115 @@
+"""The set of experiments a server hosts: creation, lookup by id or name, start-up replay."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from typing import Any
+
+from api_schemas.experiments import ExperimentCreate, ExperimentPublic
+from teacher_service.errors import ExperimentNotFound, NameTaken
+from teacher_service.runtime import ExperimentRuntime
+from teacher_service.storage import ExperimentRecord, Store
+from teacher_service.storage.store import DuplicateNameError
+
+log = logging.getLogger(__name__)
+
+
+class ExperimentManager:
+    """Owns one :class:`ExperimentRuntime` per experiment.
+
+    Args:
+        store: the durable store.
+        runtime_options: keyword arguments for every runtime (snapshot interval, limits).
+    """
+
+    def __init__(self, store: Store, **runtime_options: Any) -> None:
+        self.store = store
+        self.runtime_options = runtime_options
+        self._lock = threading.Lock()
+        self._by_id: dict[str, ExperimentRuntime] = {}
+        self._by_name: dict[str, str] = {}
+        self._pending_names: set[str] = set()
+
+    def load_all(self) -> None:
+        """Rebuild every stored experiment from its snapshot and log (at start-up)."""
+        for rec in self.store.list_experiments():
+            t0 = time.perf_counter()
+            rt = ExperimentRuntime.load(rec, self.store, **self.runtime_options)
+            with self._lock:
+                self._by_id[rec.id] = rt
+                self._by_name[rec.name] = rec.id
+            log.info("loaded experiment %s in %.2fs", rec.name, time.perf_counter() - t0)
+
+    def begin_create(self, body: ExperimentCreate) -> tuple[ExperimentRecord, Future]:
+        """Reserve the name and queue the durable record. Finish with :meth:`finish_create`."""
+        with self._lock:
+            if body.name in self._by_name or body.name in self._pending_names:
+                raise NameTaken(f"an experiment named {body.name!r} already exists")
+            self._pending_names.add(body.name)
+        rec = ExperimentRecord(
+            id=uuid.uuid4().hex[:16],
+            name=body.name,
+            spec=body.model_dump(mode="json"),
+            created_at=time.time(),
+        )
+        try:
+            # Build the teacher once before storing, so a config the teacher rejects
+            # never reaches the database.
+            ExperimentRuntime(rec, self.store, **self.runtime_options).close()
+            fut = self.store.create_experiment(rec)
+        except Exception:
+            with self._lock:
+                self._pending_names.discard(body.name)
+            raise
+        return rec, fut
+
+    def finish_create(self, rec: ExperimentRecord, error: BaseException | None) -> ExperimentRuntime:
+        """Register the runtime once the record is durable (or release the name)."""
+        with self._lock:
+            self._pending_names.discard(rec.name)
+            if error is not None:
+                if isinstance(error, DuplicateNameError):
+                    raise NameTaken(f"an experiment named {rec.name!r} already exists") from error
+                raise error
+            rt = ExperimentRuntime(rec, self.store, **self.runtime_options)
+            self._by_id[rec.id] = rt
+            self._by_name[rec.name] = rec.id
+            return rt
+
+    def get(self, key: str) -> ExperimentRuntime:
+        """Runtime by id or by unique name."""
+        with self._lock:
+            rt = self._by_id.get(key)
+            if rt is None and key in self._by_name:
+                rt = self._by_id[self._by_name[key]]
+        if rt is None:
+            raise ExperimentNotFound(f"no experiment with id or name {key!r}")
+        return rt
+
+    def all(self) -> list[ExperimentRuntime]:
+        """Every runtime, in creation order."""
+        with self._lock:
+            return sorted(self._by_id.values(), key=lambda r: (r.record.created_at, r.id))
+
+    @staticmethod
+    def public(rt: ExperimentRuntime) -> ExperimentPublic:
+        """The API view of an experiment."""
+        return ExperimentPublic(
+            id=rt.id,
+            name=rt.name,
+            space=rt.spec.space,
+            teacher=rt.spec.teacher,
+            seed=rt.spec.seed,
+            lease_seconds=rt.spec.lease_seconds,
+            created_at=rt.record.created_at,
+            counters=rt.public_counters(),
+        )
+
+    def close(self) -> None:
+        """Stop every runtime's background work."""
+        for rt in self.all():
+            rt.close()

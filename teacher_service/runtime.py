@@ -1,0 +1,401 @@
+"""One ``ExperimentRuntime`` per experiment: it owns the teacher, serialises calls to it,
+and keeps the write-ahead log (DESIGN.md §5).
+
+Every call that changes the teacher is also one event of the log, in one ordered
+sequence: ``tasks`` (a propose call and what it issued), ``reports`` (accepted reports),
+``expire`` (tasks whose lease ran out). Replaying the log from a snapshot therefore makes
+exactly the same calls in the same order, and a teacher that is deterministic under its
+seed ends in exactly the same state. Wall time enters only through lease deadlines,
+which are themselves logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+import orjson
+
+from api_schemas.experiments import ExperimentCounters, ExperimentCreate, ExperimentState
+from api_schemas.reports import Report, ReportAck
+from api_schemas.spaces import BoxSpace, DiscreteSpace, SpaceError
+from api_schemas.tasks import Task
+from teacher_service.errors import BatchTooLarge, TaskNotFound, Unavailable
+from teacher_service.storage import ExperimentRecord, Store
+from teacher_service.teachers import TaskProposal, TaskResult, Teacher, make_teacher
+
+log = logging.getLogger(__name__)
+
+# Per-task status codes (one byte per issued task, indexed by task index).
+_OUTSTANDING, _REPORTED, _EXPIRED = 0, 1, 2
+
+
+class ProposalError(RuntimeError):
+    """A teacher proposed something outside its space: a bug in the teacher."""
+
+
+class ExperimentRuntime:
+    """The live state of one experiment.
+
+    Args:
+        record: the stored experiment.
+        store: where events and snapshots go.
+        snapshot_every: take a snapshot after this many events.
+        max_batch: most tasks or reports per request (413 above).
+        max_outstanding: most issued-but-unreported tasks; beyond it the oldest expire early
+            so a client that never reports cannot grow memory without bound.
+        clock: wall clock for leases (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        record: ExperimentRecord,
+        store: Store,
+        *,
+        snapshot_every: int = 1000,
+        max_batch: int = 4096,
+        max_outstanding: int = 100_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.record = record
+        self.spec = ExperimentCreate.model_validate(record.spec)
+        self.id = record.id
+        self.name = record.name
+        self.store = store
+        self.snapshot_every = snapshot_every
+        self.max_batch = max_batch
+        self.max_outstanding = max_outstanding
+        self.clock = clock
+        self.lock = threading.Lock()
+        self._reset_state()
+
+    # ------------------------------------------------------------------ state
+    def _reset_state(self) -> None:
+        self.teacher: Teacher = make_teacher(self.spec.space, self.spec.teacher, self.spec.seed)
+        self.seq = 0
+        self.next_index = 0
+        self.status = np.zeros(1024, dtype=np.uint8)
+        self.outstanding: dict[int, TaskProposal] = {}
+        # Issued batches in issue order: [deadline, first index, count]. Deadlines are
+        # non-decreasing, so expiry only ever looks at the left end.
+        self.batches: deque[list[float | int]] = deque()
+        self.last_deadline = 0.0
+        self.counters = ExperimentCounters()
+        self.events_since_snapshot = 0
+        self.broken = False
+        self._last_write: Future | None = None
+
+    def _grow_status(self, size: int) -> None:
+        if size > len(self.status):
+            new = np.zeros(max(size, 2 * len(self.status)), dtype=np.uint8)
+            new[: len(self.status)] = self.status
+            self.status = new
+
+    def task_id(self, index: int) -> str:
+        """Wire id of the task with this index."""
+        return f"{self.id}-{index}"
+
+    def _parse_task_id(self, task_id: str) -> int:
+        prefix, sep, tail = task_id.rpartition("-")
+        if sep and prefix == self.id and tail.isdigit():
+            index = int(tail)
+            if index < self.next_index:
+                return index
+        raise TaskNotFound(f"task {task_id!r} was not issued by experiment {self.name!r}")
+
+    # --------------------------------------------------------------- logging
+    def _append(self, kind: str, payload: dict[str, Any]) -> Future:
+        self.seq += 1
+        fut = self.store.append_event(self.id, self.seq, kind, orjson.dumps(payload))
+        self._last_write = fut
+        self.counters.events = self.seq
+        self.events_since_snapshot += 1
+        if self.events_since_snapshot >= self.snapshot_every:
+            self._snapshot()
+        return fut
+
+    def _snapshot(self) -> None:
+        self.events_since_snapshot = 0
+        self.store.put_snapshot(self.id, self.seq, self._state_dict())
+
+    def _state_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "teacher": self.teacher.state_dict(),
+            "next_index": self.next_index,
+            "status": self.status[: self.next_index].copy(),
+            "outstanding": [[i, p.to_dict()] for i, p in self.outstanding.items()],
+            "batches": [list(b) for b in self.batches],
+            "last_deadline": self.last_deadline,
+            "counters": self.counters.model_dump(),
+        }
+
+    def _load_state_dict(self, s: dict[str, Any]) -> None:
+        self.teacher.load_state_dict(s["teacher"])
+        self.seq = int(s["seq"])
+        self.next_index = int(s["next_index"])
+        self.status = np.zeros(max(1024, self.next_index), dtype=np.uint8)
+        self.status[: self.next_index] = s["status"]
+        self.outstanding = {int(i): TaskProposal.from_dict(p) for i, p in s["outstanding"]}
+        self.batches = deque([float(b[0]), int(b[1]), int(b[2])] for b in s["batches"])
+        self.last_deadline = float(s["last_deadline"])
+        self.counters = ExperimentCounters.model_validate(s["counters"])
+
+    def _durable_now(self) -> Future:
+        """A future for 'everything this runtime has written so far is durable'."""
+        if self._last_write is None:
+            done: Future = Future()
+            done.set_result(None)
+            return done
+        return self._last_write
+
+    # ---------------------------------------------------------------- checks
+    def _check_proposals(self, proposals: Sequence[TaskProposal], n: int) -> None:
+        if len(proposals) != n:
+            raise ProposalError(f"teacher {self.teacher.kind} returned {len(proposals)} tasks, not {n}")
+        space = self.spec.space
+        if isinstance(space, BoxSpace | DiscreteSpace):
+            for p in proposals:
+                try:
+                    space.validate_params(p.params or {})
+                except SpaceError as exc:
+                    raise ProposalError(f"teacher {self.teacher.kind} proposed {p.params}: {exc}") from exc
+
+    def _usable(self) -> None:
+        if self.broken:
+            # A failed write or a teacher error left memory ahead of the log: rebuild.
+            log.warning("experiment %s: rebuilding from the log after an error", self.name)
+            self.teacher.close()
+            self._reset_state()
+            self._replay()
+
+    def _guard(self, fn: Callable[[], Any]) -> Any:
+        """Run a mutation; on any error mark the runtime for rebuild from the log."""
+        self._usable()
+        try:
+            return fn()
+        except TaskNotFound:
+            raise  # raised before any mutation
+        except Exception:
+            self.broken = True
+            raise
+
+    # ---------------------------------------------------------------- expiry
+    def _expire_due(self, now: float) -> None:
+        expired: list[int] = []
+        while self.batches and (
+            self.batches[0][0] <= now or len(self.outstanding) - len(expired) > self.max_outstanding
+        ):
+            _, first, count = self.batches.popleft()
+            for i in range(int(first), int(first) + int(count)):
+                if self.status[i] == _OUTSTANDING:
+                    expired.append(i)
+        if expired:
+            self._apply_expire(expired)
+            self._append("expire", {"indices": expired})
+
+    def _apply_expire(self, indices: list[int]) -> None:
+        tasks = [self.outstanding.pop(i) for i in indices]
+        self.status[indices] = _EXPIRED
+        self.counters.expired += len(indices)
+        self.counters.outstanding = len(self.outstanding)
+        self.teacher.expire(tasks)
+
+    def sweep(self) -> None:
+        """Expire overdue tasks of an idle experiment (called periodically)."""
+        with self.lock:
+            if self.batches and self.batches[0][0] <= self.clock():
+                self._guard(lambda: self._expire_due(self.clock()))
+
+    # ------------------------------------------------------------ propose
+    def propose(self, n: int, worker: str | None = None) -> tuple[list[Task], Future]:
+        """Issue ``n`` tasks. Returns them and a future that resolves once they are logged."""
+        if n > self.max_batch:
+            raise BatchTooLarge(f"n={n} exceeds the maximum batch of {self.max_batch} tasks")
+        with self.lock:
+            return self._guard(lambda: self._propose(n, worker))
+
+    def _propose(self, n: int, worker: str | None) -> tuple[list[Task], Future]:
+        now = self.clock()
+        self._expire_due(now)
+        proposals = self.teacher.propose(n)
+        self._check_proposals(proposals, n)
+        deadline = max(now + self.spec.lease_seconds, self.last_deadline)
+        first = self._apply_issue(proposals, deadline)
+        fut = self._append(
+            "tasks",
+            {
+                "n": n,
+                "worker": worker,
+                "first": first,
+                "deadline": deadline,
+                "tasks": [p.to_dict() for p in proposals],
+            },
+        )
+        tasks = [
+            Task(
+                id=self.task_id(first + k),
+                params=p.params,
+                level=p.level,
+                mode=p.mode,
+                agent_id=p.agent_id,
+                role=p.role,
+                lease_expires_at=deadline,
+            )
+            for k, p in enumerate(proposals)
+        ]
+        return tasks, fut
+
+    def _apply_issue(self, proposals: Sequence[TaskProposal], deadline: float) -> int:
+        first = self.next_index
+        n = len(proposals)
+        self.next_index += n
+        self._grow_status(self.next_index)
+        self.status[first : first + n] = _OUTSTANDING
+        for k, p in enumerate(proposals):
+            self.outstanding[first + k] = p
+        self.batches.append([deadline, first, n])
+        self.last_deadline = deadline
+        self.counters.tasks_issued += n
+        self.counters.outstanding = len(self.outstanding)
+        return first
+
+    # ------------------------------------------------------------- reports
+    def report(self, reports: Sequence[Report]) -> tuple[ReportAck, Future]:
+        """Accept a batch of reports (all-or-nothing on unknown tasks; repeats ignored)."""
+        if len(reports) > self.max_batch:
+            raise BatchTooLarge(f"{len(reports)} reports exceed the maximum batch of {self.max_batch}")
+        with self.lock:
+            return self._guard(lambda: self._report(reports))
+
+    def _report(self, reports: Sequence[Report]) -> tuple[ReportAck, Future]:
+        indices = [self._parse_task_id(r.task_id) for r in reports]  # 404 before any change
+        self._expire_due(self.clock())
+        new: list[tuple[int, Report]] = []
+        seen: set[int] = set()
+        duplicates = expired = 0
+        for i, r in zip(indices, reports, strict=True):
+            st = self.status[i]
+            if i in seen or st == _REPORTED:
+                duplicates += 1
+            elif st == _EXPIRED:
+                expired += 1
+            else:
+                seen.add(i)
+                new.append((i, r))
+        self.counters.duplicates += duplicates
+        self.counters.late_reports += expired
+        if not new:
+            # Only repeats: they may repeat a report whose write is still in flight, so
+            # answer once everything logged so far is durable.
+            return ReportAck(accepted=0, duplicates=duplicates, expired=expired), self._durable_now()
+        items = [(i, r.model_dump(exclude_defaults=True, exclude={"task_id"})) for i, r in new]
+        self._apply_reports(items)
+        fut = self._append("reports", {"reports": [{"i": i, **r} for i, r in items]})
+        return ReportAck(accepted=len(new), duplicates=duplicates, expired=expired), fut
+
+    def _apply_reports(self, items: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        results = []
+        for i, r in items:
+            self.status[i] = _REPORTED
+            task = self.outstanding.pop(i)
+            results.append(
+                TaskResult(
+                    task=task,
+                    episode_return=float(r["episode_return"]),
+                    success=r.get("success"),
+                    length=r.get("length"),
+                    scores=r.get("scores", {}),
+                    episodes=int(r.get("episodes", 1)),
+                )
+            )
+        self.counters.reports_accepted += len(results)
+        self.counters.outstanding = len(self.outstanding)
+        self.teacher.observe(results)
+
+    # -------------------------------------------------------------- replay
+    def _replay(self) -> None:
+        """Load the newest readable snapshot, then re-apply every later event in order."""
+        start = 0
+        for seq, load in self.store.snapshots_newest_first(self.id):
+            try:
+                self._load_state_dict(load())
+                start = seq
+                break
+            except Exception as exc:  # noqa: BLE001 - fall back to an older snapshot
+                log.error("experiment %s: snapshot %d unreadable (%s); trying older", self.name, seq, exc)
+                self.teacher.close()
+                self._reset_state()
+        n_events = 0
+        for ev in self.store.iter_events(self.id, after_seq=start):
+            if ev.seq != self.seq + 1:
+                raise RuntimeError(f"experiment {self.name}: log gap before event {ev.seq}")
+            payload = orjson.loads(ev.payload)
+            if ev.kind == "tasks":
+                self._replay_tasks(payload)
+            elif ev.kind == "reports":
+                self._apply_reports([(int(r.pop("i")), r) for r in payload["reports"]])
+            elif ev.kind == "expire":
+                self._apply_expire([int(i) for i in payload["indices"]])
+            else:
+                raise RuntimeError(f"unknown event kind {ev.kind!r}")
+            self.seq = ev.seq
+            self.counters.events = self.seq
+            n_events += 1
+        self.events_since_snapshot = n_events
+        log.info("experiment %s: replayed %d events after snapshot %d", self.name, n_events, start)
+
+    def _replay_tasks(self, payload: dict[str, Any]) -> None:
+        logged = [TaskProposal.from_dict(t) for t in payload["tasks"]]
+        proposals = self.teacher.propose(int(payload["n"]))
+        if proposals != logged:
+            # Clients hold the logged tasks; keep those, and say loudly that the teacher
+            # is not reproducible (a bug in that teacher).
+            log.error("experiment %s: replayed proposals differ from the log", self.name)
+        if int(payload["first"]) != self.next_index:
+            raise RuntimeError(f"experiment {self.name}: task index mismatch in the log")
+        self._apply_issue(logged, float(payload["deadline"]))
+
+    @classmethod
+    def load(cls, record: ExperimentRecord, store: Store, **kwargs: Any) -> ExperimentRuntime:
+        """Rebuild a runtime from its snapshot and log."""
+        rt = cls(record, store, **kwargs)
+        rt._replay()
+        return rt
+
+    # ---------------------------------------------------------------- views
+    def public_counters(self) -> ExperimentCounters:
+        """A copy of the counters."""
+        return self.counters.model_copy()
+
+    def state(self) -> ExperimentState:
+        """Counters and the teacher's own view."""
+        with self.lock:
+            self._usable()
+            return ExperimentState(
+                id=self.id,
+                name=self.name,
+                teacher_kind=self.teacher.kind,
+                counters=self.counters.model_copy(),
+                teacher=self.teacher.view(),
+            )
+
+    def mark_write_failed(self) -> None:
+        """Called when a queued write failed: memory is ahead of the log."""
+        with self.lock:
+            self.broken = True
+
+    def close(self) -> None:
+        """Stop the teacher's background work."""
+        self.teacher.close()
+
+
+def raise_unavailable(exc: BaseException) -> None:
+    """Translate a storage failure into a 503 for the client."""
+    raise Unavailable(f"storage unavailable, nothing was acknowledged: {exc}") from exc

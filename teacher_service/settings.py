@@ -1,0 +1,34 @@
+"""Server settings (one pydantic-settings object; env vars ``AUTOCURRICULUM_*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the teacher service can be told at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTOCURRICULUM_", extra="ignore")
+
+    db: str = Field(
+        default="sqlite:///autocurriculum.db",
+        description="SQLAlchemy URL or a file path (a path means SQLite).",
+    )
+    token: str | None = Field(default=None, description="Bearer token required on /v1 and /metrics.")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    snapshot_every: int = Field(default=1000, ge=1, description="Events between teacher snapshots.")
+    max_batch: int = Field(default=4096, ge=1, description="Most tasks or reports in one request.")
+    max_outstanding: int = Field(
+        default=100_000, ge=1, description="Most unreported tasks per experiment before early expiry."
+    )
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    sweep_interval: float = Field(default=1.0, gt=0, description="Seconds between lease sweeps.")
+    sqlite_synchronous: str = Field(default="NORMAL", description="SQLite synchronous pragma.")
+
+    def database_url(self) -> str:
+        """The SQLAlchemy URL (a bare file path becomes a SQLite URL)."""
+        if "://" in self.db:
+            return self.db
+        return f"sqlite:///{self.db}"

@@ -1,0 +1,328 @@
+"""The store: SQLAlchemy 2 over SQLite (default, WAL) or PostgreSQL, one code path.
+
+All writes go through one writer thread that drains a queue and commits whatever has
+accumulated in a single transaction (group commit), in queue order. Callers get a
+``concurrent.futures.Future`` that resolves once their write is durable: the HTTP layer
+acknowledges only then (write-ahead). Because the queue is ordered and each experiment
+enqueues under its own lock, the log on disk is always a prefix of what was enqueued.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import create_engine, delete, event, func, insert, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from teacher_service.storage.codec import pack_state, unpack_state
+from teacher_service.storage.tables import events, experiments, metadata, snapshots
+
+log = logging.getLogger(__name__)
+
+
+class StorageError(RuntimeError):
+    """The database could not durably write or read something."""
+
+
+class DuplicateNameError(StorageError):
+    """An experiment with that name already exists in the database."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentRecord:
+    """An experiment as stored: its id, unique name, creation spec (JSON) and time."""
+
+    id: str
+    name: str
+    spec: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One entry of an experiment's log."""
+
+    seq: int
+    kind: str
+    payload: bytes
+    created_at: float
+
+
+@dataclass(slots=True)
+class _Op:
+    kind: str  # "event" | "snapshot" | "experiment" | "barrier"
+    experiment_id: str
+    seq: int
+    data: Any
+    future: Future
+    created_at: float
+
+
+_STOP = object()
+
+
+def _is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+class Store:
+    """Durable event log, snapshots and experiment records.
+
+    Args:
+        url: SQLAlchemy URL, e.g. ``sqlite:///runs/ac.db`` or
+            ``postgresql+psycopg://user@127.0.0.1:5432/db``.
+        sqlite_synchronous: SQLite ``synchronous`` pragma. ``NORMAL`` (default) in WAL mode
+            survives a killed process (SIGKILL) without losing committed data; ``FULL``
+            also survives power loss at some cost in latency.
+        keep_snapshots: snapshots kept per experiment (older ones are deleted); more than
+            one lets a corrupted latest snapshot fall back to the one before.
+        max_group: most queued writes committed in one transaction.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: str = "NORMAL",
+        keep_snapshots: int = 2,
+        max_group: int = 512,
+    ) -> None:
+        if sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError(f"sqlite_synchronous must be OFF/NORMAL/FULL/EXTRA, got {sqlite_synchronous!r}")
+        self.url = url
+        self.keep_snapshots = max(1, keep_snapshots)
+        self.max_group = max_group
+        self.engine = self._make_engine(url, sqlite_synchronous.upper())
+        metadata.create_all(self.engine)
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._writer, name="store-writer", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    @staticmethod
+    def _make_engine(url: str, synchronous: str) -> Engine:
+        if _is_sqlite(url):
+            engine = create_engine(
+                url,
+                connect_args={"check_same_thread": False, "timeout": 30},
+                pool_size=8,
+                max_overflow=8,
+            )
+
+            @event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute(f"PRAGMA synchronous={synchronous}")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+
+            return engine
+        return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+    # ------------------------------------------------------------------ writes
+    def _submit(self, op_kind: str, experiment_id: str, seq: int, data: Any) -> Future:
+        if self._closed:
+            raise StorageError("store is closed")
+        fut: Future = Future()
+        self._queue.put(_Op(op_kind, experiment_id, seq, data, fut, time.time()))
+        return fut
+
+    def append_event(self, experiment_id: str, seq: int, kind: str, payload: bytes) -> Future:
+        """Queue one log entry; the future resolves when it is committed."""
+        return self._submit("event", experiment_id, seq, (kind, payload))
+
+    def put_snapshot(self, experiment_id: str, seq: int, state: Any) -> Future:
+        """Queue a snapshot of the state after event ``seq`` (packed on the writer thread)."""
+        return self._submit("snapshot", experiment_id, seq, state)
+
+    def create_experiment(self, record: ExperimentRecord) -> Future:
+        """Queue the insertion of an experiment record."""
+        return self._submit("experiment", record.id, 0, record)
+
+    def barrier(self) -> Future:
+        """A future that resolves once everything queued before it is committed."""
+        return self._submit("barrier", "", 0, None)
+
+    def _writer(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            ops = [first]
+            stop = False
+            while len(ops) < self.max_group:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                ops.append(nxt)
+            self._commit_group(ops)
+            if stop:
+                return
+
+    def _commit_group(self, ops: list[_Op]) -> None:
+        # Transient failures (a dropped PostgreSQL connection) are retried as a group.
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    self._write_ops(conn, ops)
+            except IntegrityError:
+                break  # not transient: isolate the offending op below
+            except SQLAlchemyError as exc:
+                log.warning("group commit failed (attempt %d): %s", attempt + 1, exc)
+                time.sleep(0.1 * 5**attempt)
+                continue
+            for op in ops:
+                op.future.set_result(None)
+            return
+        self._commit_one_by_one(ops)
+
+    def _commit_one_by_one(self, ops: list[_Op]) -> None:
+        # Once an experiment's event fails, its later events must fail too: the log must
+        # stay a gap-free prefix of what the runtime did (the runtime then reloads).
+        failed: set[str] = set()
+        for op in ops:
+            if op.kind in {"event", "snapshot"} and op.experiment_id in failed:
+                op.future.set_exception(StorageError("an earlier write of this experiment failed"))
+                continue
+            try:
+                with self.engine.begin() as conn:
+                    self._write_ops(conn, [op])
+            except IntegrityError as exc:
+                if op.kind == "experiment":
+                    op.future.set_exception(DuplicateNameError(f"name {op.data.name!r} is taken"))
+                else:
+                    failed.add(op.experiment_id)
+                    op.future.set_exception(StorageError(f"integrity error: {exc.orig}"))
+            except Exception as exc:  # noqa: BLE001 - every failure must reach the waiting request
+                failed.add(op.experiment_id)
+                log.error("write failed for %s %s: %s", op.kind, op.experiment_id, exc)
+                op.future.set_exception(StorageError(str(exc)))
+            else:
+                op.future.set_result(None)
+
+    def _write_ops(self, conn: Any, ops: list[_Op]) -> None:
+        rows: list[dict[str, Any]] = []
+        for op in ops:
+            if op.kind == "event":
+                kind, payload = op.data
+                rows.append(
+                    {
+                        "experiment_id": op.experiment_id,
+                        "seq": op.seq,
+                        "kind": kind,
+                        "payload": payload,
+                        "created_at": op.created_at,
+                    }
+                )
+                continue
+            if rows:  # keep queue order: flush events before any other write
+                conn.execute(insert(events), rows)
+                rows = []
+            if op.kind == "snapshot":
+                data = pack_state(op.data)
+                conn.execute(
+                    insert(snapshots).values(
+                        experiment_id=op.experiment_id, seq=op.seq, data=data, created_at=op.created_at
+                    )
+                )
+                keep = (
+                    select(snapshots.c.seq)
+                    .where(snapshots.c.experiment_id == op.experiment_id)
+                    .order_by(snapshots.c.seq.desc())
+                    .limit(self.keep_snapshots)
+                )
+                kept = [r[0] for r in conn.execute(keep)]
+                conn.execute(
+                    delete(snapshots).where(
+                        snapshots.c.experiment_id == op.experiment_id, snapshots.c.seq < min(kept)
+                    )
+                )
+            elif op.kind == "experiment":
+                rec: ExperimentRecord = op.data
+                conn.execute(
+                    insert(experiments).values(
+                        id=rec.id, name=rec.name, spec=json.dumps(rec.spec), created_at=rec.created_at
+                    )
+                )
+        if rows:
+            conn.execute(insert(events), rows)
+
+    # ------------------------------------------------------------------- reads
+    def list_experiments(self) -> list[ExperimentRecord]:
+        """Every stored experiment, oldest first."""
+        with self.engine.connect() as conn:
+            res = conn.execute(select(experiments).order_by(experiments.c.created_at, experiments.c.id))
+            return [
+                ExperimentRecord(r.id, r.name, json.loads(r.spec), r.created_at) for r in res
+            ]
+
+    def snapshots_newest_first(self, experiment_id: str) -> Iterator[tuple[int, Callable[[], Any]]]:
+        """Yield ``(seq, load)`` for each stored snapshot, newest first; ``load()`` decodes it."""
+        with self.engine.connect() as conn:
+            seqs = [
+                r[0]
+                for r in conn.execute(
+                    select(snapshots.c.seq)
+                    .where(snapshots.c.experiment_id == experiment_id)
+                    .order_by(snapshots.c.seq.desc())
+                )
+            ]
+        for seq in seqs:
+
+            def load(seq: int = seq) -> Any:
+                with self.engine.connect() as conn:
+                    data = conn.execute(
+                        select(snapshots.c.data).where(
+                            snapshots.c.experiment_id == experiment_id, snapshots.c.seq == seq
+                        )
+                    ).scalar_one()
+                return unpack_state(bytes(data))
+
+            yield seq, load
+
+    def iter_events(self, experiment_id: str, after_seq: int = 0, chunk: int = 2000) -> Iterator[EventRow]:
+        """Yield the experiment's events with ``seq > after_seq`` in order, in chunks."""
+        last = after_seq
+        while True:
+            with self.engine.connect() as conn:
+                res = conn.execute(
+                    select(events.c.seq, events.c.kind, events.c.payload, events.c.created_at)
+                    .where(events.c.experiment_id == experiment_id, events.c.seq > last)
+                    .order_by(events.c.seq)
+                    .limit(chunk)
+                ).all()
+            if not res:
+                return
+            for r in res:
+                yield EventRow(r.seq, r.kind, bytes(r.payload), r.created_at)
+            last = res[-1].seq
+
+    def count_events(self, experiment_id: str) -> int:
+        """Number of logged events of an experiment."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.count()).select_from(events).where(events.c.experiment_id == experiment_id)
+            ).scalar_one()
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer and dispose of the engine."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout=60)
+        self.engine.dispose()

@@ -1,0 +1,152 @@
+"""The one interface every teacher implements (DESIGN.md §4).
+
+Teachers are plain Python objects: no I/O, no wall clock, all randomness from the
+``numpy.random.Generator`` they are given. The same seed and the same sequence of calls
+give the same proposals, and ``state_dict``/``load_state_dict`` round-trips exactly, which
+is what lets the runtime rebuild a teacher from a snapshot plus the event log.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel
+
+from api_schemas.spaces import BoxSpace
+from api_schemas.tasks import TaskMode
+
+
+@dataclass(frozen=True, slots=True)
+class TaskProposal:
+    """What a teacher proposes; the runtime turns it into a wire ``Task`` with an id."""
+
+    params: dict[str, Any] | None = None
+    level: str | None = None
+    mode: TaskMode = TaskMode.TRAIN
+    agent_id: str | None = None
+    role: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (used by the event log and snapshots)."""
+        return {
+            "params": self.params,
+            "level": self.level,
+            "mode": self.mode.value,
+            "agent_id": self.agent_id,
+            "role": self.role,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TaskProposal:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            params=d.get("params"),
+            level=d.get("level"),
+            mode=TaskMode(d.get("mode", "train")),
+            agent_id=d.get("agent_id"),
+            role=d.get("role"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """A proposal paired with the student's report of it."""
+
+    task: TaskProposal
+    episode_return: float
+    success: bool | None = None
+    length: int | None = None
+    scores: Mapping[str, float] = field(default_factory=dict)
+    episodes: int = 1
+
+
+class TeacherStateError(ValueError):
+    """A snapshot does not match this teacher (wrong kind or corrupted)."""
+
+
+class Teacher(ABC):
+    """Base class of every teacher.
+
+    Subclasses set ``kind`` and ``config_model`` and implement ``propose``, ``observe``,
+    ``view`` and ``_extra_state``/``_load_extra_state``. The base class owns the RNG and
+    its serialisation.
+
+    Args:
+        space: the experiment's task space (already validated).
+        config: the teacher's validated hyper-parameters (an instance of ``config_model``).
+        rng: the teacher's own generator; the only source of randomness allowed.
+    """
+
+    kind: ClassVar[str]
+    config_model: ClassVar[type[BaseModel]]
+
+    def __init__(self, space: Any, config: BaseModel, rng: np.random.Generator) -> None:
+        if not isinstance(config, self.config_model):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_model.__name__}")
+        self.space = space
+        self.config = config
+        self.rng = rng
+
+    @abstractmethod
+    def propose(self, n: int) -> list[TaskProposal]:
+        """Return ``n`` task proposals."""
+
+    @abstractmethod
+    def observe(self, results: Sequence[TaskResult]) -> None:
+        """Learn from finished tasks (in the order they were accepted)."""
+
+    def expire(self, tasks: Sequence[TaskProposal]) -> None:  # noqa: B027 - optional hook
+        """Told when issued tasks expire unreported. Default: nothing to undo."""
+
+    @abstractmethod
+    def view(self) -> dict[str, Any]:
+        """JSON-able picture of the teacher for ``/state`` and the dashboard."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly; arrays are returned as copies."""
+        return {"kind": self.kind, "rng": self.rng.bit_generator.state, **self._extra_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        if state.get("kind") != self.kind:
+            raise TeacherStateError(f"snapshot is for teacher {state.get('kind')!r}, not {self.kind!r}")
+        self.rng.bit_generator.state = state["rng"]
+        self._load_extra_state(state)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release background resources (threads). Safe to call twice."""
+
+
+class BoxScaler:
+    """Maps a box space to and from the unit cube, where teachers do all their work."""
+
+    def __init__(self, space: BoxSpace) -> None:
+        self.names = [d.name for d in space.dims]
+        self.low = np.array([d.low for d in space.dims], dtype=np.float64)
+        self.high = np.array([d.high for d in space.dims], dtype=np.float64)
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions."""
+        return len(self.names)
+
+    def to_unit(self, params: Mapping[str, float]) -> np.ndarray:
+        """Task params -> point of [0, 1]^d."""
+        x = np.array([params[n] for n in self.names], dtype=np.float64)
+        return np.clip((x - self.low) / (self.high - self.low), 0.0, 1.0)
+
+    def to_params(self, u: np.ndarray) -> dict[str, float]:
+        """Point of [0, 1]^d -> task params (clipped to bounds)."""
+        x = self.low + np.clip(u, 0.0, 1.0) * (self.high - self.low)
+        x = np.minimum(np.maximum(x, self.low), self.high)  # guard float rounding at the edges
+        return {n: float(v) for n, v in zip(self.names, x, strict=True)}

@@ -1,0 +1,62 @@
+"""Shared fixtures: real servers on free loopback ports, SQLite files, PostgreSQL clusters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ServerProcess
+
+BOX2 = {"kind": "box", "dims": [{"name": "x", "low": 0.0, "high": 1.0}, {"name": "y", "low": 0.0, "high": 1.0}]}
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite database file."""
+    return f"sqlite:///{tmp_path / 'ac.db'}"
+
+
+@pytest.fixture
+def server(sqlite_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
+    """A running teacher service on SQLite."""
+    srv = ServerProcess(sqlite_url, log_path=tmp_path / "server.log").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator:
+    """Start extra servers; all are stopped at teardown."""
+    started: list[ServerProcess] = []
+
+    def make(db: str, **kw) -> ServerProcess:
+        srv = ServerProcess(db, log_path=tmp_path / f"server{len(started)}.log", **kw)
+        started.append(srv)
+        return srv.start()
+
+    yield make
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throwaway PostgreSQL cluster for the session; skips (saying why) without binaries."""
+    from tests.pg import PgCluster, find_pg_bin
+
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian's postgresql")
+    cluster = PgCluster(bin_dir).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path: Path) -> str:
+    """Each storage backend in turn: a fresh SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ac.db'}"
+    return request.getfixturevalue("pg_cluster").url()
