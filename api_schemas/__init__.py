@@ -1,5 +1,6 @@
 """Pydantic v2 models of the autocurriculum HTTP contract (data and validation only)."""
 
+from api_schemas.errors import ErrorResponse
 from api_schemas.experiments import (
     ExperimentCounters,
     ExperimentCreate,
@@ -7,7 +8,6 @@ from api_schemas.experiments import (
     ExperimentPublic,
     ExperimentState,
 )
-from api_schemas.errors import ErrorResponse
 from api_schemas.reports import Report, ReportAck, ReportBatch
 from api_schemas.spaces import (
     BoxDim,

@@ -20,7 +20,10 @@ class ExperimentCreate(BaseModel):
     teacher: TeacherConfig
     seed: int = Field(default=0, ge=0, lt=2**63)
     lease_seconds: float = Field(
-        default=600.0, gt=0, le=7 * 24 * 3600, allow_inf_nan=False,
+        default=600.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        allow_inf_nan=False,
         description="A task not reported within this many seconds expires; the teacher is told.",
     )
 

@@ -26,7 +26,9 @@ class BoxDim(BaseModel):
     @model_validator(mode="after")
     def _ordered(self) -> BoxDim:
         if not self.low < self.high:
-            raise ValueError(f"dimension {self.name!r}: low ({self.low}) must be < high ({self.high})")
+            raise ValueError(
+                f"dimension {self.name!r}: low ({self.low}) must be < high ({self.high})"
+            )
         return self
 
 
@@ -110,7 +112,9 @@ class DiscreteSpace(BaseModel):
             SpaceError: for a missing or unknown task name.
         """
         if set(params) != {"task"}:
-            raise SpaceError(f"discrete params must be exactly {{'task': name}}, got keys {sorted(params)}")
+            raise SpaceError(
+                f"discrete params must be exactly {{'task': name}}, got keys {sorted(params)}"
+            )
         name = params["task"]
         if name not in set(self.names):
             raise SpaceError(f"unknown task {name!r}")

@@ -40,7 +40,9 @@ class TaskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    n: int = Field(default=1, ge=1, description="number of tasks wanted (413 above the server's max)")
+    n: int = Field(
+        default=1, ge=1, description="number of tasks wanted (413 above the server's max)"
+    )
     worker: str | None = Field(default=None, max_length=256)
 
 

@@ -38,18 +38,26 @@ class ALPGMMConfig(_TeacherConfigBase):
 
     kind: Literal["alp_gmm"] = "alp_gmm"
     fit_rate: int = Field(
-        default=250, ge=10, le=100_000,
-        description="Episodes between GMM refits; each fit uses the last fit_rate rows (paper: 250).",
+        default=250,
+        ge=10,
+        le=100_000,
+        description="Episodes between GMM refits, each on the last fit_rate rows (paper: 250).",
     )
     bootstrap: int = Field(
-        default=250, ge=0, le=10_000_000,
+        default=250,
+        ge=0,
+        le=10_000_000,
         description="Uniformly sampled episodes before the first fit (paper: 250).",
     )
     random_task_ratio: float = Field(
-        default=0.2, ge=0.0, le=1.0,
+        default=0.2,
+        ge=0.0,
+        le=1.0,
         description="Probability of a uniform task after bootstrap (paper: 0.2).",
     )
-    min_k: int = Field(default=2, ge=1, le=50, description="Fewest GMM components tried (paper: 2).")
+    min_k: int = Field(
+        default=2, ge=1, le=50, description="Fewest GMM components tried (paper: 2)."
+    )
     max_k: int = Field(
         default=10, ge=1, le=50, description="Most GMM components tried, inclusive (paper: 10)."
     )
@@ -57,15 +65,18 @@ class ALPGMMConfig(_TeacherConfigBase):
         default="aic", description="Model-selection criterion over k (paper: AIC)."
     )
     reward_low: float = Field(
-        default=0.0, allow_inf_nan=False,
+        default=0.0,
+        allow_inf_nan=False,
         description="Return mapped to 0 before computing ALP (reference BipedalWalker: -150).",
     )
     reward_high: float = Field(
-        default=1.0, allow_inf_nan=False,
+        default=1.0,
+        allow_inf_nan=False,
         description="Return mapped to 1 before computing ALP (reference BipedalWalker: 350).",
     )
     fit_delay: int = Field(
-        default=50, ge=0,
+        default=50,
+        ge=0,
         description=(
             "Episodes between the start of a background GMM fit and the moment it takes "
             "effect. Fixed in episodes (not wall time) so that replays and live twins agree."
@@ -82,7 +93,8 @@ class ALPGMMConfig(_TeacherConfigBase):
             )
         if self.fit_delay >= self.fit_rate:
             raise ValueError(
-                f"fit_delay ({self.fit_delay}) must be < fit_rate ({self.fit_rate}) so fits never pile up"
+                f"fit_delay ({self.fit_delay}) must be < fit_rate ({self.fit_rate}) "
+                "so that fits never pile up"
             )
         return self
 

@@ -40,7 +40,9 @@ class _LimitsAndTiming:
             return
         for k, v in scope.get("headers", ()):
             if k == b"content-length" and v.isdigit() and int(v) > self.max_body:
-                await _send_json(send, 413, {"detail": f"request body exceeds {self.max_body} bytes"})
+                await _send_json(
+                    send, 413, {"detail": f"request body exceeds {self.max_body} bytes"}
+                )
                 return
         t0 = time.perf_counter()
         code = [500]
@@ -51,7 +53,7 @@ class _LimitsAndTiming:
             if msg["type"] == "http.request":
                 seen[0] += len(msg.get("body", b""))
                 if seen[0] > self.max_body:
-                    raise _BodyTooLarge
+                    raise _BodyTooLargeError
             return msg
 
         async def send_wrapper(msg: Message) -> None:
@@ -61,7 +63,7 @@ class _LimitsAndTiming:
 
         try:
             await self.app(scope, limited_receive, send_wrapper)
-        except _BodyTooLarge:
+        except _BodyTooLargeError:
             await _send_json(send, 413, {"detail": f"request body exceeds {self.max_body} bytes"})
             code[0] = 413
         route = scope.get("route")
@@ -71,7 +73,7 @@ class _LimitsAndTiming:
         )
 
 
-class _BodyTooLarge(Exception):
+class _BodyTooLargeError(Exception):
     pass
 
 
@@ -83,7 +85,10 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": data})
@@ -144,7 +149,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": str(e.get("type"))}
             for e in exc.errors()
         ]
-        return JSONResponse({"detail": _validation_message(errors), "errors": errors}, status_code=422)
+        return JSONResponse(
+            {"detail": _validation_message(errors), "errors": errors}, status_code=422
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -166,5 +173,5 @@ async def _sweep(manager: ExperimentManager, interval: float) -> None:
         for rt in manager.all():
             try:
                 await run_in_threadpool(rt.sweep)
-            except Exception:  # noqa: BLE001 - a broken experiment must not stop the sweeper
+            except Exception:
                 log.exception("lease sweep failed for %s", rt.name)

@@ -21,7 +21,9 @@ from env_generators.simulated_student import SimulatedStudent
 from teacher_service.teachers import TaskResult, make_teacher
 
 #: The toy's task space: the unit square (extra dims would be distractors).
-TOY_SPACE = BoxSpace(dims=[{"name": "x0", "low": 0.0, "high": 1.0}, {"name": "x1", "low": 0.0, "high": 1.0}])
+TOY_SPACE = BoxSpace(
+    dims=[{"name": "x0", "low": 0.0, "high": 1.0}, {"name": "x1", "low": 0.0, "high": 1.0}]
+)
 _CONFIG = TypeAdapter(TeacherConfig)
 
 
@@ -87,7 +89,8 @@ def run_simulated_student(
                 n = min(batch, episodes - done)
                 tasks = client.sample(exp.id, n)
                 client.report(
-                    exp.id, [{"task_id": tk.id, "episode_return": practise(tk.params)} for tk in tasks]
+                    exp.id,
+                    [{"task_id": tk.id, "episode_return": practise(tk.params)} for tk in tasks],
                 )
                 done = _advance(done, n, every, student, curve, on_progress)
     return {"curve": curve, "final": student.score(), "wall_s": time.perf_counter() - t0}
@@ -102,7 +105,9 @@ def _advance(done: int, n: int, every: int, student: SimulatedStudent, curve: li
     return new
 
 
-def summarise(runs: list[dict[str, Any]], at: tuple[int, ...] = (5_000, 10_000, 20_000)) -> dict[str, Any]:
+def summarise(
+    runs: list[dict[str, Any]], at: tuple[int, ...] = (5_000, 10_000, 20_000)
+) -> dict[str, Any]:
     """Mean and sd of the score across seeds at given episode counts."""
     out: dict[str, Any] = {}
     for ep in at:
@@ -113,6 +118,9 @@ def summarise(runs: list[dict[str, Any]], at: tuple[int, ...] = (5_000, 10_000, 
                 "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0,
             }
     finals = [r["final"] for r in runs]
-    out["final"] = {"mean": statistics.fmean(finals), "sd": statistics.stdev(finals) if len(finals) > 1 else 0.0}
+    out["final"] = {
+        "mean": statistics.fmean(finals),
+        "sd": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+    }
     out["wall_s_per_run"] = statistics.fmean(r["wall_s"] for r in runs)
     return out

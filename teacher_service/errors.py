@@ -13,37 +13,37 @@ class ServiceError(Exception):
         self.detail = detail
 
 
-class ExperimentNotFound(ServiceError):
+class ExperimentNotFoundError(ServiceError):
     """No experiment has that id or name."""
 
     status_code = 404
 
 
-class TaskNotFound(ServiceError):
+class TaskNotFoundError(ServiceError):
     """A report names a task this experiment never issued."""
 
     status_code = 404
 
 
-class NameTaken(ServiceError):
+class NameTakenError(ServiceError):
     """An experiment with that name exists."""
 
     status_code = 409
 
 
-class BatchTooLarge(ServiceError):
+class BatchTooLargeError(ServiceError):
     """More tasks or reports in one request than the server allows."""
 
     status_code = 413
 
 
-class InvalidInput(ServiceError):
+class InvalidInputError(ServiceError):
     """Semantically invalid input that schema validation could not catch."""
 
     status_code = 422
 
 
-class Unavailable(ServiceError):
+class UnavailableError(ServiceError):
     """Storage failed; nothing was acknowledged, the client may retry."""
 
     status_code = 503

@@ -10,7 +10,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from api_schemas.experiments import ExperimentCreate, ExperimentPublic
-from teacher_service.errors import ExperimentNotFound, NameTaken
+from teacher_service.errors import ExperimentNotFoundError, NameTakenError
 from teacher_service.runtime import ExperimentRuntime
 from teacher_service.storage import ExperimentRecord, Store
 from teacher_service.storage.store import DuplicateNameError
@@ -48,7 +48,7 @@ class ExperimentManager:
         """Reserve the name and queue the durable record. Finish with :meth:`finish_create`."""
         with self._lock:
             if body.name in self._by_name or body.name in self._pending_names:
-                raise NameTaken(f"an experiment named {body.name!r} already exists")
+                raise NameTakenError(f"an experiment named {body.name!r} already exists")
             self._pending_names.add(body.name)
         rec = ExperimentRecord(
             id=uuid.uuid4().hex[:16],
@@ -67,13 +67,17 @@ class ExperimentManager:
             raise
         return rec, fut
 
-    def finish_create(self, rec: ExperimentRecord, error: BaseException | None) -> ExperimentRuntime:
+    def finish_create(
+        self, rec: ExperimentRecord, error: BaseException | None
+    ) -> ExperimentRuntime:
         """Register the runtime once the record is durable (or release the name)."""
         with self._lock:
             self._pending_names.discard(rec.name)
             if error is not None:
                 if isinstance(error, DuplicateNameError):
-                    raise NameTaken(f"an experiment named {rec.name!r} already exists") from error
+                    raise NameTakenError(
+                        f"an experiment named {rec.name!r} already exists"
+                    ) from error
                 raise error
             rt = ExperimentRuntime(rec, self.store, **self.runtime_options)
             self._by_id[rec.id] = rt
@@ -87,7 +91,7 @@ class ExperimentManager:
             if rt is None and key in self._by_name:
                 rt = self._by_id[self._by_name[key]]
         if rt is None:
-            raise ExperimentNotFound(f"no experiment with id or name {key!r}")
+            raise ExperimentNotFoundError(f"no experiment with id or name {key!r}")
         return rt
 
     def all(self) -> list[ExperimentRuntime]:

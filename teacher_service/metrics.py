@@ -14,7 +14,10 @@ class Metrics:
             "autocurriculum_tasks_issued", "Tasks issued", ["experiment"], registry=self.registry
         )
         self.reports_accepted = Counter(
-            "autocurriculum_reports_accepted", "Reports accepted", ["experiment"], registry=self.registry
+            "autocurriculum_reports_accepted",
+            "Reports accepted",
+            ["experiment"],
+            registry=self.registry,
         )
         self.reports_duplicate = Counter(
             "autocurriculum_reports_duplicate",

@@ -26,7 +26,7 @@ from api_schemas.experiments import ExperimentCounters, ExperimentCreate, Experi
 from api_schemas.reports import Report, ReportAck
 from api_schemas.spaces import BoxSpace, DiscreteSpace, SpaceError
 from api_schemas.tasks import Task
-from teacher_service.errors import BatchTooLarge, TaskNotFound, Unavailable
+from teacher_service.errors import BatchTooLargeError, TaskNotFoundError, UnavailableError
 from teacher_service.storage import ExperimentRecord, Store
 from teacher_service.teachers import TaskProposal, TaskResult, Teacher, make_teacher
 
@@ -107,7 +107,7 @@ class ExperimentRuntime:
             index = int(tail)
             if index < self.next_index:
                 return index
-        raise TaskNotFound(f"task {task_id!r} was not issued by experiment {self.name!r}")
+        raise TaskNotFoundError(f"task {task_id!r} was not issued by experiment {self.name!r}")
 
     # --------------------------------------------------------------- logging
     def _append(self, kind: str, payload: dict[str, Any]) -> Future:
@@ -158,14 +158,18 @@ class ExperimentRuntime:
     # ---------------------------------------------------------------- checks
     def _check_proposals(self, proposals: Sequence[TaskProposal], n: int) -> None:
         if len(proposals) != n:
-            raise ProposalError(f"teacher {self.teacher.kind} returned {len(proposals)} tasks, not {n}")
+            raise ProposalError(
+                f"teacher {self.teacher.kind} returned {len(proposals)} tasks, not {n}"
+            )
         space = self.spec.space
         if isinstance(space, BoxSpace | DiscreteSpace):
             for p in proposals:
                 try:
                     space.validate_params(p.params or {})
                 except SpaceError as exc:
-                    raise ProposalError(f"teacher {self.teacher.kind} proposed {p.params}: {exc}") from exc
+                    raise ProposalError(
+                        f"teacher {self.teacher.kind} proposed {p.params}: {exc}"
+                    ) from exc
 
     def _usable(self) -> None:
         if self.broken:
@@ -180,7 +184,7 @@ class ExperimentRuntime:
         self._usable()
         try:
             return fn()
-        except TaskNotFound:
+        except TaskNotFoundError:
             raise  # raised before any mutation
         except Exception:
             self.broken = True
@@ -217,7 +221,7 @@ class ExperimentRuntime:
     def propose(self, n: int, worker: str | None = None) -> tuple[list[Task], Future]:
         """Issue ``n`` tasks. Returns them and a future that resolves once they are logged."""
         if n > self.max_batch:
-            raise BatchTooLarge(f"n={n} exceeds the maximum batch of {self.max_batch} tasks")
+            raise BatchTooLargeError(f"n={n} exceeds the maximum batch of {self.max_batch} tasks")
         with self.lock:
             return self._guard(lambda: self._propose(n, worker))
 
@@ -270,7 +274,9 @@ class ExperimentRuntime:
     def report(self, reports: Sequence[Report]) -> tuple[ReportAck, Future]:
         """Accept a batch of reports (all-or-nothing on unknown tasks; repeats ignored)."""
         if len(reports) > self.max_batch:
-            raise BatchTooLarge(f"{len(reports)} reports exceed the maximum batch of {self.max_batch}")
+            raise BatchTooLargeError(
+                f"{len(reports)} reports exceed the maximum batch of {self.max_batch}"
+            )
         with self.lock:
             return self._guard(lambda: self._report(reports))
 
@@ -294,7 +300,9 @@ class ExperimentRuntime:
         if not new:
             # Only repeats: they may repeat a report whose write is still in flight, so
             # answer once everything logged so far is durable.
-            return ReportAck(accepted=0, duplicates=duplicates, expired=expired), self._durable_now()
+            return ReportAck(
+                accepted=0, duplicates=duplicates, expired=expired
+            ), self._durable_now()
         items = [(i, r.model_dump(exclude_defaults=True, exclude={"task_id"})) for i, r in new]
         self._apply_reports(items)
         fut = self._append("reports", {"reports": [{"i": i, **r} for i, r in items]})
@@ -328,8 +336,10 @@ class ExperimentRuntime:
                 self._load_state_dict(load())
                 start = seq
                 break
-            except Exception as exc:  # noqa: BLE001 - fall back to an older snapshot
-                log.error("experiment %s: snapshot %d unreadable (%s); trying older", self.name, seq, exc)
+            except Exception as exc:
+                log.error(
+                    "experiment %s: snapshot %d unreadable (%s); trying older", self.name, seq, exc
+                )
                 self.teacher.close()
                 self._reset_state()
         n_events = 0
@@ -398,4 +408,4 @@ class ExperimentRuntime:
 
 def raise_unavailable(exc: BaseException) -> None:
     """Translate a storage failure into a 503 for the client."""
-    raise Unavailable(f"storage unavailable, nothing was acknowledged: {exc}") from exc
+    raise UnavailableError(f"storage unavailable, nothing was acknowledged: {exc}") from exc

@@ -15,13 +15,17 @@ class Settings(BaseSettings):
         default="sqlite:///autocurriculum.db",
         description="SQLAlchemy URL or a file path (a path means SQLite).",
     )
-    token: str | None = Field(default=None, description="Bearer token required on /v1 and /metrics.")
+    token: str | None = Field(
+        default=None, description="Bearer token required on /v1 and /metrics."
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     snapshot_every: int = Field(default=1000, ge=1, description="Events between teacher snapshots.")
     max_batch: int = Field(default=4096, ge=1, description="Most tasks or reports in one request.")
     max_outstanding: int = Field(
-        default=100_000, ge=1, description="Most unreported tasks per experiment before early expiry."
+        default=100_000,
+        ge=1,
+        description="Most unreported tasks per experiment before early expiry.",
     )
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     sweep_interval: float = Field(default=1.0, gt=0, description="Seconds between lease sweeps.")

@@ -9,7 +9,10 @@ import pytest
 
 from tests.helpers import ServerProcess
 
-BOX2 = {"kind": "box", "dims": [{"name": "x", "low": 0.0, "high": 1.0}, {"name": "y", "low": 0.0, "high": 1.0}]}
+BOX2 = {
+    "kind": "box",
+    "dims": [{"name": "x", "low": 0.0, "high": 1.0}, {"name": "y", "low": 0.0, "high": 1.0}],
+}
 
 
 @pytest.fixture
@@ -48,7 +51,9 @@ def pg_cluster():
 
     bin_dir = find_pg_bin()
     if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian's postgresql")
+        pytest.skip(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian's postgresql"
+        )
     cluster = PgCluster(bin_dir).start()
     yield cluster
     cluster.stop()

@@ -20,7 +20,11 @@ from tests.helpers import free_port
 
 def find_pg_bin() -> Path | None:
     """Directory holding initdb and pg_ctl, or None when PostgreSQL is not installed."""
-    for cand in [os.environ.get("PG_BIN", "")] + sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+    candidates = [
+        os.environ.get("PG_BIN", ""),
+        *sorted(glob.glob("/usr/lib/postgresql/*/bin"))[::-1],
+    ]
+    for cand in candidates:
         if cand and (Path(cand) / "initdb").exists() and (Path(cand) / "pg_ctl").exists():
             return Path(cand)
     initdb = shutil.which("initdb")
@@ -53,9 +57,31 @@ class PgCluster:
             pw = pwd.getpwnam("postgres")
             os.chmod(self.root, 0o755)
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=on"
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w", "-t", "60", "start")
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            opts,
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         return self
 
     def url(self) -> str:
@@ -64,7 +90,9 @@ class PgCluster:
 
         self._dbs += 1
         name = f"ac{self._dbs}_{int(time.time() * 1000) % 100000}"
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as conn:
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
+        ) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 

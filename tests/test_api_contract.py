@@ -9,7 +9,10 @@ from tests.conftest import BOX2
 
 
 def _create(c: httpx.Client, name: str = "exp", teacher: dict | None = None, seed: int = 0) -> dict:
-    r = c.post("/v1/experiments", json={"name": name, "space": BOX2, "teacher": teacher or {"kind": "random"}, "seed": seed})
+    r = c.post(
+        "/v1/experiments",
+        json={"name": name, "space": BOX2, "teacher": teacher or {"kind": "random"}, "seed": seed},
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -40,7 +43,9 @@ def test_health_teachers_and_metrics(client: httpx.Client) -> None:
 
 def test_experiment_crud_by_id_and_name(client: httpx.Client) -> None:
     e = _create(client, "first", {"kind": "alp_gmm", "fit_rate": 100}, seed=3)
-    assert e["teacher"]["fit_rate"] == 100 and e["teacher"]["bootstrap"] == 250  # defaults filled in
+    assert (
+        e["teacher"]["fit_rate"] == 100 and e["teacher"]["bootstrap"] == 250
+    )  # defaults filled in
     assert e["seed"] == 3
     _create(client, "second")
     assert client.get(f"/v1/experiments/{e['id']}").json()["name"] == "first"
@@ -56,9 +61,14 @@ def test_tasks_reports_state_and_idempotency(client: httpx.Client) -> None:
     for t in tasks:
         assert 0 <= t["params"]["x"] <= 1 and 0 <= t["params"]["y"] <= 1
         assert t["mode"] == "train"
-    reps = [{"task_id": t["id"], "episode_return": 0.25, "success": False, "length": 10} for t in tasks]
+    reps = [
+        {"task_id": t["id"], "episode_return": 0.25, "success": False, "length": 10} for t in tasks
+    ]
     assert client.post("/v1/experiments/e/reports", json={"reports": reps}).json() == {
-        "accepted": 5, "duplicates": 0, "expired": 0}
+        "accepted": 5,
+        "duplicates": 0,
+        "expired": 0,
+    }
     # A retried batch, and a repeat inside one batch, count once.
     again = client.post("/v1/experiments/e/reports", json={"reports": reps + reps[:1]}).json()
     assert again == {"accepted": 0, "duplicates": 6, "expired": 0}
@@ -72,26 +82,183 @@ def test_tasks_reports_state_and_idempotency(client: httpx.Client) -> None:
 
 BAD_CASES = [
     # (name, method, path, kwargs, status, message fragment)
-    ("malformed json", "post", "/v1/experiments/e/reports", {"content": b'{"reports": [', "headers": {"content-type": "application/json"}}, 422, "JSON"),
-    ("nan return", "post", "/v1/experiments/e/reports", {"content": b'{"reports":[{"task_id":"TASK","episode_return":NaN}]}', "headers": {"content-type": "application/json"}}, 422, "finite"),
-    ("inf return", "post", "/v1/experiments/e/reports", {"content": b'{"reports":[{"task_id":"TASK","episode_return":Infinity}]}', "headers": {"content-type": "application/json"}}, 422, "finite"),
-    ("unknown experiment tasks", "post", "/v1/experiments/nope/tasks", {"json": {"n": 1}}, 404, "nope"),
+    (
+        "malformed json",
+        "post",
+        "/v1/experiments/e/reports",
+        {"content": b'{"reports": [', "headers": {"content-type": "application/json"}},
+        422,
+        "JSON",
+    ),
+    (
+        "nan return",
+        "post",
+        "/v1/experiments/e/reports",
+        {
+            "content": b'{"reports":[{"task_id":"TASK","episode_return":NaN}]}',
+            "headers": {"content-type": "application/json"},
+        },
+        422,
+        "finite",
+    ),
+    (
+        "inf return",
+        "post",
+        "/v1/experiments/e/reports",
+        {
+            "content": b'{"reports":[{"task_id":"TASK","episode_return":Infinity}]}',
+            "headers": {"content-type": "application/json"},
+        },
+        422,
+        "finite",
+    ),
+    (
+        "unknown experiment tasks",
+        "post",
+        "/v1/experiments/nope/tasks",
+        {"json": {"n": 1}},
+        404,
+        "nope",
+    ),
     ("unknown experiment state", "get", "/v1/experiments/nope/state", {}, 404, "nope"),
-    ("unknown task", "post", "/v1/experiments/e/reports", {"json": {"reports": [{"task_id": "TASK", "episode_return": 1.0}, {"task_id": "e-999999", "episode_return": 1.0}]}}, 404, "e-999999"),
-    ("oversize task batch", "post", "/v1/experiments/e/tasks", {"json": {"n": 100000}}, 413, "maximum"),
-    ("oversize report batch", "post", "/v1/experiments/e/reports", {"json": {"reports": [{"task_id": "TASK", "episode_return": 1.0}] * 5000}}, 413, "maximum"),
+    (
+        "unknown task",
+        "post",
+        "/v1/experiments/e/reports",
+        {
+            "json": {
+                "reports": [
+                    {"task_id": "TASK", "episode_return": 1.0},
+                    {"task_id": "e-999999", "episode_return": 1.0},
+                ]
+            }
+        },
+        404,
+        "e-999999",
+    ),
+    (
+        "oversize task batch",
+        "post",
+        "/v1/experiments/e/tasks",
+        {"json": {"n": 100000}},
+        413,
+        "maximum",
+    ),
+    (
+        "oversize report batch",
+        "post",
+        "/v1/experiments/e/reports",
+        {"json": {"reports": [{"task_id": "TASK", "episode_return": 1.0}] * 5000}},
+        413,
+        "maximum",
+    ),
     ("zero tasks", "post", "/v1/experiments/e/tasks", {"json": {"n": 0}}, 422, "n"),
-    ("empty report batch", "post", "/v1/experiments/e/reports", {"json": {"reports": []}}, 422, "reports"),
-    ("unknown teacher kind", "post", "/v1/experiments", {"json": {"name": "x", "space": BOX2, "teacher": {"kind": "nope"}}}, 422, "nope"),
-    ("hyper-parameter out of range", "post", "/v1/experiments", {"json": {"name": "x", "space": BOX2, "teacher": {"kind": "alp_gmm", "random_task_ratio": 1.5}}}, 422, "random_task_ratio"),
-    ("unknown hyper-parameter", "post", "/v1/experiments", {"json": {"name": "x", "space": BOX2, "teacher": {"kind": "alp_gmm", "fitrate": 5}}}, 422, "fitrate"),
-    ("box bounds inverted", "post", "/v1/experiments", {"json": {"name": "x", "space": {"kind": "box", "dims": [{"name": "a", "low": 1, "high": 0}]}, "teacher": {"kind": "random"}}}, 422, "low"),
-    ("teacher rejects space", "post", "/v1/experiments", {"json": {"name": "x", "space": {"kind": "discrete", "tasks": [{"name": "a"}]}, "teacher": {"kind": "alp_gmm"}}}, 422, "does not accept"),
-    ("duplicate name", "post", "/v1/experiments", {"json": {"name": "e", "space": BOX2, "teacher": {"kind": "random"}}}, 409, "already exists"),
-    ("bad name", "post", "/v1/experiments", {"json": {"name": "has space", "space": BOX2, "teacher": {"kind": "random"}}}, 422, "name"),
-    ("negative length", "post", "/v1/experiments/e/reports", {"json": {"reports": [{"task_id": "TASK", "episode_return": 1.0, "length": -1}]}}, 422, "length"),
-    ("extra report field", "post", "/v1/experiments/e/reports", {"json": {"reports": [{"task_id": "TASK", "episode_return": 1.0, "bogus": 1}]}}, 422, "bogus"),
-    ("body too large", "post", "/v1/experiments/e/reports", {"content": b"x" * (17 * 1024 * 1024), "headers": {"content-type": "application/json"}}, 413, "exceeds"),
+    (
+        "empty report batch",
+        "post",
+        "/v1/experiments/e/reports",
+        {"json": {"reports": []}},
+        422,
+        "reports",
+    ),
+    (
+        "unknown teacher kind",
+        "post",
+        "/v1/experiments",
+        {"json": {"name": "x", "space": BOX2, "teacher": {"kind": "nope"}}},
+        422,
+        "nope",
+    ),
+    (
+        "hyper-parameter out of range",
+        "post",
+        "/v1/experiments",
+        {
+            "json": {
+                "name": "x",
+                "space": BOX2,
+                "teacher": {"kind": "alp_gmm", "random_task_ratio": 1.5},
+            }
+        },
+        422,
+        "random_task_ratio",
+    ),
+    (
+        "unknown hyper-parameter",
+        "post",
+        "/v1/experiments",
+        {"json": {"name": "x", "space": BOX2, "teacher": {"kind": "alp_gmm", "fitrate": 5}}},
+        422,
+        "fitrate",
+    ),
+    (
+        "box bounds inverted",
+        "post",
+        "/v1/experiments",
+        {
+            "json": {
+                "name": "x",
+                "space": {"kind": "box", "dims": [{"name": "a", "low": 1, "high": 0}]},
+                "teacher": {"kind": "random"},
+            }
+        },
+        422,
+        "low",
+    ),
+    (
+        "teacher rejects space",
+        "post",
+        "/v1/experiments",
+        {
+            "json": {
+                "name": "x",
+                "space": {"kind": "discrete", "tasks": [{"name": "a"}]},
+                "teacher": {"kind": "alp_gmm"},
+            }
+        },
+        422,
+        "does not accept",
+    ),
+    (
+        "duplicate name",
+        "post",
+        "/v1/experiments",
+        {"json": {"name": "e", "space": BOX2, "teacher": {"kind": "random"}}},
+        409,
+        "already exists",
+    ),
+    (
+        "bad name",
+        "post",
+        "/v1/experiments",
+        {"json": {"name": "has space", "space": BOX2, "teacher": {"kind": "random"}}},
+        422,
+        "name",
+    ),
+    (
+        "negative length",
+        "post",
+        "/v1/experiments/e/reports",
+        {"json": {"reports": [{"task_id": "TASK", "episode_return": 1.0, "length": -1}]}},
+        422,
+        "length",
+    ),
+    (
+        "extra report field",
+        "post",
+        "/v1/experiments/e/reports",
+        {"json": {"reports": [{"task_id": "TASK", "episode_return": 1.0, "bogus": 1}]}},
+        422,
+        "bogus",
+    ),
+    (
+        "body too large",
+        "post",
+        "/v1/experiments/e/reports",
+        {"content": b"x" * (17 * 1024 * 1024), "headers": {"content-type": "application/json"}},
+        413,
+        "exceeds",
+    ),
 ]
 
 
@@ -100,7 +267,10 @@ def test_bad_input_gets_4xx_and_changes_nothing(client: httpx.Client, case) -> N
     _, method, path, kwargs, status, fragment = case
     _create(client, "e", {"kind": "alp_gmm"})
     t = client.post("/v1/experiments/e/tasks", json={"n": 2}).json()["tasks"]
-    client.post("/v1/experiments/e/reports", json={"reports": [{"task_id": t[0]["id"], "episode_return": 0.5}]})
+    client.post(
+        "/v1/experiments/e/reports",
+        json={"reports": [{"task_id": t[0]["id"], "episode_return": 0.5}]},
+    )
     before = client.get("/v1/experiments/e/state").json()
     listing = client.get("/v1/experiments").json()
     tid = t[1]["id"]
@@ -114,7 +284,9 @@ def test_bad_input_gets_4xx_and_changes_nothing(client: httpx.Client, case) -> N
     assert client.get("/v1/experiments/e/state").json() == before
     assert client.get("/v1/experiments").json() == listing
     # The outstanding task can still be reported normally afterwards.
-    ok = client.post("/v1/experiments/e/reports", json={"reports": [{"task_id": tid, "episode_return": 0.1}]})
+    ok = client.post(
+        "/v1/experiments/e/reports", json={"reports": [{"task_id": tid, "episode_return": 0.1}]}
+    )
     assert ok.json()["accepted"] == 1
 
 
@@ -134,27 +306,52 @@ def test_token_required_on_v1_when_configured(server_factory, sqlite_url: str) -
             r = c.get(path)
             assert r.status_code == 401 and "token" in r.json()["detail"]
             assert c.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
-        r = c.post("/v1/experiments", json={"name": "a", "space": BOX2, "teacher": {"kind": "random"}})
+        r = c.post(
+            "/v1/experiments", json={"name": "a", "space": BOX2, "teacher": {"kind": "random"}}
+        )
         assert r.status_code == 401
         auth = {"Authorization": "Bearer s3cret"}
-        assert c.post("/v1/experiments", json={"name": "a", "space": BOX2, "teacher": {"kind": "random"}}, headers=auth).status_code == 201
+        assert (
+            c.post(
+                "/v1/experiments",
+                json={"name": "a", "space": BOX2, "teacher": {"kind": "random"}},
+                headers=auth,
+            ).status_code
+            == 201
+        )
         assert c.get("/v1/experiments", headers=auth).json()["count"] == 1
 
 
 def test_discrete_space_random_teacher(client: httpx.Client) -> None:
-    space = {"kind": "discrete", "tasks": [{"name": "easy", "description": "go right"}, {"name": "hard"}]}
-    assert client.post("/v1/experiments", json={"name": "d", "space": space, "teacher": {"kind": "random"}}).status_code == 201
+    space = {
+        "kind": "discrete",
+        "tasks": [{"name": "easy", "description": "go right"}, {"name": "hard"}],
+    }
+    assert (
+        client.post(
+            "/v1/experiments", json={"name": "d", "space": space, "teacher": {"kind": "random"}}
+        ).status_code
+        == 201
+    )
     tasks = client.post("/v1/experiments/d/tasks", json={"n": 50}).json()["tasks"]
     assert {t["params"]["task"] for t in tasks} == {"easy", "hard"}
 
 
-def test_lease_expiry_tells_teacher_and_late_report_is_acknowledged(server_factory, sqlite_url: str) -> None:
+def test_lease_expiry_tells_teacher_and_late_report_is_acknowledged(
+    server_factory, sqlite_url: str
+) -> None:
     srv = server_factory(sqlite_url)
     with httpx.Client(base_url=srv.url) as c:
-        r = c.post("/v1/experiments", json={"name": "l", "space": BOX2, "teacher": {"kind": "random"}, "lease_seconds": 0.5})
+        r = c.post(
+            "/v1/experiments",
+            json={"name": "l", "space": BOX2, "teacher": {"kind": "random"}, "lease_seconds": 0.5},
+        )
         assert r.status_code == 201
         tasks = c.post("/v1/experiments/l/tasks", json={"n": 3}).json()["tasks"]
-        c.post("/v1/experiments/l/reports", json={"reports": [{"task_id": tasks[0]["id"], "episode_return": 1.0}]})
+        c.post(
+            "/v1/experiments/l/reports",
+            json={"reports": [{"task_id": tasks[0]["id"], "episode_return": 1.0}]},
+        )
         import time
 
         deadline = time.time() + 10
@@ -164,6 +361,9 @@ def test_lease_expiry_tells_teacher_and_late_report_is_acknowledged(server_facto
                 break
             time.sleep(0.2)
         assert counters["expired"] == 2 and counters["outstanding"] == 0
-        late = c.post("/v1/experiments/l/reports", json={"reports": [{"task_id": tasks[1]["id"], "episode_return": 1.0}]}).json()
+        late = c.post(
+            "/v1/experiments/l/reports",
+            json={"reports": [{"task_id": tasks[1]["id"], "episode_return": 1.0}]},
+        ).json()
         assert late == {"accepted": 0, "duplicates": 0, "expired": 1}
         assert c.get("/v1/experiments/l/state").json()["counters"]["reports_accepted"] == 1

@@ -26,14 +26,18 @@ def reward(params: dict) -> float:
 
 
 def create(c: httpx.Client, name: str = "crash", seed: int = 7) -> None:
-    r = c.post("/v1/experiments", json={"name": name, "space": BOX2, "teacher": TEACHER, "seed": seed})
+    r = c.post(
+        "/v1/experiments", json={"name": name, "space": BOX2, "teacher": TEACHER, "seed": seed}
+    )
     assert r.status_code == 201, r.text
 
 
 def step(c: httpx.Client, exp: str) -> list[dict]:
     tasks = c.post(f"/v1/experiments/{exp}/tasks", json={"n": BATCH}).json()["tasks"]
     reps = [{"task_id": t["id"], "episode_return": reward(t["params"])} for t in tasks]
-    assert c.post(f"/v1/experiments/{exp}/reports", json={"reports": reps}).json()["accepted"] == BATCH
+    assert (
+        c.post(f"/v1/experiments/{exp}/reports", json={"reports": reps}).json()["accepted"] == BATCH
+    )
     return tasks
 
 
@@ -53,7 +57,9 @@ def test_twins_with_same_seed_propose_identically(server_factory, db_url: str, t
         assert sa == cb.get("/v1/experiments/crash/state").json()["teacher"]
 
 
-def test_sigkill_mid_run_loses_nothing_and_continues_like_a_twin(server_factory, db_url: str, tmp_path) -> None:
+def test_sigkill_mid_run_loses_nothing_and_continues_like_a_twin(
+    server_factory, db_url: str, tmp_path
+) -> None:
     victim = server_factory(db_url, extra=["--snapshot-every", "7"])
     with httpx.Client(base_url=victim.url, timeout=10) as c:
         create(c)
@@ -68,7 +74,9 @@ def test_sigkill_mid_run_loses_nothing_and_continues_like_a_twin(server_factory,
                     inflight.clear()
                     inflight["op"] = "tasks"
                     tasks = c.post("/v1/experiments/crash/tasks", json={"n": BATCH}).json()["tasks"]
-                    reps = [{"task_id": t["id"], "episode_return": reward(t["params"])} for t in tasks]
+                    reps = [
+                        {"task_id": t["id"], "episode_return": reward(t["params"])} for t in tasks
+                    ]
                     inflight.update(op="reports", tasks=tasks, reports=reps)
                     r = c.post("/v1/experiments/crash/reports", json={"reports": reps})
                     assert r.status_code == 200
@@ -106,14 +114,30 @@ def test_sigkill_mid_run_loses_nothing_and_continues_like_a_twin(server_factory,
             for tasks, reps in acked_steps:
                 got = ct.post("/v1/experiments/crash/tasks", json={"n": BATCH}).json()["tasks"]
                 assert params_of(got) == params_of(tasks)
-                ct.post("/v1/experiments/crash/reports", json={"reports": [
-                    {**r, "task_id": g["id"]} for r, g in zip(reps, got, strict=True)]})
+                ct.post(
+                    "/v1/experiments/crash/reports",
+                    json={
+                        "reports": [
+                            {**r, "task_id": g["id"]} for r, g in zip(reps, got, strict=True)
+                        ]
+                    },
+                )
             if tasks_committed:
                 got = ct.post("/v1/experiments/crash/tasks", json={"n": BATCH}).json()["tasks"]
                 if reports_committed:
-                    ct.post("/v1/experiments/crash/reports", json={"reports": [
-                        {**r, "task_id": g["id"]} for r, g in zip(inflight["reports"], got, strict=True)]})
+                    ct.post(
+                        "/v1/experiments/crash/reports",
+                        json={
+                            "reports": [
+                                {**r, "task_id": g["id"]}
+                                for r, g in zip(inflight["reports"], got, strict=True)
+                            ]
+                        },
+                    )
             # Same teacher state, same next proposals, and the same again through more fits.
-            assert c.get("/v1/experiments/crash/state").json()["teacher"] == ct.get("/v1/experiments/crash/state").json()["teacher"]
+            assert (
+                c.get("/v1/experiments/crash/state").json()["teacher"]
+                == ct.get("/v1/experiments/crash/state").json()["teacher"]
+            )
             for _ in range(12):
                 assert params_of(step(c, "crash")) == params_of(step(ct, "crash"))

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from teacher_service.errors import Unavailable
+from teacher_service.errors import UnavailableError
 from teacher_service.manager import ExperimentManager
 from teacher_service.metrics import Metrics
 from teacher_service.runtime import ExperimentRuntime
@@ -71,4 +71,4 @@ async def durable(fut: Future, runtime: ExperimentRuntime | None = None) -> None
     except Exception as exc:
         if runtime is not None:
             runtime.mark_write_failed()
-        raise Unavailable(f"storage failed, nothing was acknowledged (retry): {exc}") from exc
+        raise UnavailableError(f"storage failed, nothing was acknowledged (retry): {exc}") from exc

@@ -7,7 +7,12 @@ import asyncio
 from fastapi import APIRouter, status
 from starlette.concurrency import run_in_threadpool
 
-from api_schemas.experiments import ExperimentCreate, ExperimentList, ExperimentPublic, ExperimentState
+from api_schemas.experiments import (
+    ExperimentCreate,
+    ExperimentList,
+    ExperimentPublic,
+    ExperimentState,
+)
 from teacher_service.api.deps import ManagerDep, RuntimeDep
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
@@ -20,7 +25,7 @@ async def create_experiment(body: ExperimentCreate, manager: ManagerDep) -> Expe
     error: BaseException | None = None
     try:
         await asyncio.wrap_future(fut)
-    except Exception as exc:  # noqa: BLE001 - handed to finish_create, which maps it
+    except Exception as exc:
         error = exc
     rt = manager.finish_create(rec, error)
     return manager.public(rt)

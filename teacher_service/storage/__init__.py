@@ -1,7 +1,7 @@
 """Durable storage: the per-experiment append-only event log, snapshots and blobs."""
 
 from teacher_service.storage.codec import pack_state, unpack_state
-from teacher_service.storage.store import EventRow, ExperimentRecord, Store, StorageError
+from teacher_service.storage.store import EventRow, ExperimentRecord, StorageError, Store
 
 __all__ = [
     "EventRow",

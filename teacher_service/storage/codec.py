@@ -40,7 +40,9 @@ def pack_state(state: Any) -> bytes:
 
     head = json.dumps(enc(state), separators=(",", ":")).encode()
     sizes = [len(b) for b in buffers]
-    prefix = _MAGIC + struct.pack("<QI", len(head), len(sizes)) + struct.pack(f"<{len(sizes)}Q", *sizes)
+    prefix = (
+        _MAGIC + struct.pack("<QI", len(head), len(sizes)) + struct.pack(f"<{len(sizes)}Q", *sizes)
+    )
     return b"".join([prefix, head, *buffers])
 
 

@@ -97,7 +97,9 @@ class Store:
         max_group: int = 512,
     ) -> None:
         if sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-            raise ValueError(f"sqlite_synchronous must be OFF/NORMAL/FULL/EXTRA, got {sqlite_synchronous!r}")
+            raise ValueError(
+                f"sqlite_synchronous must be OFF/NORMAL/FULL/EXTRA, got {sqlite_synchronous!r}"
+            )
         self.url = url
         self.keep_snapshots = max(1, keep_snapshots)
         self.max_group = max_group
@@ -207,7 +209,7 @@ class Store:
                 else:
                     failed.add(op.experiment_id)
                     op.future.set_exception(StorageError(f"integrity error: {exc.orig}"))
-            except Exception as exc:  # noqa: BLE001 - every failure must reach the waiting request
+            except Exception as exc:
                 failed.add(op.experiment_id)
                 log.error("write failed for %s %s: %s", op.kind, op.experiment_id, exc)
                 op.future.set_exception(StorageError(str(exc)))
@@ -236,7 +238,10 @@ class Store:
                 data = pack_state(op.data)
                 conn.execute(
                     insert(snapshots).values(
-                        experiment_id=op.experiment_id, seq=op.seq, data=data, created_at=op.created_at
+                        experiment_id=op.experiment_id,
+                        seq=op.seq,
+                        data=data,
+                        created_at=op.created_at,
                     )
                 )
                 keep = (
@@ -255,7 +260,10 @@ class Store:
                 rec: ExperimentRecord = op.data
                 conn.execute(
                     insert(experiments).values(
-                        id=rec.id, name=rec.name, spec=json.dumps(rec.spec), created_at=rec.created_at
+                        id=rec.id,
+                        name=rec.name,
+                        spec=json.dumps(rec.spec),
+                        created_at=rec.created_at,
                     )
                 )
         if rows:
@@ -265,10 +273,10 @@ class Store:
     def list_experiments(self) -> list[ExperimentRecord]:
         """Every stored experiment, oldest first."""
         with self.engine.connect() as conn:
-            res = conn.execute(select(experiments).order_by(experiments.c.created_at, experiments.c.id))
-            return [
-                ExperimentRecord(r.id, r.name, json.loads(r.spec), r.created_at) for r in res
-            ]
+            res = conn.execute(
+                select(experiments).order_by(experiments.c.created_at, experiments.c.id)
+            )
+            return [ExperimentRecord(r.id, r.name, json.loads(r.spec), r.created_at) for r in res]
 
     def snapshots_newest_first(self, experiment_id: str) -> Iterator[tuple[int, Callable[[], Any]]]:
         """Yield ``(seq, load)`` for each stored snapshot, newest first; ``load()`` decodes it."""
@@ -294,7 +302,9 @@ class Store:
 
             yield seq, load
 
-    def iter_events(self, experiment_id: str, after_seq: int = 0, chunk: int = 2000) -> Iterator[EventRow]:
+    def iter_events(
+        self, experiment_id: str, after_seq: int = 0, chunk: int = 2000
+    ) -> Iterator[EventRow]:
         """Yield the experiment's events with ``seq > after_seq`` in order, in chunks."""
         last = after_seq
         while True:
@@ -315,7 +325,9 @@ class Store:
         """Number of logged events of an experiment."""
         with self.engine.connect() as conn:
             return conn.execute(
-                select(func.count()).select_from(events).where(events.c.experiment_id == experiment_id)
+                select(func.count())
+                .select_from(events)
+                .where(events.c.experiment_id == experiment_id)
             ).scalar_one()
 
     def close(self) -> None:

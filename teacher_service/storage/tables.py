@@ -33,7 +33,9 @@ events = Table(
     "events",
     metadata,
     Column("experiment_id", String(64), primary_key=True),
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
     Column("kind", String(16), nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
@@ -43,7 +45,9 @@ snapshots = Table(
     "snapshots",
     metadata,
     Column("experiment_id", String(64), primary_key=True),
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
     Column("data", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
 )

@@ -113,7 +113,9 @@ class Teacher(ABC):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         if state.get("kind") != self.kind:
-            raise TeacherStateError(f"snapshot is for teacher {state.get('kind')!r}, not {self.kind!r}")
+            raise TeacherStateError(
+                f"snapshot is for teacher {state.get('kind')!r}, not {self.kind!r}"
+            )
         self.rng.bit_generator.state = state["rng"]
         self._load_extra_state(state)
 

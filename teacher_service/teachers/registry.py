@@ -31,7 +31,9 @@ def teacher_class(kind: str) -> type[Teacher]:
     try:
         module, _, name = _CLASSES[kind].partition(":")
     except KeyError:
-        raise UnknownTeacherError(f"unknown teacher kind {kind!r}; known: {available_kinds()}") from None
+        raise UnknownTeacherError(
+            f"unknown teacher kind {kind!r}; known: {available_kinds()}"
+        ) from None
     return getattr(importlib.import_module(module), name)
 
 

@@ -1,0 +1,1 @@
+"""Students: Ray rollout workers, PPO learner, evaluator, gymnasium wrapper (later issues)."""
