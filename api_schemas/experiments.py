@@ -38,7 +38,12 @@ class ExperimentCreate(BaseModel):
 
 
 class ExperimentCounters(BaseModel):
-    """Progress counters of one experiment."""
+    """Progress counters of one experiment.
+
+    All counters are derived from the durable log except ``duplicates`` and
+    ``late_reports`` (repeats and reports of expired tasks), which change nothing stored
+    and therefore count only since the server process started.
+    """
 
     tasks_issued: int = 0
     reports_accepted: int = 0

@@ -47,11 +47,19 @@ class ExperimentManager:
     def begin_create(self, body: ExperimentCreate) -> tuple[ExperimentRecord, Future]:
         """Reserve the name and queue the durable record. Finish with :meth:`finish_create`."""
         with self._lock:
-            if body.name in self._by_name or body.name in self._pending_names:
+            # A name equal to another experiment's id would make ``{id}`` ambiguous.
+            if (
+                body.name in self._by_name
+                or body.name in self._pending_names
+                or body.name in self._by_id
+            ):
                 raise NameTakenError(f"an experiment named {body.name!r} already exists")
             self._pending_names.add(body.name)
+            new_id = uuid.uuid4().hex[:16]
+            while new_id in self._by_name or new_id in self._by_id:
+                new_id = uuid.uuid4().hex[:16]
         rec = ExperimentRecord(
-            id=uuid.uuid4().hex[:16],
+            id=new_id,
             name=body.name,
             spec=body.model_dump(mode="json"),
             created_at=time.time(),

@@ -145,7 +145,11 @@ class ExperimentRuntime:
         self.outstanding = {int(i): TaskProposal.from_dict(p) for i, p in s["outstanding"]}
         self.batches = deque([float(b[0]), int(b[1]), int(b[2])] for b in s["batches"])
         self.last_deadline = float(s["last_deadline"])
-        self.counters = ExperimentCounters.model_validate(s["counters"])
+        # Repeats are not logged, so their counters restart with the process (see
+        # ExperimentCounters); everything else is rebuilt exactly.
+        self.counters = ExperimentCounters.model_validate(
+            {**s["counters"], "duplicates": 0, "late_reports": 0}
+        )
 
     def _durable_now(self) -> Future:
         """A future for 'everything this runtime has written so far is durable'."""

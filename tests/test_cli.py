@@ -1,0 +1,191 @@
+"""The ``autocurriculum`` CLI, run as a user would (subprocess), against a real server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import BOX2
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "teacher_service", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def test_every_command_has_help() -> None:
+    for cmd in (
+        [],
+        ["serve"],
+        ["experiments"],
+        ["experiments", "create"],
+        ["experiments", "list"],
+        ["experiments", "show"],
+        ["bench"],
+        ["bench", "teachers"],
+        ["demo"],
+    ):
+        res = cli(*cmd, "--help")
+        assert res.returncode == 0, res.stderr
+        assert "Usage" in res.stdout
+
+
+def test_experiments_create_list_show(server) -> None:
+    res = cli(
+        "experiments",
+        "create",
+        "--server",
+        server.url,
+        "--name",
+        "walker",
+        "--space",
+        json.dumps(BOX2),
+        "--teacher",
+        '{"kind": "alp_gmm", "fit_rate": 100}',
+        "--seed",
+        "5",
+    )
+    assert res.returncode == 0, res.stderr
+    created = json.loads(res.stdout)
+    assert created["name"] == "walker" and created["teacher"]["fit_rate"] == 100
+    assert created["seed"] == 5
+    res = cli("experiments", "list", "--server", server.url)
+    assert res.returncode == 0 and "walker" in res.stdout and "alp_gmm" in res.stdout
+    res = cli("experiments", "show", "walker", "--state", "--server", server.url)
+    shown = json.loads(res.stdout)
+    assert shown["id"] == created["id"] and shown["state"]["teacher_kind"] == "alp_gmm"
+
+
+def test_cli_errors_are_messages_not_tracebacks(server, tmp_path: Path) -> None:
+    cases = [
+        (
+            [
+                "experiments",
+                "create",
+                "--server",
+                server.url,
+                "--name",
+                "x",
+                "--space",
+                "{not json",
+            ],
+            "not valid JSON",
+        ),
+        (
+            [
+                "experiments",
+                "create",
+                "--server",
+                server.url,
+                "--name",
+                "x",
+                "--space",
+                json.dumps(BOX2),
+                "--teacher",
+                "nope",
+            ],
+            "nope",
+        ),
+        (["experiments", "show", "missing", "--server", server.url], "missing"),
+        (["experiments", "list", "--server", "http://127.0.0.1:9"], "127.0.0.1:9"),
+        (["bench", "teachers", "--teacher", "nope", "--out", str(tmp_path / "x.json")], "nope"),
+        (
+            [
+                "experiments",
+                "create",
+                "--server",
+                server.url,
+                "--name",
+                "y",
+                "--space",
+                f"@{tmp_path / 'absent.json'}",
+            ],
+            "not valid JSON",
+        ),
+    ]
+    for args, fragment in cases:
+        res = cli(*args)
+        assert res.returncode != 0, args
+        assert "Traceback" not in res.stderr + res.stdout, res.stderr
+        assert "error" in res.stderr.lower() and fragment in res.stderr, (args, res.stderr)
+    cli(
+        "experiments",
+        "create",
+        "--server",
+        server.url,
+        "--name",
+        "dup",
+        "--space",
+        json.dumps(BOX2),
+    )
+    res = cli(
+        "experiments",
+        "create",
+        "--server",
+        server.url,
+        "--name",
+        "dup",
+        "--space",
+        json.dumps(BOX2),
+    )
+    assert res.returncode != 0 and "already exists" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_bench_teachers_in_process_and_over_http(server, tmp_path: Path) -> None:
+    out = tmp_path / "local.json"
+    res = cli(
+        "bench",
+        "teachers",
+        "--teacher",
+        "random",
+        "--teacher",
+        '{"kind":"alp_gmm","fit_rate":100,"bootstrap":100}',
+        "--seeds",
+        "2",
+        "--episodes",
+        "1500",
+        "--out",
+        str(out),
+    )
+    assert res.returncode == 0, res.stderr
+    report = json.loads(out.read_text())
+    assert report["mode"] == "in-process" and report["machine"]["cores"] >= 1
+    assert set(report["results"]) == {
+        "random",
+        '{"bootstrap": 100, "fit_rate": 100, "kind": "alp_gmm"}',
+    }
+    for r in report["results"].values():
+        assert len(r["runs"]) == 2
+        assert r["runs"][0]["curve"][-1][0] == 1500
+        assert r["summary"]["final"]["mean"] >= 0
+    out2 = tmp_path / "http.json"
+    res = cli(
+        "bench",
+        "teachers",
+        "--teacher",
+        "random",
+        "--seeds",
+        "1",
+        "--episodes",
+        "1000",
+        "--server",
+        server.url,
+        "--out",
+        str(out2),
+    )
+    assert res.returncode == 0, res.stderr
+    http = json.loads(out2.read_text())
+    assert http["mode"] == "http"
+    # Same seed, same teacher: the HTTP path gives exactly the in-process curve.
+    local_random = report["results"]["random"]["runs"][0]["curve"]
+    assert (
+        http["results"]["random"]["runs"][0]["curve"]
+        == local_random[: len(http["results"]["random"]["runs"][0]["curve"])]
+    )
