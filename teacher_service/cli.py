@@ -78,6 +78,9 @@ def serve(
         logging.getLogger(__name__).warning(
             "listening on %s without a token: anyone who can reach it can use it", host
         )
+    # The store's writer thread hands results back to the event loop; with the default
+    # 5 ms GIL switch interval each hand-off can wait that long, which dominates latency.
+    sys.setswitchinterval(0.0005)
     try:
         uvicorn.run(
             create_app(settings),

@@ -215,6 +215,11 @@ class ExperimentRuntime:
         self.counters.outstanding = len(self.outstanding)
         self.teacher.expire(tasks)
 
+    def may_block(self, n_reports: int = 0) -> bool:
+        """Whether the next call could be slow (a rebuild, or the teacher waiting on a fit):
+        the HTTP layer then runs it in a worker thread instead of on the event loop."""
+        return self.broken or self.teacher.would_block(n_reports)
+
     def sweep(self) -> None:
         """Expire overdue tasks of an idle experiment (called periodically)."""
         with self.lock:

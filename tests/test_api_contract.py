@@ -85,7 +85,7 @@ BAD_CASES = [
     (
         "malformed json",
         "post",
-        "/v1/experiments/e/reports",
+        "/v1/experiments/{e}/reports",
         {"content": b'{"reports": [', "headers": {"content-type": "application/json"}},
         422,
         "JSON",
@@ -93,7 +93,7 @@ BAD_CASES = [
     (
         "nan return",
         "post",
-        "/v1/experiments/e/reports",
+        "/v1/experiments/{e}/reports",
         {
             "content": b'{"reports":[{"task_id":"TASK","episode_return":NaN}]}',
             "headers": {"content-type": "application/json"},
@@ -104,7 +104,7 @@ BAD_CASES = [
     (
         "inf return",
         "post",
-        "/v1/experiments/e/reports",
+        "/v1/experiments/{e}/reports",
         {
             "content": b'{"reports":[{"task_id":"TASK","episode_return":Infinity}]}',
             "headers": {"content-type": "application/json"},
@@ -124,7 +124,7 @@ BAD_CASES = [
     (
         "unknown task",
         "post",
-        "/v1/experiments/e/reports",
+        "/v1/experiments/{e}/reports",
         {
             "json": {
                 "reports": [
@@ -139,7 +139,7 @@ BAD_CASES = [
     (
         "oversize task batch",
         "post",
-        "/v1/experiments/e/tasks",
+        "/v1/experiments/{e}/tasks",
         {"json": {"n": 100000}},
         413,
         "maximum",
@@ -147,16 +147,16 @@ BAD_CASES = [
     (
         "oversize report batch",
         "post",
-        "/v1/experiments/e/reports",
+        "/v1/experiments/{e}/reports",
         {"json": {"reports": [{"task_id": "TASK", "episode_return": 1.0}] * 5000}},
         413,
         "maximum",
     ),
-    ("zero tasks", "post", "/v1/experiments/e/tasks", {"json": {"n": 0}}, 422, "n"),
+    ("zero tasks", "post", "/v1/experiments/{e}/tasks", {"json": {"n": 0}}, 422, "n"),
     (
         "empty report batch",
         "post",
-        "/v1/experiments/e/reports",
+        "/v1/experiments/{e}/reports",
         {"json": {"reports": []}},
         422,
         "reports",
@@ -223,7 +223,7 @@ BAD_CASES = [
         "duplicate name",
         "post",
         "/v1/experiments",
-        {"json": {"name": "e", "space": BOX2, "teacher": {"kind": "random"}}},
+        {"json": {"name": "{e}", "space": BOX2, "teacher": {"kind": "random"}}},
         409,
         "already exists",
     ),
@@ -238,7 +238,7 @@ BAD_CASES = [
     (
         "negative length",
         "post",
-        "/v1/experiments/e/reports",
+        "/v1/experiments/{e}/reports",
         {"json": {"reports": [{"task_id": "TASK", "episode_return": 1.0, "length": -1}]}},
         422,
         "length",
@@ -246,7 +246,7 @@ BAD_CASES = [
     (
         "extra report field",
         "post",
-        "/v1/experiments/e/reports",
+        "/v1/experiments/{e}/reports",
         {"json": {"reports": [{"task_id": "TASK", "episode_return": 1.0, "bogus": 1}]}},
         422,
         "bogus",
@@ -254,7 +254,7 @@ BAD_CASES = [
     (
         "body too large",
         "post",
-        "/v1/experiments/e/reports",
+        "/v1/experiments/{e}/reports",
         {"content": b"x" * (17 * 1024 * 1024), "headers": {"content-type": "application/json"}},
         413,
         "exceeds",
@@ -262,40 +262,55 @@ BAD_CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def shared_client(tmp_path_factory) -> httpx.Client:
+    """One server for all bad-input cases (each case uses its own experiment)."""
+    from teacher_service.testing import ServerProcess
+
+    d = tmp_path_factory.mktemp("bad")
+    srv = ServerProcess(f"sqlite:///{d / 'ac.db'}", log_path=d / "server.log").start()
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        yield c
+    srv.stop()
+
+
 @pytest.mark.parametrize("case", BAD_CASES, ids=[c[0] for c in BAD_CASES])
-def test_bad_input_gets_4xx_and_changes_nothing(client: httpx.Client, case) -> None:
-    _, method, path, kwargs, status, fragment = case
-    _create(client, "e", {"kind": "alp_gmm"})
-    t = client.post("/v1/experiments/e/tasks", json={"n": 2}).json()["tasks"]
+def test_bad_input_gets_4xx_and_changes_nothing(shared_client: httpx.Client, case) -> None:
+    name, method, path, kwargs, status, fragment = case
+    client = shared_client
+    e = "case-" + name.replace(" ", "-")
+    _create(client, e, {"kind": "alp_gmm"})
+    t = client.post(f"/v1/experiments/{e}/tasks", json={"n": 2}).json()["tasks"]
     client.post(
-        "/v1/experiments/e/reports",
+        f"/v1/experiments/{e}/reports",
         json={"reports": [{"task_id": t[0]["id"], "episode_return": 0.5}]},
     )
-    before = client.get("/v1/experiments/e/state").json()
+    before = client.get(f"/v1/experiments/{e}/state").json()
     listing = client.get("/v1/experiments").json()
     tid = t[1]["id"]
     if "json" in kwargs:
-        kwargs = {**kwargs, "json": _subst(kwargs["json"], tid)}
+        kwargs = {**kwargs, "json": _subst(kwargs["json"], tid, e)}
     if "content" in kwargs and len(kwargs["content"]) < 10_000:
         kwargs = {**kwargs, "content": kwargs["content"].replace(b"TASK", tid.encode())}
-    r = client.request(method, path.replace("e-999999", "e-999999"), **kwargs)
+    r = client.request(method, path.format(e=e), **kwargs)
     assert r.status_code == status, r.text
     assert fragment.lower() in r.json()["detail"].lower(), r.json()
-    assert client.get("/v1/experiments/e/state").json() == before
+    assert client.get(f"/v1/experiments/{e}/state").json() == before
     assert client.get("/v1/experiments").json() == listing
     # The outstanding task can still be reported normally afterwards.
     ok = client.post(
-        "/v1/experiments/e/reports", json={"reports": [{"task_id": tid, "episode_return": 0.1}]}
+        f"/v1/experiments/{e}/reports",
+        json={"reports": [{"task_id": tid, "episode_return": 0.1}]},
     )
     assert ok.json()["accepted"] == 1
 
 
-def _subst(obj, tid: str):
+def _subst(obj, tid: str, e: str):
     if isinstance(obj, dict):
-        return {k: _subst(v, tid) for k, v in obj.items()}
+        return {k: _subst(v, tid, e) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_subst(v, tid) for v in obj]
-    return tid if obj == "TASK" else obj
+        return [_subst(v, tid, e) for v in obj]
+    return tid if obj == "TASK" else e if obj == "{e}" else obj
 
 
 def test_token_required_on_v1_when_configured(server_factory, sqlite_url: str) -> None:

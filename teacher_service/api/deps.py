@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from teacher_service.errors import UnavailableError
 from teacher_service.manager import ExperimentManager
@@ -17,6 +19,7 @@ from teacher_service.runtime import ExperimentRuntime
 from teacher_service.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False)
+T = TypeVar("T")
 
 
 def get_settings(request: Request) -> Settings:
@@ -62,6 +65,16 @@ def get_runtime(experiment_id: str, manager: ManagerDep) -> ExperimentRuntime:
 
 
 RuntimeDep = Annotated[ExperimentRuntime, Depends(get_runtime)]
+
+
+async def call_runtime(
+    rt: ExperimentRuntime, n_reports: int, fn: Callable[..., T], *args: Any
+) -> T:
+    """Run a runtime call inline on the event loop (teacher calls take microseconds), or in
+    a worker thread when it could wait on background work, so it never stalls the loop."""
+    if rt.may_block(n_reports):
+        return await run_in_threadpool(fn, *args)
+    return fn(*args)
 
 
 async def durable(fut: Future, runtime: ExperimentRuntime | None = None) -> None:

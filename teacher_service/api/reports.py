@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 
 from api_schemas.reports import ReportAck, ReportBatch
-from teacher_service.api.deps import MetricsDep, RuntimeDep, durable
+from teacher_service.api.deps import MetricsDep, RuntimeDep, call_runtime, durable
 
 router = APIRouter(prefix="/v1/experiments", tags=["reports"])
 
@@ -14,7 +13,7 @@ router = APIRouter(prefix="/v1/experiments", tags=["reports"])
 @router.post("/{experiment_id}/reports", response_model=ReportAck)
 async def create_reports(body: ReportBatch, rt: RuntimeDep, metrics: MetricsDep) -> ReportAck:
     """Accept reports: all-or-nothing on unknown tasks (404); repeats count as duplicates."""
-    ack, fut = await run_in_threadpool(rt.report, body.reports)
+    ack, fut = await call_runtime(rt, len(body.reports), rt.report, body.reports)
     await durable(fut, rt)
     metrics.reports_accepted.labels(rt.name).inc(ack.accepted)
     metrics.reports_duplicate.labels(rt.name).inc(ack.duplicates)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 
 from api_schemas.tasks import TaskBatch, TaskRequest
-from teacher_service.api.deps import MetricsDep, RuntimeDep, durable
+from teacher_service.api.deps import MetricsDep, RuntimeDep, call_runtime, durable
 
 router = APIRouter(prefix="/v1/experiments", tags=["tasks"])
 
@@ -14,7 +13,7 @@ router = APIRouter(prefix="/v1/experiments", tags=["tasks"])
 @router.post("/{experiment_id}/tasks", response_model=TaskBatch)
 async def create_tasks(body: TaskRequest, rt: RuntimeDep, metrics: MetricsDep) -> TaskBatch:
     """Issue ``n`` tasks; they are in the log before this answers."""
-    tasks, fut = await run_in_threadpool(rt.propose, body.n, body.worker)
+    tasks, fut = await call_runtime(rt, 0, rt.propose, body.n, body.worker)
     await durable(fut, rt)
     metrics.tasks_issued.labels(rt.name).inc(len(tasks))
     return TaskBatch(tasks=tasks)

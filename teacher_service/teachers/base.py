@@ -99,6 +99,12 @@ class Teacher(ABC):
     def observe(self, results: Sequence[TaskResult]) -> None:
         """Learn from finished tasks (in the order they were accepted)."""
 
+    def would_block(self, n_results: int = 0) -> bool:
+        """Whether ``propose`` now, or ``observe`` of ``n_results`` results, could wait on
+        background work (e.g. a model fit not finished when it falls due). The service runs
+        such calls off the event loop; all others run inline, which is much cheaper."""
+        return False
+
     def expire(self, tasks: Sequence[TaskProposal]) -> None:  # noqa: B027 - optional hook
         """Told when issued tasks expire unreported. Default: nothing to undo."""
 
