@@ -1,0 +1,465 @@
+"""ALP-GMM teacher (teachers/alp_gmm.py): the rules of ALGORITHMS.md §1, background fits,
+determinism, snapshots, and the simulated-student quality check."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+import random
+import time
+
+import numpy as np
+import pytest
+from sklearn.mixture import GaussianMixture
+from threadpoolctl import threadpool_info
+
+from api_schemas.spaces import BoxDim, BoxSpace, DiscreteSpace, DiscreteTaskSpec
+from api_schemas.teachers import ALPGMMConfig
+from env_generators.simulated_student import SimulatedStudent
+from teacher_service.teachers import alp_gmm, make_teacher, teacher_class
+from teacher_service.teachers.alp_gmm import (
+    ALPGMMTeacher,
+    GMMParams,
+    fit_gmms,
+    information_criterion,
+    n_free_parameters,
+)
+from teacher_service.teachers.base import TaskProposal, TaskResult, TeacherStateError
+
+UNIT2 = BoxSpace(dims=[BoxDim(name="x", low=0.0, high=1.0), BoxDim(name="y", low=0.0, high=1.0)])
+#: Small hyper-parameters so that fits happen within a few hundred episodes.
+SMALL = {"fit_rate": 40, "bootstrap": 40, "fit_delay": 15, "max_k": 4}
+
+
+def make(seed: int = 0, space: BoxSpace = UNIT2, **cfg) -> ALPGMMTeacher:
+    return ALPGMMTeacher(space, ALPGMMConfig(**cfg), np.random.default_rng(seed))
+
+
+def play(
+    teacher: ALPGMMTeacher,
+    student: SimulatedStudent,
+    episodes: int,
+    batch: int = 1,
+    one_by_one: bool = False,
+) -> list[tuple[float, ...]]:
+    """Propose ``batch`` tasks, run them on the student, report them; return the proposals."""
+    proposed: list[tuple[float, ...]] = []
+    done = 0
+    while done < episodes:
+        props = teacher.propose(min(batch, episodes - done))
+        results = []
+        for p in props:
+            params = tuple(p.params.values())
+            proposed.append(params)
+            results.append(TaskResult(task=p, episode_return=student.episode(params)))
+        if one_by_one:
+            for r in results:
+                teacher.observe([r])
+        else:
+            teacher.observe(results)
+        done += len(props)
+    return proposed
+
+
+def result(params: dict[str, float], ret: float) -> TaskResult:
+    return TaskResult(task=TaskProposal(params=params), episode_return=ret)
+
+
+def tiny_gmm(mean_alps: list[float]) -> GMMParams:
+    """Three near-point components at (0.2, 0.2), (0.5, 0.5), (0.8, 0.8)."""
+    centres = [0.2, 0.5, 0.8]
+    means = np.array([[c, c, a] for c, a in zip(centres, mean_alps, strict=True)])
+    cov = np.repeat(np.eye(3)[None] * 1e-6, 3, axis=0)
+    return GMMParams(weights=np.full(3, 1 / 3), means=means, covariances=cov)
+
+
+def nearest_centre(proposals: list[TaskProposal]) -> np.ndarray:
+    xy = np.array([[p.params["x"], p.params["y"]] for p in proposals])
+    return np.argmin(np.abs(xy[:, :1] - np.array([[0.2, 0.5, 0.8]])), axis=1)
+
+
+# --------------------------------------------------------------------------- ALP
+
+
+def test_alp_on_a_hand_made_case() -> None:
+    # Non-unit task bounds and reward bounds: ALP lives in the normalised spaces.
+    space = BoxSpace(
+        dims=[BoxDim(name="a", low=0.0, high=10.0), BoxDim(name="b", low=-1.0, high=1.0)]
+    )
+    teacher = make(space=space, reward_low=-1.0, reward_high=3.0)  # r01 = (ret + 1) / 4
+    history = [
+        ({"a": 0.0, "b": -1.0}, 3.0),  # r01 1.0
+        ({"a": 10.0, "b": -1.0}, -1.0),  # 0.0
+        ({"a": 0.0, "b": 1.0}, 1.0),  # 0.5
+        ({"a": 10.0, "b": 1.0}, 0.0),  # 0.25
+        ({"a": 5.0, "b": 0.0}, 7.0),  # clipped to 1.0
+        ({"a": 2.5, "b": 0.5}, -5.0),  # clipped to 0.0
+    ]
+    teacher.observe([result(p, r) for p, r in history])
+    teacher.observe([result({"a": 9.0, "b": -0.8}, 2.0)])  # 0.75, nearest (10, -1): 0.0
+    teacher.observe([result({"a": 5.0, "b": 0.0}, 1.0)])  # 0.5, nearest (5, 0): 1.0
+    # Same task again: (5, 0) was seen twice (rewards 1.0 then 0.5); the tie goes to the
+    # earlier one.
+    teacher.observe([result({"a": 5.0, "b": 0.0}, 1.0)])
+    recent = teacher.view()["recent"]
+    # History of <= 5 tasks: ALP 0 (reference rule), even for the clipped extremes.
+    assert recent["alps"] == [0.0] * 6 + [0.75, 0.5, 0.5]
+    assert recent["returns"] == [3.0, -1.0, 1.0, 0.0, 7.0, -5.0, 2.0, 1.0, 1.0]
+    assert recent["tasks"][6] == pytest.approx([9.0, -0.8])
+
+
+def test_seventh_task_is_the_first_with_alp() -> None:
+    teacher = make()
+    teacher.observe([result({"x": 0.1 * i, "y": 0.0}, 0.1 * i) for i in range(6)])
+    teacher.observe([result({"x": 0.0, "y": 0.0}, 1.0)])
+    assert teacher.view()["recent"]["alps"] == [0.0] * 6 + [1.0]
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def blobs(n: int = 240, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.2, 0.2, 0.05], [0.7, 0.3, 0.3], [0.5, 0.8, 0.1]])
+    return centres[rng.integers(0, 3, n)] + rng.normal(0.0, 0.03, (n, 3))
+
+
+def test_k_range_is_inclusive(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[int] = []
+    threads: list[int] = []
+
+    class CountingGMM(GaussianMixture):
+        def fit(self, X, y=None):  # noqa: N803 - sklearn's signature
+            built.append(self.n_components)
+            threads.append(max(i["num_threads"] for i in threadpool_info()))
+            return super().fit(X, y)
+
+    monkeypatch.setattr(alp_gmm, "GaussianMixture", CountingGMM)
+    before = [i["num_threads"] for i in threadpool_info()]
+    res = fit_gmms(blobs(), random_state=0, min_k=2, max_k=5, criterion="aic")
+    # The reference's arange(min_k, max_k) would stop at 4.
+    assert built == [2, 3, 4, 5] and res.ks == (2, 3, 4, 5)
+    assert threads == [1, 1, 1, 1]  # one BLAS/OpenMP thread per fit...
+    assert [i["num_threads"] for i in threadpool_info()] == before  # ...restored after
+    built.clear()
+    assert fit_gmms(blobs(), 0, 3, 3, "bic").ks == (3,)
+    assert built == [3]
+
+    # The teacher uses min_k..max_k inclusive too, with the paper's defaults 2..10.
+    built.clear()
+    teacher = make(fit_rate=50, bootstrap=50, fit_delay=0)
+    play(teacher, SimulatedStudent(), 50)
+    assert built == list(range(2, 11))
+    assert teacher.view()["last_fit"]["k"] == list(range(2, 11))
+
+
+@pytest.mark.parametrize("criterion", ["aic", "bic", "aicc"])
+def test_criterion_selection(criterion: str) -> None:
+    rows = blobs()
+    n = rows.shape[0]
+    res = fit_gmms(rows, random_state=11, min_k=1, max_k=6, criterion=criterion)
+    for k, score in zip(res.ks, res.scores, strict=True):
+        ref = GaussianMixture(k, covariance_type="full", random_state=11).fit(rows)
+        aic = ref.aic(rows)  # sklearn counts the same free parameters as we do
+        expected = {
+            "aic": aic,
+            "bic": ref.bic(rows),
+            "aicc": aic + 2 * (p := n_free_parameters(k, 3)) * (p + 1) / (n - p - 1),
+        }[criterion]
+        assert score == pytest.approx(expected, rel=1e-9)
+    best = res.ks[int(np.argmin(res.scores))]
+    assert res.gmm is not None and res.gmm.k == best
+    assert best >= 3  # three well-separated blobs are never explained by fewer components
+    ref = GaussianMixture(best, covariance_type="full", random_state=11).fit(rows)
+    np.testing.assert_allclose(res.gmm.means, ref.means_)
+
+
+def test_information_criteria_by_hand() -> None:
+    assert n_free_parameters(1, 1) == 2
+    assert n_free_parameters(2, 3) == 2 * 3 + 2 * 6 + 1
+    assert information_criterion("aic", -10.0, 3, 10) == 26.0
+    assert information_criterion("bic", -10.0, 3, 10) == pytest.approx(20.0 + 3 * np.log(10))
+    assert information_criterion("aicc", -10.0, 3, 10) == pytest.approx(26.0 + 24.0 / 6.0)
+    assert information_criterion("aicc", -10.0, 3, 4) == np.inf  # n <= p + 1: undefined
+    with pytest.raises(ValueError, match="criterion"):
+        information_criterion("hqic", 0.0, 1, 10)
+
+
+def test_aicc_undefined_everywhere_falls_back_to_the_smallest_k() -> None:
+    res = fit_gmms(blobs(12), random_state=0, min_k=2, max_k=4, criterion="aicc")
+    assert res.scores == (np.inf,) * 3
+    assert res.gmm is not None and res.gmm.k == 2
+    assert fit_gmms(blobs(3), 0, 2, 10, "aic").ks == (2, 3)  # k > rows is not tried
+
+
+def test_fit_schedule() -> None:
+    teacher = make(fit_rate=20, bootstrap=30, fit_delay=0, max_k=3)
+    student = SimulatedStudent()
+    play(teacher, student, 29)
+    assert teacher.gmm_ is None and teacher.n_fits_ == 0
+    play(teacher, student, 1)
+    assert teacher.n_fits_ == 1 and teacher.last_fit_at_ == 30  # fit_delay 0: at once
+    play(teacher, student, 19)
+    assert teacher.n_fits_ == 1
+    play(teacher, student, 1)
+    assert teacher.n_fits_ == 2 and teacher.last_fit_at_ == 50
+    # Without bootstrap the first fit waits for fit_rate rows.
+    teacher = make(fit_rate=20, bootstrap=0, fit_delay=0, max_k=3)
+    play(teacher, SimulatedStudent(), 19)
+    assert teacher.n_fits_ == 0
+    play(teacher, SimulatedStudent(), 1)
+    assert teacher.last_fit_at_ == 20
+
+
+def test_fit_uses_the_last_fit_rate_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[np.ndarray] = []
+    real = alp_gmm.fit_gmms
+
+    def spy(rows, *args):
+        seen.append(rows.copy())
+        return real(rows, *args)
+
+    monkeypatch.setattr(alp_gmm, "fit_gmms", spy)
+    teacher = make(fit_rate=20, bootstrap=20, fit_delay=0, max_k=2)
+    play(teacher, SimulatedStudent(), 40)
+    tasks, _, alps = teacher.recent_.last(20)
+    assert len(seen) == 2
+    np.testing.assert_array_equal(seen[1], np.column_stack([tasks, alps]))
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def test_component_choice_is_proportional_to_mean_alp() -> None:
+    teacher = make(random_task_ratio=0.0)
+    teacher.gmm_ = tiny_gmm([0.0, 1.0, 3.0])
+    counts = np.bincount(nearest_centre(teacher.propose(4000)), minlength=3) / 4000
+    assert counts[0] == 0.0
+    assert counts[2] == pytest.approx(0.75, abs=0.03)
+    # All mean ALPs zero (or negative): uniform over components.
+    teacher.gmm_ = tiny_gmm([0.0, -0.5, 0.0])
+    counts = np.bincount(nearest_centre(teacher.propose(3000)), minlength=3) / 3000
+    np.testing.assert_allclose(counts, [1 / 3, 1 / 3, 1 / 3], atol=0.03)
+
+
+def test_random_task_ratio() -> None:
+    teacher = make(random_task_ratio=0.5)
+    teacher.gmm_ = tiny_gmm([1.0, 1.0, 1.0])
+    xy = np.array([[p.params["x"], p.params["y"]] for p in teacher.propose(4000)])
+    at_centre = (np.abs(xy - np.array([[0.2], [0.5], [0.8]])[:, None]).max(axis=2) < 0.01).any(0)
+    assert 1.0 - at_centre.mean() == pytest.approx(0.5, abs=0.03)
+
+
+def test_bounds() -> None:
+    space = BoxSpace(
+        dims=[
+            BoxDim(name="a", low=-2.0, high=3.0),
+            BoxDim(name="b", low=10.0, high=20.0),
+            BoxDim(name="c", low=0.0, high=1e-3),
+        ]
+    )
+    teacher = make(space=space, random_task_ratio=0.0)
+    wide = np.repeat(np.eye(4)[None] * 4.0, 2, axis=0)  # mostly outside the cube: clipped
+    teacher.gmm_ = GMMParams(np.array([0.5, 0.5]), np.array([[0.0] * 4, [1.0] * 4]), wide)
+    proposals = teacher.propose(2000)
+    for p in proposals:
+        assert space.validate_params(p.params) == p.params
+    values = np.array([list(p.params.values()) for p in proposals])
+    assert (values == [-2.0, 10.0, 0.0]).all(axis=1).any()  # corners are reached, not passed
+    assert (values == [3.0, 20.0, 1e-3]).all(axis=1).any()
+    # And along a real run with fits.
+    teacher = make(space=space, **SMALL)
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        (p,) = teacher.propose(1)
+        space.validate_params(p.params)
+        teacher.observe([TaskResult(task=p, episode_return=float(rng.random()))])
+    assert teacher.n_fits_ >= 2
+    teacher.close()
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def test_same_seed_same_proposals_and_seed_zero_is_a_seed() -> None:
+    runs = []
+    for seed in (0, 0, 1):
+        teacher = make_teacher(UNIT2, ALPGMMConfig(**SMALL), seed)
+        assert isinstance(teacher, ALPGMMTeacher)
+        runs.append(play(teacher, SimulatedStudent(), 300, batch=7))
+        teacher.close()
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_no_global_random_state_is_used() -> None:
+    np_state, py_state = np.random.get_state(), random.getstate()
+    teacher = make(**SMALL)
+    play(teacher, SimulatedStudent(), 200)
+    teacher.close()
+    after = np.random.get_state()
+    assert after[0] == np_state[0] and (after[1] == np_state[1]).all() and after[2] == np_state[2]
+    assert random.getstate() == py_state
+
+
+def test_batch_grouping_of_reports_does_not_matter() -> None:
+    # Reports observed one call each or all at once: the fit lands at the same episode.
+    a, b = make(**SMALL), make(**SMALL)
+    pa = play(a, SimulatedStudent(), 400, batch=16, one_by_one=True)
+    pb = play(b, SimulatedStudent(), 400, batch=16, one_by_one=False)
+    assert pa == pb
+    assert a.n_fits_ == b.n_fits_ == 9
+    a.close()
+    b.close()
+
+
+def test_fit_takes_effect_at_k_plus_delay_whatever_the_timing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = {"fit_rate": 20, "bootstrap": 20, "fit_delay": 5, "max_k": 3}
+    real = alp_gmm.fit_gmms
+
+    # Fast fit: it is done long before it is due, and still waits for episode 25.
+    fast = make(**cfg)
+    student_fast = SimulatedStudent()
+    play(fast, student_fast, 21)
+    pending = fast._pending
+    assert pending is not None and pending.future is not None
+    pending.future.result(timeout=30)
+    play(fast, student_fast, 3)
+    assert fast.gmm_ is None and fast.view()["pending_fit"]["due_at"] == 25
+    play(fast, student_fast, 1)
+    assert fast.gmm_ is not None and fast.n_fits_ == 1 and fast.last_fit_at_ == 20
+
+    # Slow fit: episode 25 waits for it.
+    def slow(*args):
+        time.sleep(0.3)
+        return real(*args)
+
+    monkeypatch.setattr(alp_gmm, "fit_gmms", slow)
+    slow_teacher = make(**cfg)
+    student_slow = SimulatedStudent()
+    play(slow_teacher, student_slow, 24)
+    assert slow_teacher.gmm_ is None
+    play(slow_teacher, student_slow, 1)
+    assert slow_teacher.gmm_ is not None and slow_teacher.n_fits_ == 1
+    # Same proposals from then on.
+    assert play(fast, student_fast, 60) == play(slow_teacher, student_slow, 60)
+    fast.close()
+    slow_teacher.close()
+
+
+def test_close_keeps_the_teacher_usable_and_identical() -> None:
+    a, b = make(**SMALL), make(**SMALL)
+    sa, sb = SimulatedStudent(), SimulatedStudent()
+    assert play(a, sa, 45) == play(b, sb, 45)
+    assert b._pending is not None
+    b.close()  # mid-fit
+    b.close()  # twice is fine
+    assert play(a, sa, 200) == play(b, sb, 200)
+    a.close()
+    b.close()
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+@pytest.mark.parametrize("episodes", [0, 30, 50, 55, 120])  # 50: fit pending; 55: just landed
+def test_snapshot_round_trip(episodes: int) -> None:
+    original = make(seed=5, **SMALL)
+    student = SimulatedStudent()
+    play(original, student, episodes, batch=3)
+    state = original.state_dict()
+    if episodes == 50:
+        assert state["pending_fit"] is not None and state["pending_fit"]["due_at"] == 55
+    state = pickle.loads(pickle.dumps(state))  # survives serialisation
+    restored = make(seed=999, **SMALL)  # the seed does not matter: the RNG is restored
+    restored.load_state_dict(state)
+    twin = copy.deepcopy(student)
+    assert restored.view() == original.view()
+    assert play(original, student, 300, batch=5) == play(restored, twin, 300, batch=5)
+    assert restored.state_dict()["n_fits"] == original.state_dict()["n_fits"]
+    original.close()
+    restored.close()
+
+
+def test_state_dict_returns_copies() -> None:
+    teacher = make(**SMALL)
+    play(teacher, SimulatedStudent(), 90)  # a mixture from episode 40, a fit pending from 80
+    state = teacher.state_dict()
+    frozen = copy.deepcopy(state)
+    state["nn_points"][:] = 0.5
+    state["recent"]["alps"][:] = 7.0
+    state["gmm"]["means"][:] = 7.0
+    state["pending_fit"]["rows"][:] = 7.0
+    again = teacher.state_dict()
+    np.testing.assert_array_equal(again["nn_points"], frozen["nn_points"])
+    np.testing.assert_array_equal(again["recent"]["alps"], frozen["recent"]["alps"])
+    np.testing.assert_array_equal(again["gmm"]["means"], frozen["gmm"]["means"])
+    np.testing.assert_array_equal(again["pending_fit"]["rows"], frozen["pending_fit"]["rows"])
+    teacher.close()
+
+
+def test_bad_snapshots_are_rejected() -> None:
+    teacher = make()
+    state = teacher.state_dict()
+    with pytest.raises(TeacherStateError, match="random"):
+        teacher.load_state_dict({**state, "kind": "random"})
+    broken = dict(state)
+    del broken["nn_points"]
+    with pytest.raises(TeacherStateError, match="nn_points"):
+        teacher.load_state_dict(broken)
+
+
+# --------------------------------------------------------------------------- interface
+
+
+def test_view_is_json_and_small() -> None:
+    teacher = make(**SMALL)
+    view = teacher.view()
+    assert view["episodes"] == 0 and view["gmm"] is None and not view["bootstrap_done"]
+    json.dumps(view)
+    play(teacher, SimulatedStudent(), 450)
+    view = teacher.view()
+    text = json.dumps(view, allow_nan=False)
+    assert len(text) < 60_000
+    assert view["episodes"] == 450 and view["bootstrap_done"] and view["fits"] == 10
+    gmm = view["gmm"]
+    assert len(gmm["weights"]) == len(gmm["means"]) == len(gmm["mean_alp"]) == gmm["k"]
+    assert len(gmm["means"][0]) == 3 and len(gmm["covariances"][0]) == 3
+    assert view["last_fit"]["k"] == [2, 3, 4]
+    assert len(view["recent"]["tasks"]) == len(view["recent"]["alps"]) == 200
+    assert view["pending_fit"] == {"started_at": 440, "due_at": 455, "rows": 40}
+    assert view["recent_mean_alp"] >= 0.0
+    teacher.close()
+
+
+def test_registry_and_input_errors() -> None:
+    assert teacher_class("alp_gmm") is ALPGMMTeacher
+    discrete = DiscreteSpace(tasks=[DiscreteTaskSpec(name="a")])
+    with pytest.raises(ValueError, match="box"):
+        ALPGMMTeacher(discrete, ALPGMMConfig(), np.random.default_rng(0))
+    teacher = make()
+    with pytest.raises(ValueError, match="n must be"):
+        teacher.propose(-1)
+    assert teacher.propose(0) == []
+    with pytest.raises(ValueError, match="finite"):
+        teacher.observe([result({"x": 0.5, "y": 0.5}, float("nan"))])
+    with pytest.raises(ValueError, match="min_k"):
+        ALPGMMConfig(min_k=5, max_k=4)
+
+
+# --------------------------------------------------------------------------- quality
+
+
+def test_simulated_student_quality() -> None:
+    """The paper's benchmark: 20k episodes on the 10x10 student; reference 36.3 +- 2.4 %."""
+    scores = []
+    for seed in (0, 1):
+        teacher = make_teacher(UNIT2, ALPGMMConfig(), seed)
+        student = SimulatedStudent(seed=seed)
+        play(teacher, student, 20_000)
+        teacher.close()
+        scores.append(student.score())
+    assert np.mean(scores) >= 30.0, scores
