@@ -8,6 +8,7 @@ import json
 import pickle
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from threadpoolctl import threadpool_info
 from api_schemas.spaces import BoxDim, BoxSpace, DiscreteSpace, DiscreteTaskSpec
 from api_schemas.teachers import ALPGMMConfig
 from env_generators.simulated_student import SimulatedStudent
+from teacher_service.storage.codec import pack_state, unpack_state
 from teacher_service.teachers import alp_gmm, make_teacher, teacher_class
 from teacher_service.teachers.alp_gmm import (
     ALPGMMTeacher,
@@ -145,6 +147,14 @@ def test_k_range_is_inclusive(monkeypatch: pytest.MonkeyPatch) -> None:
     built.clear()
     assert fit_gmms(blobs(), 0, 3, 3, "bic").ks == (3,)
     assert built == [3]
+
+    # Fits in other, short-lived threads (each teacher owns one) are limited as well.
+    threads.clear()
+    for _ in range(2):
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(fit_gmms, blobs(), 0, 2, 3, "aic").result()
+    assert threads == [1, 1, 1, 1]
+    assert [i["num_threads"] for i in threadpool_info()] == before
 
     # The teacher uses min_k..max_k inclusive too, with the paper's defaults 2..10.
     built.clear()
@@ -373,7 +383,8 @@ def test_snapshot_round_trip(episodes: int) -> None:
     state = original.state_dict()
     if episodes == 50:
         assert state["pending_fit"] is not None and state["pending_fit"]["due_at"] == 55
-    state = pickle.loads(pickle.dumps(state))  # survives serialisation
+    state = pickle.loads(pickle.dumps(state))  # survives serialisation...
+    state = unpack_state(pack_state(state))  # ...including the runtime's snapshot codec
     restored = make(seed=999, **SMALL)  # the seed does not matter: the RNG is restored
     restored.load_state_dict(state)
     twin = copy.deepcopy(student)
@@ -463,3 +474,25 @@ def test_simulated_student_quality() -> None:
         teacher.close()
         scores.append(student.score())
     assert np.mean(scores) >= 30.0, scores
+
+
+def test_would_block_only_around_due_fits() -> None:
+    from api_schemas.spaces import BoxSpace
+    from api_schemas.teachers import ALPGMMConfig
+    from teacher_service.teachers.alp_gmm import ALPGMMTeacher
+    from teacher_service.teachers.base import TaskResult
+
+    space = BoxSpace(dims=[{"name": "a", "low": 0, "high": 1}, {"name": "b", "low": 0, "high": 1}])
+    cfg = ALPGMMConfig(fit_rate=20, bootstrap=20, fit_delay=5)
+    t = ALPGMMTeacher(space, cfg, np.random.default_rng(0))
+    try:
+        assert not t.would_block(0) and not t.would_block(24)
+        assert t.would_block(25)  # a fit would start at 20 and fall due at 25
+        props = t.propose(20)
+        t.observe([TaskResult(task=p, episode_return=0.5) for p in props])  # fit starts now
+        assert t.n_observed_ == 20
+        t._pending.future.result()  # finished: nothing can block any more
+        assert not t.would_block(5) and not t.would_block(24)
+        assert t.would_block(45)  # the next fit (start 40, due 45)
+    finally:
+        t.close()

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.mixture import GaussianMixture
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from api_schemas.spaces import BoxSpace
 from api_schemas.teachers import ALPGMMConfig
@@ -138,34 +138,69 @@ def information_criterion(name: str, log_likelihood: float, n_params: int, n_sam
 
 
 class _OneBLASThread:
-    """Process-wide "one BLAS/OpenMP thread" while any fit runs.
+    """Process-wide "one BLAS thread" (and one OpenMP thread per fitting thread) during fits.
 
-    ``threadpool_limits`` changes process-global library settings, so nested use from
-    several teachers' fit threads must not restore the limits while another fit still
-    runs: a reference count decides who sets them and who restores them. One thread per fit
-    avoids the reference's BLAS oversubscription (two concurrent runs went ~9x slower) and
-    keeps results independent of the machine's core count.
+    Why: the reference let BLAS use every core inside each fit (two concurrent runs went ~9x
+    slower). Here, with OpenBLAS on 2 cores, a 9-GMM fit that takes ~0.1 s single-threaded
+    takes ~4 s when OpenBLAS may use 2 threads for these tiny matrices.
+
+    How:
+
+    * The BLAS limit is process-global, so concurrent fits (several teachers) share it through
+      a reference count: the first fit in sets it, the last one out restores it.
+    * It is always changed from one dedicated, long-lived thread: with the OpenBLAS builds
+      shipped in the numpy/scipy wheels (0.3.30/0.3.31) we observed ``openblas_set_num_threads``
+      being ignored when called from any thread other than the live thread that called it
+      first, so limits set from short-lived per-teacher fit threads (or from a request thread)
+      would silently not apply. If some other code took that role first, a warning says so.
+    * OpenMP's thread count (scikit-learn's k-means) is per-thread in libgomp, so it is set
+      in the fitting thread itself.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._depth = 0
-        self._limiter: threadpool_limits | None = None
+        self._blas: threadpool_limits | None = None
+        self._owner: ThreadPoolExecutor | None = None
+        self._warned = False
+
+    def _on_owner(self, fn: Any) -> Any:
+        if self._owner is None:
+            self._owner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alp-gmm-blas")
+        return self._owner.submit(fn).result()
+
+    def _set_blas(self) -> threadpool_limits:
+        limiter = threadpool_limits(limits=1, user_api="blas")
+        ignored = [
+            i["prefix"]
+            for i in threadpool_info()
+            if i["user_api"] == "blas" and i["num_threads"] != 1
+        ]
+        if ignored and not self._warned:
+            self._warned = True  # once per process: the cause is outside this module
+            logger.warning(
+                "BLAS libraries %s ignored the 1-thread limit (another thread set their thread "
+                "count first); GMM fits may be much slower. Run with OPENBLAS_NUM_THREADS=1.",
+                ignored,
+            )
+        return limiter
 
     @contextmanager
     def __call__(self) -> Any:
         with self._lock:
             if self._depth == 0:
-                self._limiter = threadpool_limits(limits=1)
+                self._blas = self._on_owner(self._set_blas)
             self._depth += 1
+        openmp = threadpool_limits(limits=1, user_api="openmp")
         try:
             yield
         finally:
+            openmp.restore_original_limits()
             with self._lock:
                 self._depth -= 1
-                if self._depth == 0 and self._limiter is not None:
-                    self._limiter.restore_original_limits()
-                    self._limiter = None
+                if self._depth == 0 and self._blas is not None:
+                    self._on_owner(self._blas.restore_original_limits)
+                    self._blas = None
 
 
 _one_blas_thread = _OneBLASThread()
@@ -352,6 +387,20 @@ class ALPGMMTeacher(Teacher):
         for result in results:
             self._observe_one(result)
             self._apply_due_fit()  # a fit lands at exactly K + fit_delay episodes
+
+    def would_block(self, n_results: int = 0) -> bool:
+        """True when a fit falls due within the next ``n_results`` episodes and is not
+        finished yet (or would start and fall due within them)."""
+        p = self._pending
+        upto = self.n_observed_ + n_results
+        if p is not None and upto >= p.due_at and (p.future is None or not p.future.done()):
+            return True
+        first, rate = self._first_fit_at, self.config.fit_rate
+        if upto < first:
+            return False
+        # the next fit start strictly after now, and whether it also falls due by ``upto``
+        k = max(0, -(-(self.n_observed_ + 1 - first) // rate))
+        return first + k * rate + self.config.fit_delay <= upto
 
     def view(self) -> dict[str, Any]:
         """JSON-able picture for the dashboard (all plain floats and lists)."""
