@@ -309,8 +309,12 @@ class TeacherClient:
             if max_retries is not None or attempt == 1 or attempt % 10 == 0:
                 log.warning(
                     "%s %s failed (%s); retry %d%s in %.2fs",
-                    method, path, why, attempt,
-                    f"/{max_retries}" if max_retries is not None else "", delay,
+                    method,
+                    path,
+                    why,
+                    attempt,
+                    f"/{max_retries}" if max_retries is not None else "",
+                    delay,
                 )
             if on_retry is not None:
                 on_retry(why)
@@ -748,7 +752,9 @@ class CurriculumSession:
             error = exc
             log.error(
                 "closing session of %r with %d unacknowledged reports: %s",
-                self.experiment, self._unacked(), exc,
+                self.experiment,
+                self._unacked(),
+                exc,
             )
         self._report_stop.set()
         with self._cond:
@@ -816,7 +822,12 @@ class CurriculumSession:
     def _call(self, path: str, body: dict[str, Any], stop: threading.Event, idem: bool) -> Any:
         """POST with infinite retries on transient failures (until ``stop`` is set)."""
         resp = self.client._send(
-            "POST", path, json=body, idempotent=idem, max_retries=None, stop=stop,
+            "POST",
+            path,
+            json=body,
+            idempotent=idem,
+            max_retries=None,
+            stop=stop,
             on_retry=self._count_retry,
         )
         return resp.json()
@@ -833,7 +844,9 @@ class CurriculumSession:
                     want = min(self.prefetch - len(self._buffer), self._max_fetch)
                 try:
                     data = self._call(
-                        self._tasks_path, {"n": want, "worker": self.worker}, self._fetch_stop,
+                        self._tasks_path,
+                        {"n": want, "worker": self.worker},
+                        self._fetch_stop,
                         idem=False,
                     )
                     tasks = TaskBatch.model_validate(data).tasks
@@ -972,8 +985,12 @@ class CurriculumSession:
     def _experiment_exists(self) -> bool:
         try:
             self.client._send(
-                "GET", TeacherClient._exp_path(self.experiment), idempotent=True,
-                max_retries=None, stop=self._report_stop, on_retry=self._count_retry,
+                "GET",
+                TeacherClient._exp_path(self.experiment),
+                idempotent=True,
+                max_retries=None,
+                stop=self._report_stop,
+                on_retry=self._count_retry,
             )
         except NotFoundError:
             return False

@@ -69,6 +69,7 @@ class ExperimentRuntime:
         self.name = record.name
         self.store = store
         self.snapshot_every = snapshot_every
+        self.snapshot_interval = snapshot_every
         self.max_batch = max_batch
         self.max_outstanding = max_outstanding
         self.clock = clock
@@ -116,13 +117,21 @@ class ExperimentRuntime:
         self._last_write = fut
         self.counters.events = self.seq
         self.events_since_snapshot += 1
-        if self.events_since_snapshot >= self.snapshot_every:
+        if self.events_since_snapshot >= self.snapshot_interval:
             self._snapshot()
         return fut
 
     def _snapshot(self) -> None:
         self.events_since_snapshot = 0
-        self.store.put_snapshot(self.id, self.seq, self._state_dict())
+        fut = self.store.put_snapshot(self.id, self.seq, self._state_dict())
+        fut.add_done_callback(self._adapt_snapshot_interval)
+
+    def _adapt_snapshot_interval(self, fut: Future) -> None:
+        # Bound the snapshot bytes written per event (~8 KiB): a teacher whose state grows
+        # with its history (ALP-GMM keeps every task) is snapshotted less often, so the
+        # cost per request stays flat; replay after a crash stays bounded in events.
+        if fut.exception() is None and isinstance(fut.result(), int):
+            self.snapshot_interval = max(self.snapshot_every, fut.result() // 8192)
 
     def _state_dict(self) -> dict[str, Any]:
         return {
@@ -201,9 +210,9 @@ class ExperimentRuntime:
             self.batches[0][0] <= now or len(self.outstanding) - len(expired) > self.max_outstanding
         ):
             _, first, count = self.batches.popleft()
-            for i in range(int(first), int(first) + int(count)):
-                if self.status[i] == _OUTSTANDING:
-                    expired.append(i)
+            first, count = int(first), int(count)
+            still = np.flatnonzero(self.status[first : first + count] == _OUTSTANDING)
+            expired.extend((still + first).tolist())
         if expired:
             self._apply_expire(expired)
             self._append("expire", {"indices": expired})
@@ -251,8 +260,9 @@ class ExperimentRuntime:
                 "tasks": [p.to_dict() for p in proposals],
             },
         )
+        # Built by us from validated parts: skip re-validation (a hot path at large n).
         tasks = [
-            Task(
+            Task.model_construct(
                 id=self.task_id(first + k),
                 params=p.params,
                 level=p.level,

@@ -1,4 +1,8 @@
-"""Shared dependencies as ``Annotated`` aliases."""
+"""Shared dependencies as ``Annotated`` aliases.
+
+All are ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread, and that
+hop per dependency was the largest cost of a small request.
+"""
 
 from __future__ import annotations
 
@@ -22,17 +26,17 @@ _bearer = HTTPBearer(auto_error=False)
 T = TypeVar("T")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The app's settings."""
     return request.app.state.settings
 
 
-def get_manager(request: Request) -> ExperimentManager:
+async def get_manager(request: Request) -> ExperimentManager:
     """The app's experiment manager."""
     return request.app.state.manager
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     """The app's metrics."""
     return request.app.state.metrics
 
@@ -42,7 +46,7 @@ ManagerDep = Annotated[ExperimentManager, Depends(get_manager)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
-def require_token(
+async def require_token(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
@@ -59,7 +63,7 @@ def require_token(
         )
 
 
-def get_runtime(experiment_id: str, manager: ManagerDep) -> ExperimentRuntime:
+async def get_runtime(experiment_id: str, manager: ManagerDep) -> ExperimentRuntime:
     """The experiment named in the path, by id or by name (404 otherwise)."""
     return manager.get(experiment_id)
 

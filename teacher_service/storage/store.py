@@ -65,6 +65,7 @@ class _Op:
     data: Any
     future: Future
     created_at: float
+    result: Any = None  # what the future resolves to (a snapshot's size in bytes)
 
 
 _STOP = object()
@@ -144,7 +145,8 @@ class Store:
         return self._submit("event", experiment_id, seq, (kind, payload))
 
     def put_snapshot(self, experiment_id: str, seq: int, state: Any) -> Future:
-        """Queue a snapshot of the state after event ``seq`` (packed on the writer thread)."""
+        """Queue a snapshot of the state after event ``seq`` (packed on the writer thread);
+        the future resolves to its size in bytes."""
         return self._submit("snapshot", experiment_id, seq, state)
 
     def create_experiment(self, record: ExperimentRecord) -> Future:
@@ -188,7 +190,7 @@ class Store:
                 time.sleep(0.1 * 5**attempt)
                 continue
             for op in ops:
-                op.future.set_result(None)
+                op.future.set_result(op.result)
             return
         self._commit_one_by_one(ops)
 
@@ -214,7 +216,7 @@ class Store:
                 log.error("write failed for %s %s: %s", op.kind, op.experiment_id, exc)
                 op.future.set_exception(StorageError(str(exc)))
             else:
-                op.future.set_result(None)
+                op.future.set_result(op.result)
 
     def _write_ops(self, conn: Any, ops: list[_Op]) -> None:
         rows: list[dict[str, Any]] = []
@@ -236,6 +238,7 @@ class Store:
                 rows = []
             if op.kind == "snapshot":
                 data = pack_state(op.data)
+                op.result = len(data)
                 conn.execute(
                     insert(snapshots).values(
                         experiment_id=op.experiment_id,

@@ -375,11 +375,10 @@ class ALPGMMTeacher(Teacher):
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         self._apply_due_fit()
-        out = []
-        for _ in range(n):
-            u = self._sample_unit()
-            out.append(TaskProposal(params=self._scaler.to_params(u)))
-        return out
+        if n == 0:
+            return []
+        units = np.array([self._sample_unit() for _ in range(n)])
+        return [TaskProposal(params=p) for p in self._scaler.to_params_batch(units)]
 
     def observe(self, results: Sequence[TaskResult]) -> None:
         """Add one ``[task, alp]`` row per result; start and apply fits at their episodes."""

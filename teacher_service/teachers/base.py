@@ -153,6 +153,13 @@ class BoxScaler:
         x = np.array([params[n] for n in self.names], dtype=np.float64)
         return np.clip((x - self.low) / (self.high - self.low), 0.0, 1.0)
 
+    def to_params_batch(self, u: np.ndarray) -> list[dict[str, float]]:
+        """Rows of [0, 1]^d (shape ``(n, d)``) -> task params, in one vectorised pass."""
+        x = self.low + np.clip(u, 0.0, 1.0) * (self.high - self.low)
+        x = np.minimum(np.maximum(x, self.low), self.high)
+        names = self.names
+        return [dict(zip(names, row, strict=True)) for row in x.tolist()]
+
     def to_params(self, u: np.ndarray) -> dict[str, float]:
         """Point of [0, 1]^d -> task params (clipped to bounds)."""
         x = self.low + np.clip(u, 0.0, 1.0) * (self.high - self.low)

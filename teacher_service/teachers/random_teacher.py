@@ -33,7 +33,7 @@ class RandomTeacher(Teacher):
         """Draw ``n`` tasks uniformly."""
         if self._scaler is not None:
             u = self.rng.random((n, self._scaler.ndim))
-            return [TaskProposal(params=self._scaler.to_params(row)) for row in u]
+            return [TaskProposal(params=p) for p in self._scaler.to_params_batch(u)]
         names = self.space.names
         idx = self.rng.integers(0, len(names), size=n)
         return [TaskProposal(params={"task": names[i]}) for i in idx]

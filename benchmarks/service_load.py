@@ -1,0 +1,999 @@
+#!/usr/bin/env python
+"""Load benchmark of the teacher service over HTTP (DESIGN.md §9).
+
+Starts a real server (``python -m teacher_service serve``) in a subprocess on a fresh SQLite
+file and drives it from this process with asyncio: every virtual client owns one keep-alive
+connection and loops ``POST /tasks`` (n = batch) then ``POST /reports`` for exactly those
+tasks. For each teacher, concurrency and batch size it measures tasks/s, reports/s and
+p50/p99/max latency per endpoint, and divides the request rate by the rate of ``GET /healthz``
+at the same concurrency, measured in the same run (the HTTP-stack floor). To check that the
+per-request cost does not grow with history, it first fills one experiment per teacher to a
+large history (big batches, as fast as possible), then runs every cell of the grid twice back
+to back: on a brand-new experiment (history 0) and on the large one.
+
+The load generator and the server share the machine; both are single Python processes, so
+on a 2-core machine each gets about one core. The load generator speaks HTTP/1.1 itself over
+asyncio streams (``--client raw``, the default), which costs about a sixth of the CPU per
+request of ``httpx`` (``--client httpx``). Every scenario records ``server_cpu``,
+``client_cpu`` and ``other_cpu`` (CPU seconds per wall second of the server, of this process
+and of everything else on the machine) and ``server_cpu_ms_per_request``, the per-request cost
+least disturbed by other jobs on a shared machine.
+
+Usage::
+
+    .venv/bin/python benchmarks/service_load.py          # full run: ~15-25 min on 2 cores,
+                                                         # mostly alp_gmm's 10^6-episode fill
+    .venv/bin/python benchmarks/service_load.py --quick  # smoke test, under a minute
+    .venv/bin/python benchmarks/service_load.py --history-teachers random  # skip alp_gmm's fill
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shlex
+import signal
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from teacher_service.machine import describe_machine
+from teacher_service.testing import ServerProcess
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "service_load.json"
+BOX2 = {
+    "kind": "box",
+    "dims": [{"name": "x", "low": 0.0, "high": 1.0}, {"name": "y", "low": 0.0, "high": 1.0}],
+}
+MAX_BATCH = 4096  # the server's default maximum batch per request
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Targets (informational: printed as PASS/MISS and stored in the JSON).
+TARGET_TASKS_PER_S = 20_000.0  # batch 64, best concurrency
+TARGET_P99_MS = 10.0  # batch 1, 8 clients, both endpoints
+TARGET_HISTORY_GEOMEAN_BAND = 1.25  # geomean of the large/fresh ratios within x0.8..x1.25
+TARGET_HISTORY_CELL_BAND = 2.0  # every single ratio within x0.5..x2 (noise allowance)
+
+
+def episode_return(params: dict[str, float]) -> float:
+    """A deterministic stand-in for a student: best at the centre of the unit square."""
+    x, y = params["x"], params["y"]
+    return 1.0 - 2.0 * ((x - 0.5) ** 2 + (y - 0.5) ** 2)
+
+
+# --------------------------------------------------------------------------- HTTP clients
+class HTTPStatusError(RuntimeError):
+    """The server answered with an unexpected status."""
+
+    def __init__(self, method: str, path: str, status: int, body: bytes) -> None:
+        super().__init__(f"{method} {path} -> {status}: {body[:300].decode(errors='replace')}")
+        self.status = status
+
+
+class RawHTTP:
+    """A minimal HTTP/1.1 keep-alive client on one asyncio connection.
+
+    Much cheaper per request than a general client, which matters when the load generator
+    shares two cores with the server. Handles Content-Length and chunked bodies.
+    """
+
+    name = "raw-asyncio"
+
+    def __init__(self, host: str, port: int, timeout: float = 120.0) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self._host_line = f"Host: {host}:{port}\r\n".encode()
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """Send one request and return ``(status, body)``."""
+        reused = self._writer is not None
+        if not reused:
+            self._reader, self._writer = await asyncio.open_connection(
+                self.host, self.port, limit=1 << 20
+            )
+        try:
+            return await asyncio.wait_for(self._roundtrip(method, path, body), self.timeout)
+        except TimeoutError:
+            await self.close()  # the answer may still come: never reuse this connection
+            raise
+        except asyncio.IncompleteReadError as exc:
+            await self.close()
+            if reused and not exc.partial:
+                # The server closed an idle keep-alive connection before reading: retry once.
+                return await self.request(method, path, body)
+            raise
+        except (ConnectionError, OSError):
+            await self.close()
+            raise
+
+    async def _roundtrip(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
+        r, w = self._reader, self._writer
+        assert r is not None and w is not None
+        head = b"%s %s HTTP/1.1\r\n%s" % (method.encode(), path.encode(), self._host_line)
+        if body is not None:
+            head += b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+            w.write(head + body if len(body) < 65536 else head)
+            if len(body) >= 65536:
+                w.write(body)
+        else:
+            w.write(head + b"\r\n")
+        await w.drain()
+        raw = await r.readuntil(b"\r\n\r\n")
+        status = int(raw[9:12])
+        length = -1
+        chunked = close = False
+        for line in raw[:-4].split(b"\r\n")[1:]:
+            key, _, value = line.partition(b":")
+            key = key.strip().lower()
+            if key == b"content-length":
+                length = int(value)
+            elif key == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+            elif key == b"connection" and value.strip().lower() == b"close":
+                close = True
+        if chunked:
+            parts = []
+            while True:
+                size = int((await r.readuntil(b"\r\n")).split(b";")[0], 16)
+                if size == 0:
+                    await r.readuntil(b"\r\n")
+                    break
+                parts.append(await r.readexactly(size))
+                await r.readexactly(2)
+            data = b"".join(parts)
+        elif length >= 0:
+            data = await r.readexactly(length)
+        else:
+            data = await r.read()
+            close = True
+        if close:
+            await self.close()
+        return status, data
+
+    async def close(self) -> None:
+        """Close the connection (a later request reconnects)."""
+        w, self._writer, self._reader = self._writer, None, None
+        if w is not None:
+            w.close()
+            with contextlib.suppress(Exception):
+                await w.wait_closed()
+
+
+class HttpxHTTP:
+    """The same interface on ``httpx.AsyncClient`` (one connection per virtual client)."""
+
+    name = "httpx"
+
+    def __init__(self, host: str, port: int, timeout: float = 120.0) -> None:
+        import httpx
+
+        self._client = httpx.AsyncClient(
+            base_url=f"http://{host}:{port}",
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            timeout=timeout,
+        )
+        self._json = {"content-type": "application/json"}
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """Send one request and return ``(status, body)``."""
+        import httpx
+
+        try:
+            r = await self._client.request(
+                method, path, content=body, headers=self._json if body is not None else None
+            )
+        except httpx.TimeoutException as exc:
+            raise TimeoutError(str(exc)) from exc
+        except httpx.TransportError as exc:
+            raise OSError(str(exc)) from exc
+        return r.status_code, r.content
+
+    async def close(self) -> None:
+        """Close the client."""
+        await self._client.aclose()
+
+
+CLIENTS = {"raw": RawHTTP, "httpx": HttpxHTTP}
+
+
+# --------------------------------------------------------------------------- measurement
+def _proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds all processes of the machine have spent busy (from /proc/stat)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal ...
+        return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
+def _latency(samples: list[float]) -> dict[str, float]:
+    """p50/p99/max/mean in milliseconds of latencies given in seconds."""
+    if not samples:
+        return {"p50": math.nan, "p99": math.nan, "max": math.nan, "mean": math.nan, "n": 0}
+    a = np.asarray(samples) * 1000.0
+    p50, p99 = np.percentile(a, [50, 99])
+    return {
+        "p50": round(float(p50), 4),
+        "p99": round(float(p99), 4),
+        "max": round(float(a.max()), 4),
+        "mean": round(float(a.mean()), 4),
+        "n": int(a.size),
+    }
+
+
+@dataclass
+class Window:
+    """The measured interval.
+
+    Throughput counts requests that complete inside it; latency samples are all requests that
+    overlap it, including any that started before it opened or finished after it closed (so
+    that a stall shows in p99/max instead of only lowering the throughput).
+    """
+
+    t0: float
+    t1: float
+
+    def __contains__(self, t: float) -> bool:
+        return self.t0 <= t <= self.t1
+
+    def overlaps(self, start: float, end: float) -> bool:
+        """Whether a request that ran from ``start`` to ``end`` overlaps the window."""
+        return start <= self.t1 and end >= self.t0
+
+
+@dataclass
+class Stats:
+    """What the virtual clients of one scenario record."""
+
+    lat: dict[str, list[float]] = field(default_factory=lambda: {"tasks": [], "reports": []})
+    tasks: int = 0
+    reports: int = 0
+    requests: int = 0
+    errors: int = 0
+    first_error: str | None = None
+
+    def error(self, exc: BaseException) -> None:
+        self.errors += 1
+        if self.first_error is None:
+            self.first_error = str(exc)[:500]
+
+
+async def _measure(
+    n_clients: int,
+    make_conn: Callable[[], Any],
+    body: Callable[[Any, Window, Stats], Awaitable[None]],
+    warmup: float,
+    duration: float,
+    server_pid: int,
+) -> tuple[Stats, dict[str, float]]:
+    """Run ``body`` in a loop on ``n_clients`` connections until the window closes."""
+    conns = [make_conn() for _ in range(n_clients)]
+    stats = Stats()
+    start = time.perf_counter()
+    win = Window(start + warmup, start + warmup + duration)
+    cpu: dict[str, float] = {}
+
+    async def client(conn: Any) -> None:
+        while time.perf_counter() < win.t1:
+            try:
+                await body(conn, win, stats)
+            except (HTTPStatusError, OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                stats.error(exc)
+                await asyncio.sleep(0.01)
+
+    async def monitor() -> None:
+        await asyncio.sleep(max(0.0, win.t0 - time.perf_counter()))
+        m0, s0 = _machine_busy_seconds(), _proc_cpu_seconds(server_pid)
+        c0, w0 = time.process_time(), time.perf_counter()
+        await asyncio.sleep(max(0.0, win.t1 - time.perf_counter()))
+        m1, s1 = _machine_busy_seconds(), _proc_cpu_seconds(server_pid)
+        c1, w1 = time.process_time(), time.perf_counter()
+        cpu["server_cpu"] = round((s1 - s0) / (w1 - w0), 3)
+        cpu["client_cpu"] = round((c1 - c0) / (w1 - w0), 3)
+        # Everything else running on the machine meanwhile (other jobs skew the figures).
+        cpu["other_cpu"] = round(((m1 - m0) - (s1 - s0) - (c1 - c0)) / (w1 - w0), 3)
+
+    try:
+        await asyncio.gather(monitor(), *(client(c) for c in conns))
+    finally:
+        for c in conns:
+            await c.close()
+    return stats, cpu
+
+
+class Bench:
+    """Holds the server address, the HTTP client kind and the timing settings."""
+
+    def __init__(self, server: ServerProcess, args: argparse.Namespace) -> None:
+        self.server = server
+        self.pid = server.proc.pid if server.proc else -1
+        self.host, self.port = "127.0.0.1", server.port
+        self.conn_cls = CLIENTS[args.client]
+        self.duration = args.duration
+        self.warmup = args.warmup
+        self.args = args
+
+    def conn(self) -> Any:
+        return self.conn_cls(self.host, self.port, self.args.request_timeout)
+
+    async def call(self, method: str, path: str, payload: Any = None, ok: int = 200) -> Any:
+        """One request on a throw-away connection; JSON in, JSON out."""
+        c = self.conn()
+        try:
+            status, data = await c.request(
+                method, path, None if payload is None else orjson.dumps(payload)
+            )
+        finally:
+            await c.close()
+        if status != ok:
+            raise HTTPStatusError(method, path, status, data)
+        return orjson.loads(data)
+
+    async def create(self, name: str, teacher: str, seed: int = 0) -> dict[str, Any]:
+        body = {"name": name, "space": BOX2, "teacher": {"kind": teacher}, "seed": seed}
+        return await self.call("POST", "/v1/experiments", body, ok=201)
+
+    async def state(self, name: str) -> dict[str, Any]:
+        return await self.call("GET", f"/v1/experiments/{name}/state")
+
+    # ----------------------------------------------------------------- scenarios
+    async def healthz(self, clients: int) -> dict[str, Any]:
+        async def body(conn: Any, win: Window, st: Stats) -> None:
+            a = time.perf_counter()
+            status, data = await conn.request("GET", "/healthz")
+            b = time.perf_counter()
+            if status != 200:
+                raise HTTPStatusError("GET", "/healthz", status, data)
+            if win.overlaps(a, b):
+                st.lat["tasks"].append(b - a)
+            if b in win:
+                st.requests += 1
+
+        st, cpu = await _measure(clients, self.conn, body, self.warmup, self.duration, self.pid)
+        return {
+            "clients": clients,
+            "requests_per_s": round(st.requests / self.duration, 1),
+            "latency_ms": _latency(st.lat["tasks"]),
+            "errors": st.errors,
+            **cpu,
+        }
+
+    async def loop(self, name: str, clients: int, batch: int) -> tuple[Stats, dict[str, float]]:
+        tasks_path = f"/v1/experiments/{name}/tasks"
+        reports_path = f"/v1/experiments/{name}/reports"
+        ask = orjson.dumps({"n": batch})
+
+        async def body(conn: Any, win: Window, st: Stats) -> None:
+            a = time.perf_counter()
+            status, data = await conn.request("POST", tasks_path, ask)
+            b = time.perf_counter()
+            if status != 200:
+                raise HTTPStatusError("POST", tasks_path, status, data)
+            tasks = orjson.loads(data)["tasks"]
+            if win.overlaps(a, b):
+                st.lat["tasks"].append(b - a)
+            if b in win:
+                st.tasks += len(tasks)
+                st.requests += 1
+            rep = orjson.dumps(
+                {
+                    "reports": [
+                        {"task_id": t["id"], "episode_return": episode_return(t["params"])}
+                        for t in tasks
+                    ]
+                }
+            )
+            c = time.perf_counter()
+            status, data = await conn.request("POST", reports_path, rep)
+            d = time.perf_counter()
+            if status != 200:
+                raise HTTPStatusError("POST", reports_path, status, data)
+            if win.overlaps(c, d):
+                st.lat["reports"].append(d - c)
+            if d in win:
+                st.reports += orjson.loads(data)["accepted"]
+                st.requests += 1
+
+        return await _measure(clients, self.conn, body, self.warmup, self.duration, self.pid)
+
+    async def scenario(
+        self, teacher: str, name: str, kind: str, history_target: int, clients: int, batch: int
+    ) -> dict[str, Any]:
+        history = (await self.state(name))["counters"]["reports_accepted"]
+        st, cpu = await self.loop(name, clients, batch)
+        res = {
+            "teacher": teacher,
+            "history": history,
+            "kind": kind,
+            "history_target": history_target,
+            "experiment": name,
+            "clients": clients,
+            "batch": batch,
+            "tasks_per_s": round(st.tasks / self.duration, 1),
+            "reports_per_s": round(st.reports / self.duration, 1),
+            "requests_per_s": round(st.requests / self.duration, 1),
+            "latency_ms": {
+                "tasks": _latency(st.lat["tasks"]),
+                "reports": _latency(st.lat["reports"]),
+            },
+            "ratio_to_healthz": None,
+            "errors": st.errors,
+            **cpu,
+        }
+        # Server CPU per request: the per-request cost least disturbed by other load.
+        srv = cpu.get("server_cpu", math.nan)
+        res["server_cpu_ms_per_request"] = (
+            round(1000.0 * srv / res["requests_per_s"], 4) if res["requests_per_s"] else None
+        )
+        if st.first_error:
+            res["first_error"] = st.first_error
+            print(f"    ! {st.errors} errors, first: {st.first_error}", flush=True)
+        return res
+
+    # ---------------------------------------------------------------------- fill
+    async def fill(
+        self, teacher: str, name: str, target: int, quiet: bool = False
+    ) -> dict[str, Any]:
+        """Bring ``name`` to ``target`` reported episodes with maximal batches."""
+        start_hist = (await self.state(name))["counters"]["reports_accepted"]
+        issued = [start_hist]
+        done = [start_hist]
+        lat: dict[str, list[float]] = {"tasks": [], "reports": []}
+        t_start = time.perf_counter()
+        deadline = t_start + self.args.fill_max_seconds
+        tasks_path = f"/v1/experiments/{name}/tasks"
+        reports_path = f"/v1/experiments/{name}/reports"
+
+        async def worker() -> None:
+            conn = self.conn()
+            try:
+                while issued[0] < target and time.perf_counter() < deadline:
+                    n = min(MAX_BATCH, target - issued[0])
+                    issued[0] += n
+                    a = time.perf_counter()
+                    status, data = await conn.request("POST", tasks_path, orjson.dumps({"n": n}))
+                    if status != 200:
+                        raise HTTPStatusError("POST", tasks_path, status, data)
+                    b = time.perf_counter()
+                    tasks = orjson.loads(data)["tasks"]
+                    rep = orjson.dumps(
+                        {
+                            "reports": [
+                                {"task_id": t["id"], "episode_return": episode_return(t["params"])}
+                                for t in tasks
+                            ]
+                        }
+                    )
+                    c = time.perf_counter()
+                    status, data = await conn.request("POST", reports_path, rep)
+                    if status != 200:
+                        raise HTTPStatusError("POST", reports_path, status, data)
+                    d = time.perf_counter()
+                    lat["tasks"].append(b - a)
+                    lat["reports"].append(d - c)
+                    done[0] += orjson.loads(data)["accepted"]
+            finally:
+                await conn.close()
+
+        async def progress() -> None:
+            last = time.perf_counter()
+            last_done = done[0]
+            while True:
+                await asyncio.sleep(self.args.progress_every)
+                now = time.perf_counter()
+                rate = (done[0] - last_done) / (now - last)
+                overall = (done[0] - start_hist) / (now - t_start)
+                eta = (target - done[0]) / overall if overall > 0 else math.inf
+                print(
+                    f"    fill {teacher}: {done[0]:>10,}/{target:,} episodes  "
+                    f"{rate:>9,.0f}/s now  {overall:>9,.0f}/s overall  "
+                    f"{now - t_start:6.1f}s elapsed  ETA {eta:6.1f}s",
+                    flush=True,
+                )
+                last, last_done = now, done[0]
+
+        prog = asyncio.create_task(progress() if not quiet else asyncio.sleep(0))
+        try:
+            await asyncio.gather(*(worker() for _ in range(self.args.fill_clients)))
+        finally:
+            prog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await prog
+        secs = time.perf_counter() - t_start
+        reached = (await self.state(name))["counters"]["reports_accepted"]
+        rate = (reached - start_hist) / secs if secs > 0 else math.nan
+        stopped = reached < target
+        if not quiet or stopped:
+            print(
+                f"    fill {name}: {reached:,} episodes in {secs:.1f}s = {rate:,.0f} episodes/s"
+                + ("  (stopped by --fill-max-seconds)" if stopped else ""),
+                flush=True,
+            )
+        return {
+            "teacher": teacher,
+            "experiment": name,
+            "target": target,
+            "reached": reached,
+            "seconds": round(secs, 2),
+            "episodes_per_s": round(rate, 1),
+            "clients": self.args.fill_clients,
+            "batch": MAX_BATCH,
+            "stopped_early": stopped,
+            "latency_ms": {"tasks": _latency(lat["tasks"]), "reports": _latency(lat["reports"])},
+        }
+
+
+# ------------------------------------------------------------------------------ report
+def _fmt_row(s: dict[str, Any]) -> str:
+    lt, lr = s["latency_ms"]["tasks"], s["latency_ms"]["reports"]
+    ratio = s.get("ratio_to_healthz")
+    return (
+        f"{s['teacher']:>8} {s['history']:>9,} {s['clients']:>4} {s['batch']:>5} "
+        f"{s['tasks_per_s']:>10,.0f} {s['reports_per_s']:>10,.0f} "
+        f"{lt['p50']:>7.2f} {lt['p99']:>7.2f} {lt['max']:>7.1f} "
+        f"{lr['p50']:>7.2f} {lr['p99']:>7.2f} {lr['max']:>7.1f} "
+        f"{(ratio if ratio is not None else math.nan):>6.3f} "
+        f"{s.get('server_cpu', math.nan):>5.2f} {s.get('client_cpu', math.nan):>5.2f} "
+        f"{s.get('other_cpu', math.nan):>5.2f}"
+    )
+
+
+HEADER = (
+    f"{'teacher':>8} {'history':>9} {'cli':>4} {'batch':>5} {'tasks/s':>10} {'reports/s':>10} "
+    f"{'t.p50':>7} {'t.p99':>7} {'t.max':>7} {'r.p50':>7} {'r.p99':>7} {'r.max':>7} "
+    f"{'/hlth':>6} {'srvC':>5} {'cliC':>5} {'othC':>5}"
+)
+
+
+def _geomean(xs: list[float]) -> float:
+    xs = [x for x in xs if x > 0 and math.isfinite(x)]
+    return float(math.exp(sum(math.log(x) for x in xs) / len(xs))) if xs else math.nan
+
+
+def history_ratios(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Large-history vs fresh, per (teacher, clients, batch)."""
+    fresh = {
+        (s["teacher"], s["clients"], s["batch"]): s for s in scenarios if s["kind"] == "fresh"
+    }
+    out = []
+    for s in scenarios:
+        if s["kind"] != "large":
+            continue
+        f = fresh.get((s["teacher"], s["clients"], s["batch"]))
+        if f is None:
+            continue
+
+        def ratio(a: float, b: float) -> float | None:
+            return round(a / b, 4) if b and math.isfinite(a) and math.isfinite(b) else None
+
+        out.append(
+            {
+                "teacher": s["teacher"],
+                "clients": s["clients"],
+                "batch": s["batch"],
+                "history": s["history"],
+                "fresh_history": f["history"],
+                "p50_ratio": {
+                    k: ratio(s["latency_ms"][k]["p50"], f["latency_ms"][k]["p50"])
+                    for k in ("tasks", "reports")
+                },
+                "p99_ratio": {
+                    k: ratio(s["latency_ms"][k]["p99"], f["latency_ms"][k]["p99"])
+                    for k in ("tasks", "reports")
+                },
+                "throughput_ratio": ratio(s["tasks_per_s"], f["tasks_per_s"]),
+                "server_cpu_per_request_ratio": ratio(
+                    s.get("server_cpu_ms_per_request") or math.nan,
+                    f.get("server_cpu_ms_per_request") or math.nan,
+                ),
+            }
+        )
+    return out
+
+
+def evaluate_targets(
+    scenarios: list[dict[str, Any]], ratios: list[dict[str, Any]], teachers: list[str]
+) -> list[dict[str, Any]]:
+    """PASS/MISS of each target, per teacher and history size."""
+    out: list[dict[str, Any]] = []
+    for teacher in teachers:
+        for kind in ("fresh", "large"):
+            rows = [s for s in scenarios if s["teacher"] == teacher and s["kind"] == kind]
+            if not rows:
+                continue
+            hist = rows[0]["history_target"]
+            b64 = [s for s in rows if s["batch"] == 64]
+            if b64:
+                best = max(b64, key=lambda s: s["tasks_per_s"])
+                out.append(
+                    {
+                        "target": f">= {TARGET_TASKS_PER_S:,.0f} tasks/s at batch 64 "
+                        "(best concurrency)",
+                        "teacher": teacher,
+                        "history": hist,
+                        "value": best["tasks_per_s"],
+                        "at_clients": best["clients"],
+                        "pass": best["tasks_per_s"] >= TARGET_TASKS_PER_S,
+                    }
+                )
+            b1c8 = [s for s in rows if s["batch"] == 1 and s["clients"] == 8]
+            if b1c8:
+                s = b1c8[0]
+                p99 = max(s["latency_ms"]["tasks"]["p99"], s["latency_ms"]["reports"]["p99"])
+                out.append(
+                    {
+                        "target": f"p99 < {TARGET_P99_MS:g} ms at batch 1 with 8 clients "
+                        "(worse endpoint)",
+                        "teacher": teacher,
+                        "history": hist,
+                        "value": p99,
+                        "pass": p99 < TARGET_P99_MS,
+                    }
+                )
+        rs = [r for r in ratios if r["teacher"] == teacher]
+        if rs:
+            p50s = [r["p50_ratio"][k] for r in rs for k in ("tasks", "reports")]
+            thrs = [r["throughput_ratio"] for r in rs]
+            cpus = [r["server_cpu_per_request_ratio"] for r in rs]
+            missing = sum(v is None for v in p50s + thrs)
+            p50s = [v for v in p50s if v is not None]
+            thrs = [v for v in thrs if v is not None]
+            g_p50, g_thr = _geomean(p50s), _geomean(thrs)
+            band, cell = TARGET_HISTORY_GEOMEAN_BAND, TARGET_HISTORY_CELL_BAND
+
+            def within(x: float, b: float) -> bool:
+                return math.isfinite(x) and 1.0 / b <= x <= b
+
+            out.append(
+                {
+                    "target": f"history ratio near 1 (geomeans over the grid of the p50 and the "
+                    f"throughput ratios within x{1 / band:.2f}..x{band}, every cell within "
+                    f"x{1 / cell:.2f}..x{cell}, no cell without data)",
+                    "teacher": teacher,
+                    "history": rs[0]["history"],
+                    "value": {
+                        "geomean_p50_ratio": round(g_p50, 3),
+                        "geomean_throughput_ratio": round(g_thr, 3),
+                        "p50_ratio_range": [min(p50s, default=None), max(p50s, default=None)],
+                        "throughput_ratio_range": [
+                            min(thrs, default=None), max(thrs, default=None)
+                        ],
+                        "geomean_server_cpu_per_request_ratio": round(
+                            _geomean([v for v in cpus if v is not None]), 3
+                        ),
+                        "cells_without_data": missing,
+                    },
+                    "pass": missing == 0
+                    and within(g_p50, band)
+                    and within(g_thr, band)
+                    and all(within(v, cell) for v in p50s + thrs),
+                }
+            )
+    return out
+
+
+def _sqlite_sizes(db: Path) -> dict[str, int]:
+    sizes = {
+        suffix or "db": (db.with_name(db.name + suffix).stat().st_size
+                         if db.with_name(db.name + suffix).exists() else 0)
+        for suffix in ("", "-wal", "-shm")
+    }
+    sizes["total"] = sum(sizes.values())
+    return sizes
+
+
+def _count_events(db: Path) -> dict[str, int]:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        snaps = conn.execute("SELECT count(*), coalesce(sum(length(data)), 0) FROM snapshots")
+        n_snap, snap_bytes = snaps.fetchone()
+    return {"events": int(events), "snapshots": int(n_snap), "snapshot_bytes": int(snap_bytes)}
+
+
+# -------------------------------------------------------------------------------- main
+async def run(bench: Bench, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """The whole benchmark; fills ``out`` as it goes (so a failure still leaves a record)."""
+    grid = [(c, b) for c in args.clients for b in args.batches]
+
+    async def healthz(clients: int, teacher: str) -> float:
+        h = await bench.healthz(clients)
+        h["teacher_round"] = teacher
+        out["healthz"].append(h)
+        print(
+            f"  healthz clients={clients:>3}: {h['requests_per_s']:>9,.0f} req/s  "
+            f"p50 {h['latency_ms']['p50']:.2f} ms  p99 {h['latency_ms']['p99']:.2f} ms  "
+            f"cpu: server {h['server_cpu']:.2f} client {h['client_cpu']:.2f} "
+            f"other {h['other_cpu']:.2f}",
+            flush=True,
+        )
+        return h["requests_per_s"]
+
+    for teacher in args.teachers:
+        try:
+            await bench.create(f"{teacher}-probe", teacher)
+        except HTTPStatusError as exc:
+            print(f"  ! skipping teacher {teacher}: {exc}", flush=True)
+            out["skipped"].append({"teacher": teacher, "reason": str(exc)})
+            continue
+        hist_name = None
+        if teacher in args.history_teachers and args.history > 0:
+            hist_name = f"{teacher}-history"
+            await bench.create(hist_name, teacher)
+            print(f"  filling {hist_name} to {args.history:,} episodes (batch {MAX_BATCH})",
+                  flush=True)
+            out["fill"][teacher] = await bench.fill(teacher, hist_name, args.history)
+        # The /healthz floor is measured just before the cells of its concurrency, and each
+        # cell runs on a brand-new experiment (history 0, or --base-history) then at once on
+        # the large one, so that drift of a shared machine affects both sides of every ratio.
+        base: float | None = None
+        for i, (clients, batch) in enumerate(grid):
+            if i == 0 or grid[i - 1][0] != clients:
+                base = await healthz(clients, teacher)
+                print(HEADER, flush=True)
+            name = f"{teacher}-fresh-c{clients}-b{batch}"
+            await bench.create(name, teacher)
+            if args.base_history > 0:
+                await bench.fill(teacher, name, args.base_history, quiet=True)
+            runs = [(name, "fresh", args.base_history)]
+            if hist_name:
+                runs.append((hist_name, "large", args.history))
+            for exp, kind, target in runs:
+                s = await bench.scenario(teacher, exp, kind, target, clients, batch)
+                s["healthz_requests_per_s"] = base
+                s["ratio_to_healthz"] = round(s["requests_per_s"] / base, 4) if base else None
+                out["scenarios"].append(s)
+                print(_fmt_row(s), flush=True)
+
+    states = {}
+    for s in out["scenarios"]:
+        if s["experiment"] not in states:
+            states[s["experiment"]] = (await bench.state(s["experiment"]))["counters"]
+    out["server_counters"] = {
+        "events": sum(c["events"] for c in states.values()),
+        "tasks_issued": sum(c["tasks_issued"] for c in states.values()),
+        "reports_accepted": sum(c["reports_accepted"] for c in states.values()),
+        "by_experiment": states,
+    }
+
+
+def finish(out: dict[str, Any], args: argparse.Namespace) -> None:
+    """Ratios, targets, summary table."""
+    out["history_ratios"] = history_ratios(out["scenarios"])
+    teachers = [t for t in args.teachers if any(s["teacher"] == t for s in out["scenarios"])]
+    out["targets"] = evaluate_targets(out["scenarios"], out["history_ratios"], teachers)
+
+    print("\nsummary (latencies in ms; /hlth = request rate / healthz rate at that concurrency,")
+    print("measured just before; srvC/cliC/othC = CPU seconds per second of the server / the")
+    print(f"load generator / everything else on the machine, which has {os.cpu_count()} cores)")
+    busy = [s["other_cpu"] for s in out["scenarios"] if s.get("other_cpu") is not None]
+    if busy and float(np.mean(busy)) > 0.25:
+        print(f"note: other work used {np.mean(busy):.2f} CPU on average during the scenarios;"
+              " absolute figures are lower than on an idle machine (ratios are less affected)")
+    print(HEADER)
+    for s in out["scenarios"]:
+        print(_fmt_row(s))
+    if out["history_ratios"]:
+        print("\nhistory vs fresh (ratios of p50 latency, of tasks/s, of server CPU per request)")
+        for r in out["history_ratios"]:
+            print(
+                f"  {r['teacher']:>8} history {r['history']:>9,} clients {r['clients']:>3} "
+                f"batch {r['batch']:>3}: p50 tasks x{r['p50_ratio']['tasks']}, "
+                f"reports x{r['p50_ratio']['reports']}; throughput x{r['throughput_ratio']}; "
+                f"server CPU/request x{r['server_cpu_per_request_ratio']}"
+            )
+    print("\ntargets (informational)")
+    for t in out["targets"]:
+        val = t["value"]
+        shown = json.dumps(val) if isinstance(val, dict) else f"{val:,.2f}"
+        print(
+            f"  {'PASS' if t['pass'] else 'MISS'}  {t['teacher']:>8} history {t['history']:>9,}: "
+            f"{t['target']}: {shown}"
+        )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(
+        description="Load benchmark of the teacher service (tasks/s, reports/s, latency, "
+        "ratio to /healthz, growth with history).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--duration", type=float, default=None,
+                   help="measured seconds per scenario (default 4; 1 with --quick)")
+    p.add_argument("--warmup", type=float, default=None,
+                   help="un-measured seconds before each scenario (default 0.5; 0.2 with --quick)")
+    p.add_argument("--history", type=int, default=None,
+                   help="episodes of history for the second grid (default 1,000,000; "
+                   "20,000 with --quick; 0 skips it)")
+    p.add_argument("--teachers", default="random,alp_gmm", help="comma-separated teacher kinds")
+    p.add_argument("--history-teachers", default=None,
+                   help="teachers that get the history fill (default: all of --teachers)")
+    p.add_argument("--base-history", type=int, default=0,
+                   help="episodes given to each 'fresh' experiment before it is measured (e.g. "
+                   "1000 to get alp_gmm past its 250-episode uniform bootstrap)")
+    p.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment variable for the server process (repeatable), "
+                   "e.g. OPENBLAS_NUM_THREADS=1")
+    p.add_argument("--clients", default="1,8,64", help="comma-separated concurrency levels")
+    p.add_argument("--batches", default="1,64", help="comma-separated batch sizes")
+    p.add_argument("--client", choices=sorted(CLIENTS), default="raw",
+                   help="HTTP client of the load generator")
+    p.add_argument("--request-timeout", type=float, default=120.0,
+                   help="seconds before one request is abandoned (counted as an error)")
+    p.add_argument("--fill-clients", type=int, default=3, help="concurrent clients of the fill")
+    p.add_argument("--fill-max-seconds", type=float, default=900.0,
+                   help="stop a teacher's fill after this long (the history reached is recorded)")
+    p.add_argument("--progress-every", type=float, default=5.0, help="seconds between fill lines")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON")
+    p.add_argument("--server-log", type=Path, default=None,
+                   help="keep the server's log here (default: in the temp dir, removed)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: 1 s per scenario, 20,000 episodes of history")
+    args = p.parse_args(argv)
+    if args.duration is None:
+        args.duration = 1.0 if args.quick else 4.0
+    if args.warmup is None:
+        args.warmup = 0.2 if args.quick else 0.5
+    if args.history is None:
+        args.history = 20_000 if args.quick else 1_000_000
+    args.teachers = [t.strip() for t in args.teachers.split(",") if t.strip()]
+    args.history_teachers = (
+        args.teachers if args.history_teachers is None
+        else [t.strip() for t in args.history_teachers.split(",") if t.strip()]
+    )
+    args.clients = [int(x) for x in args.clients.split(",")]
+    args.batches = [int(x) for x in args.batches.split(",")]
+    if args.duration <= 0 or args.warmup < 0 or min(args.clients) < 1:
+        p.error("--duration must be > 0, --warmup >= 0, --clients >= 1")
+    if not 1 <= min(args.batches) <= max(args.batches) <= MAX_BATCH:
+        p.error(f"--batches must be in 1..{MAX_BATCH}")
+    if args.base_history < 0 or (args.history > 0 and args.base_history >= args.history):
+        p.error("--base-history must be >= 0 and below --history")
+    env = {}
+    for item in args.server_env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            p.error(f"--server-env expects KEY=VALUE, got {item!r}")
+        env[key] = value
+    args.server_env = env
+    return args
+
+
+def _on_sigterm(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; returns the exit status."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    t_start = time.time()
+    out: dict[str, Any] = {
+        "benchmark": "service_load",
+        "command": shlex.join(
+            ["python", os.path.relpath(__file__, REPO), *(sys.argv[1:] if argv is None else argv)]
+        ),
+        "machine": describe_machine(),
+        "note": "load generator and server share the same machine",
+        "client": CLIENTS[args.client].name,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "grid": {"clients": args.clients, "batches": args.batches, "teachers": args.teachers},
+        "history_target": args.history,
+        "base_history": args.base_history,
+        "server_env": args.server_env,
+        "history_teachers": args.history_teachers,
+        "targets_definition": {
+            "tasks_per_s_batch64": TARGET_TASKS_PER_S,
+            "p99_ms_batch1_clients8": TARGET_P99_MS,
+            "history_geomean_ratio_band": TARGET_HISTORY_GEOMEAN_BAND,
+            "history_cell_ratio_band": TARGET_HISTORY_CELL_BAND,
+        },
+        "loadavg_start": list(os.getloadavg()),
+        "scenarios": [],
+        "healthz": [],
+        "history_ratios": [],
+        "fill": {},
+        "skipped": [],
+    }
+    status = 0
+    with tempfile.TemporaryDirectory(prefix="service_load_") as tmp:
+        db = Path(tmp) / "bench.db"
+        log_path = args.server_log or Path(tmp) / "server.log"
+        server = ServerProcess(f"sqlite:///{db}", log_path=log_path)
+        try:
+            try:
+                import uvloop
+
+                loop_factory: Any = uvloop.new_event_loop
+                out["event_loop"] = "uvloop"
+            except ImportError:
+                loop_factory = None
+                out["event_loop"] = "asyncio"
+            os.environ.update(args.server_env)  # ServerProcess passes os.environ on
+            server.start()
+            print(f"server {server.url} pid {server.proc.pid} on {db}", flush=True)
+            bench = Bench(server, args)
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                runner.run(run(bench, args, out))
+            out["sqlite_bytes_live"] = _sqlite_sizes(db)
+        except KeyboardInterrupt:
+            print("interrupted: stopping the server", file=sys.stderr, flush=True)
+            out["interrupted"] = True
+            status = 130
+        except Exception as exc:  # record it, stop the server, exit non-zero
+            print(f"benchmark failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            out["error"] = f"{type(exc).__name__}: {exc}"
+            status = 1
+        finally:
+            server.stop()
+            if status and log_path.exists():
+                tail = log_path.read_text(errors="replace")[-3000:]
+                if tail.strip():
+                    print(f"--- server log tail ---\n{tail}", file=sys.stderr)
+        if db.exists():
+            out["sqlite_bytes"] = _sqlite_sizes(db)
+            with contextlib.suppress(sqlite3.Error):
+                out["storage"] = _count_events(db)
+    out["total_runtime_s"] = round(time.time() - t_start, 1)
+    out["loadavg_end"] = list(os.getloadavg())
+    if out["scenarios"]:
+        finish(out, args)
+    if "storage" in out:
+        st = out["storage"]
+        print(
+            f"\nstorage: {st['events']:,} events, {st['snapshots']} snapshots "
+            f"({st['snapshot_bytes'] / 2**20:.1f} MiB); SQLite file "
+            f"{out['sqlite_bytes']['total'] / 2**20:.1f} MiB (db+wal+shm after stop)"
+        )
+    if out["skipped"]:
+        print(f"skipped teachers: {[s['teacher'] for s in out['skipped']]}")
+        if not out["scenarios"]:
+            status = status or 1
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(_clean(out), indent=1, allow_nan=False))
+    print(f"total runtime {out['total_runtime_s']:.1f}s; wrote {args.out}")
+    return status
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python, NaN/inf to null."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+if __name__ == "__main__":
+    sys.exit(main())
