@@ -74,6 +74,17 @@ def episode_return(params: dict[str, float]) -> float:
     return 1.0 - 2.0 * ((x - 0.5) ** 2 + (y - 0.5) ** 2)
 
 
+def reports_body(tasks: list[dict]) -> bytes:
+    """The report batch for ``tasks`` (deterministic returns), as JSON bytes."""
+    return orjson.dumps(
+        {
+            "reports": [
+                {"task_id": t["id"], "episode_return": episode_return(t["params"])} for t in tasks
+            ]
+        }
+    )
+
+
 # --------------------------------------------------------------------------- HTTP clients
 class HTTPStatusError(RuntimeError):
     """The server answered with an unexpected status."""
@@ -401,14 +412,7 @@ class Bench:
             if b in win:
                 st.tasks += len(tasks)
                 st.requests += 1
-            rep = orjson.dumps(
-                {
-                    "reports": [
-                        {"task_id": t["id"], "episode_return": episode_return(t["params"])}
-                        for t in tasks
-                    ]
-                }
-            )
+            rep = reports_body(tasks)
             c = time.perf_counter()
             status, data = await conn.request("POST", reports_path, rep)
             d = time.perf_counter()
@@ -482,14 +486,7 @@ class Bench:
                         raise HTTPStatusError("POST", tasks_path, status, data)
                     b = time.perf_counter()
                     tasks = orjson.loads(data)["tasks"]
-                    rep = orjson.dumps(
-                        {
-                            "reports": [
-                                {"task_id": t["id"], "episode_return": episode_return(t["params"])}
-                                for t in tasks
-                            ]
-                        }
-                    )
+                    rep = reports_body(tasks)
                     c = time.perf_counter()
                     status, data = await conn.request("POST", reports_path, rep)
                     if status != 200:
@@ -578,9 +575,7 @@ def _geomean(xs: list[float]) -> float:
 
 def history_ratios(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Large-history vs fresh, per (teacher, clients, batch)."""
-    fresh = {
-        (s["teacher"], s["clients"], s["batch"]): s for s in scenarios if s["kind"] == "fresh"
-    }
+    fresh = {(s["teacher"], s["clients"], s["batch"]): s for s in scenarios if s["kind"] == "fresh"}
     out = []
     for s in scenarios:
         if s["kind"] != "large":
@@ -682,7 +677,8 @@ def evaluate_targets(
                         "geomean_throughput_ratio": round(g_thr, 3),
                         "p50_ratio_range": [min(p50s, default=None), max(p50s, default=None)],
                         "throughput_ratio_range": [
-                            min(thrs, default=None), max(thrs, default=None)
+                            min(thrs, default=None),
+                            max(thrs, default=None),
                         ],
                         "geomean_server_cpu_per_request_ratio": round(
                             _geomean([v for v in cpus if v is not None]), 3
@@ -700,8 +696,11 @@ def evaluate_targets(
 
 def _sqlite_sizes(db: Path) -> dict[str, int]:
     sizes = {
-        suffix or "db": (db.with_name(db.name + suffix).stat().st_size
-                         if db.with_name(db.name + suffix).exists() else 0)
+        suffix or "db": (
+            db.with_name(db.name + suffix).stat().st_size
+            if db.with_name(db.name + suffix).exists()
+            else 0
+        )
         for suffix in ("", "-wal", "-shm")
     }
     sizes["total"] = sum(sizes.values())
@@ -745,8 +744,10 @@ async def run(bench: Bench, args: argparse.Namespace, out: dict[str, Any]) -> No
         if teacher in args.history_teachers and args.history > 0:
             hist_name = f"{teacher}-history"
             await bench.create(hist_name, teacher)
-            print(f"  filling {hist_name} to {args.history:,} episodes (batch {MAX_BATCH})",
-                  flush=True)
+            print(
+                f"  filling {hist_name} to {args.history:,} episodes (batch {MAX_BATCH})",
+                flush=True,
+            )
             out["fill"][teacher] = await bench.fill(teacher, hist_name, args.history)
         # The /healthz floor is measured just before the cells of its concurrency, and each
         # cell runs on a brand-new experiment (history 0, or --base-history) then at once on
@@ -793,8 +794,10 @@ def finish(out: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"load generator / everything else on the machine, which has {os.cpu_count()} cores)")
     busy = [s["other_cpu"] for s in out["scenarios"] if s.get("other_cpu") is not None]
     if busy and float(np.mean(busy)) > 0.25:
-        print(f"note: other work used {np.mean(busy):.2f} CPU on average during the scenarios;"
-              " absolute figures are lower than on an idle machine (ratios are less affected)")
+        print(
+            f"note: other work used {np.mean(busy):.2f} CPU on average during the scenarios;"
+            " absolute figures are lower than on an idle machine (ratios are less affected)"
+        )
     print(HEADER)
     for s in out["scenarios"]:
         print(_fmt_row(s))
@@ -824,37 +827,77 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "ratio to /healthz, growth with history).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--duration", type=float, default=None,
-                   help="measured seconds per scenario (default 4; 1 with --quick)")
-    p.add_argument("--warmup", type=float, default=None,
-                   help="un-measured seconds before each scenario (default 0.5; 0.2 with --quick)")
-    p.add_argument("--history", type=int, default=None,
-                   help="episodes of history for the second grid (default 1,000,000; "
-                   "20,000 with --quick; 0 skips it)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="measured seconds per scenario (default 4; 1 with --quick)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="un-measured seconds before each scenario (default 0.5; 0.2 with --quick)",
+    )
+    p.add_argument(
+        "--history",
+        type=int,
+        default=None,
+        help="episodes of history for the second grid (default 1,000,000; "
+        "20,000 with --quick; 0 skips it)",
+    )
     p.add_argument("--teachers", default="random,alp_gmm", help="comma-separated teacher kinds")
-    p.add_argument("--history-teachers", default=None,
-                   help="teachers that get the history fill (default: all of --teachers)")
-    p.add_argument("--base-history", type=int, default=0,
-                   help="episodes given to each 'fresh' experiment before it is measured (e.g. "
-                   "1000 to get alp_gmm past its 250-episode uniform bootstrap)")
-    p.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra environment variable for the server process (repeatable), "
-                   "e.g. OPENBLAS_NUM_THREADS=1")
+    p.add_argument(
+        "--history-teachers",
+        default=None,
+        help="teachers that get the history fill (default: all of --teachers)",
+    )
+    p.add_argument(
+        "--base-history",
+        type=int,
+        default=0,
+        help="episodes given to each 'fresh' experiment before it is measured (e.g. "
+        "1000 to get alp_gmm past its 250-episode uniform bootstrap)",
+    )
+    p.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment variable for the server process (repeatable), "
+        "e.g. OPENBLAS_NUM_THREADS=1",
+    )
     p.add_argument("--clients", default="1,8,64", help="comma-separated concurrency levels")
     p.add_argument("--batches", default="1,64", help="comma-separated batch sizes")
-    p.add_argument("--client", choices=sorted(CLIENTS), default="raw",
-                   help="HTTP client of the load generator")
-    p.add_argument("--request-timeout", type=float, default=120.0,
-                   help="seconds before one request is abandoned (counted as an error)")
+    p.add_argument(
+        "--client", choices=sorted(CLIENTS), default="raw", help="HTTP client of the load generator"
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=120.0,
+        help="seconds before one request is abandoned (counted as an error)",
+    )
     p.add_argument("--fill-clients", type=int, default=3, help="concurrent clients of the fill")
-    p.add_argument("--fill-max-seconds", type=float, default=900.0,
-                   help="stop a teacher's fill after this long (the history reached is recorded)")
+    p.add_argument(
+        "--fill-max-seconds",
+        type=float,
+        default=900.0,
+        help="stop a teacher's fill after this long (the history reached is recorded)",
+    )
     p.add_argument("--progress-every", type=float, default=5.0, help="seconds between fill lines")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON")
-    p.add_argument("--server-log", type=Path, default=None,
-                   help="keep the server's log here (default: in the temp dir, removed)")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke test: 1 s per scenario, 20,000 episodes of history")
+    p.add_argument(
+        "--server-log",
+        type=Path,
+        default=None,
+        help="keep the server's log here (default: in the temp dir, removed)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: 1 s per scenario, 20,000 episodes of history",
+    )
     args = p.parse_args(argv)
     if args.duration is None:
         args.duration = 1.0 if args.quick else 4.0
@@ -864,7 +907,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.history = 20_000 if args.quick else 1_000_000
     args.teachers = [t.strip() for t in args.teachers.split(",") if t.strip()]
     args.history_teachers = (
-        args.teachers if args.history_teachers is None
+        args.teachers
+        if args.history_teachers is None
         else [t.strip() for t in args.history_teachers.split(",") if t.strip()]
     )
     args.clients = [int(x) for x in args.clients.split(",")]

@@ -115,26 +115,9 @@ def test_cli_errors_are_messages_not_tracebacks(server, tmp_path: Path) -> None:
         assert res.returncode != 0, args
         assert "Traceback" not in res.stderr + res.stdout, res.stderr
         assert "error" in res.stderr.lower() and fragment in res.stderr, (args, res.stderr)
-    cli(
-        "experiments",
-        "create",
-        "--server",
-        server.url,
-        "--name",
-        "dup",
-        "--space",
-        json.dumps(BOX2),
-    )
-    res = cli(
-        "experiments",
-        "create",
-        "--server",
-        server.url,
-        "--name",
-        "dup",
-        "--space",
-        json.dumps(BOX2),
-    )
+    create_dup = ("experiments", "create", "--server", server.url, "--name", "dup")
+    cli(*create_dup, "--space", json.dumps(BOX2))
+    res = cli(*create_dup, "--space", json.dumps(BOX2))
     assert res.returncode != 0 and "already exists" in res.stderr and "Traceback" not in res.stderr
 
 
