@@ -326,7 +326,7 @@ def demo(
             sock.bind(("127.0.0.1", port))
         except OSError:
             sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = sock.getsockname()[1]
     Path(db).parent.mkdir(parents=True, exist_ok=True)
     server = uvicorn.Server(
         uvicorn.Config(

@@ -172,3 +172,15 @@ def test_bench_teachers_in_process_and_over_http(server, tmp_path: Path) -> None
         http["results"]["random"]["runs"][0]["curve"]
         == local_random[: len(http["results"]["random"]["runs"][0]["curve"])]
     )
+
+
+def test_demo_runs_a_curriculum_and_stores_every_report(tmp_path: Path) -> None:
+    from teacher_service.testing import free_port
+
+    db = tmp_path / "demo.db"
+    res = cli(
+        "demo", "--episodes", "600", "--db", str(db), "--port", str(free_port()), "--no-serve"
+    )
+    assert res.returncode == 0, res.stderr
+    assert "Reports stored: 600" in res.stdout
+    assert "http://127.0.0.1:" in res.stdout and db.exists()
