@@ -1,0 +1,19 @@
+"""The service image must start without the students' heavy dependencies (DESIGN.md §1)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_service_imports_neither_torch_nor_ray() -> None:
+    code = (
+        "import sys\n"
+        "import teacher_service.app, teacher_service.cli, teacher_service.client\n"
+        "from teacher_service.teachers import make_teacher\n"
+        "import teacher_service.teachers.alp_gmm, teacher_service.teachers.random_teacher\n"
+        "heavy = sorted(m for m in ('torch', 'ray', 'minigrid', 'gymnasium') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
