@@ -188,6 +188,10 @@ class ExperimentRuntime:
         if self.broken:
             # A failed write or a teacher error left memory ahead of the log: rebuild.
             log.warning("experiment %s: rebuilding from the log after an error", self.name)
+            # Let every write already queued settle (the store refuses this experiment's
+            # writes after a failure), then read back exactly what is durable.
+            self.store.barrier().result()
+            self.store.reset_failure(self.id)
             self.teacher.close()
             self._reset_state()
             self._replay()

@@ -167,3 +167,19 @@ def test_sweep_is_cheap_when_nothing_is_due(store: Store) -> None:
         rt.sweep()
     assert rt.counters.expired == 0
     assert time.perf_counter() - t0 < 1.0
+
+
+def test_store_refuses_later_writes_after_a_failure_until_reset(store: Store) -> None:
+    store.create_experiment(ExperimentRecord("x", "x", {}, 0.0)).result()
+    store.append_event("x", 1, "tasks", b"{}").result()
+    bad = store.append_event("x", 1, "tasks", b"{}")  # same seq: the database refuses it
+    with pytest.raises(Exception, match="integrity"):
+        bad.result()
+    later = store.append_event("x", 2, "tasks", b"{}")  # would leave a gap: refused too
+    with pytest.raises(Exception, match="earlier write"):
+        later.result()
+    assert [e.seq for e in store.iter_events("x")] == [1]
+    store.barrier().result()
+    store.reset_failure("x")
+    store.append_event("x", 2, "tasks", b"{}").result()
+    assert [e.seq for e in store.iter_events("x")] == [1, 2]

@@ -109,6 +109,9 @@ class Store:
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._writer, name="store-writer", daemon=True)
         self._closed = False
+        # Experiments with a failed write: their later writes are refused until the runtime
+        # has rebuilt from the log (reset_failure), so the log never gets a gap.
+        self._failed: set[str] = set()
         self._thread.start()
 
     @staticmethod
@@ -177,7 +180,23 @@ class Store:
             if stop:
                 return
 
+    def reset_failure(self, experiment_id: str) -> None:
+        """Accept writes of this experiment again (call after :meth:`barrier` and a rebuild)."""
+        self._failed.discard(experiment_id)
+
     def _commit_group(self, ops: list[_Op]) -> None:
+        refused = [
+            o for o in ops if o.kind in {"event", "snapshot"} and o.experiment_id in self._failed
+        ]
+        for op in refused:
+            op.future.set_exception(StorageError("an earlier write of this experiment failed"))
+        ops = [
+            o
+            for o in ops
+            if not (o.kind in {"event", "snapshot"} and o.experiment_id in self._failed)
+        ]
+        if not ops:
+            return
         # Transient failures (a dropped PostgreSQL connection) are retried as a group.
         for attempt in range(3):
             try:
@@ -197,7 +216,7 @@ class Store:
     def _commit_one_by_one(self, ops: list[_Op]) -> None:
         # Once an experiment's event fails, its later events must fail too: the log must
         # stay a gap-free prefix of what the runtime did (the runtime then reloads).
-        failed: set[str] = set()
+        failed = self._failed
         for op in ops:
             if op.kind in {"event", "snapshot"} and op.experiment_id in failed:
                 op.future.set_exception(StorageError("an earlier write of this experiment failed"))
