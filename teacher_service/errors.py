@@ -37,12 +37,6 @@ class BatchTooLargeError(ServiceError):
     status_code = 413
 
 
-class InvalidInputError(ServiceError):
-    """Semantically invalid input that schema validation could not catch."""
-
-    status_code = 422
-
-
 class UnavailableError(ServiceError):
     """Storage failed; nothing was acknowledged, the client may retry."""
 

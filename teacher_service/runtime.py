@@ -26,7 +26,7 @@ from api_schemas.experiments import ExperimentCounters, ExperimentCreate, Experi
 from api_schemas.reports import Report, ReportAck
 from api_schemas.spaces import BoxSpace, DiscreteSpace, SpaceError
 from api_schemas.tasks import Task
-from teacher_service.errors import BatchTooLargeError, TaskNotFoundError, UnavailableError
+from teacher_service.errors import BatchTooLargeError, TaskNotFoundError
 from teacher_service.storage import ExperimentRecord, Store
 from teacher_service.teachers import TaskProposal, TaskResult, Teacher, make_teacher
 
@@ -427,8 +427,3 @@ class ExperimentRuntime:
     def close(self) -> None:
         """Stop the teacher's background work."""
         self.teacher.close()
-
-
-def raise_unavailable(exc: BaseException) -> None:
-    """Translate a storage failure into a 503 for the client."""
-    raise UnavailableError(f"storage unavailable, nothing was acknowledged: {exc}") from exc

@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, func, insert, select
+from sqlalchemy import create_engine, delete, event, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -184,17 +184,15 @@ class Store:
         """Accept writes of this experiment again (call after :meth:`barrier` and a rebuild)."""
         self._failed.discard(experiment_id)
 
-    def _commit_group(self, ops: list[_Op]) -> None:
-        refused = [
-            o for o in ops if o.kind in {"event", "snapshot"} and o.experiment_id in self._failed
-        ]
-        for op in refused:
+    def _refused(self, op: _Op) -> bool:
+        """Fail ``op`` if its experiment had a failed write (see :meth:`reset_failure`)."""
+        if op.kind in {"event", "snapshot"} and op.experiment_id in self._failed:
             op.future.set_exception(StorageError("an earlier write of this experiment failed"))
-        ops = [
-            o
-            for o in ops
-            if not (o.kind in {"event", "snapshot"} and o.experiment_id in self._failed)
-        ]
+            return True
+        return False
+
+    def _commit_group(self, ops: list[_Op]) -> None:
+        ops = [op for op in ops if not self._refused(op)]
         if not ops:
             return
         # Transient failures (a dropped PostgreSQL connection) are retried as a group.
@@ -218,8 +216,7 @@ class Store:
         # stay a gap-free prefix of what the runtime did (the runtime then reloads).
         failed = self._failed
         for op in ops:
-            if op.kind in {"event", "snapshot"} and op.experiment_id in failed:
-                op.future.set_exception(StorageError("an earlier write of this experiment failed"))
+            if self._refused(op):
                 continue
             try:
                 with self.engine.begin() as conn:
@@ -342,15 +339,6 @@ class Store:
             for r in res:
                 yield EventRow(r.seq, r.kind, bytes(r.payload), r.created_at)
             last = res[-1].seq
-
-    def count_events(self, experiment_id: str) -> int:
-        """Number of logged events of an experiment."""
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(func.count())
-                .select_from(events)
-                .where(events.c.experiment_id == experiment_id)
-            ).scalar_one()
 
     def close(self) -> None:
         """Commit what is queued, stop the writer and dispose of the engine."""
