@@ -28,15 +28,10 @@ class RandomConfig(_TeacherConfigBase):
     kind: Literal["random"] = "random"
 
 
-class ALPGMMConfig(_TeacherConfigBase):
-    """ALP-GMM (Portelas et al., CoRL 2019). Defaults are the paper's."""
+class GMMConfigBase(_TeacherConfigBase):
+    """Hyper-parameters shared by the Gaussian-mixture teachers (ALP-GMM, Covar-GMM).
+    Defaults are the papers'."""
 
-    SPACES: ClassVar[tuple[str, ...]] = ("box",)
-    DESCRIPTION: ClassVar[str] = (
-        "ALP-GMM: Gaussian mixtures over (task, absolute learning progress), sampled by ALP."
-    )
-
-    kind: Literal["alp_gmm"] = "alp_gmm"
     fit_rate: int = Field(
         default=250,
         ge=10,
@@ -67,12 +62,12 @@ class ALPGMMConfig(_TeacherConfigBase):
     reward_low: float = Field(
         default=0.0,
         allow_inf_nan=False,
-        description="Return mapped to 0 before computing ALP (reference BipedalWalker: -150).",
+        description="Return mapped to 0 before use (reference BipedalWalker: -150).",
     )
     reward_high: float = Field(
         default=1.0,
         allow_inf_nan=False,
-        description="Return mapped to 1 before computing ALP (reference BipedalWalker: 350).",
+        description="Return mapped to 1 before use (reference BipedalWalker: 350).",
     )
     fit_delay: int = Field(
         default=50,
@@ -84,13 +79,10 @@ class ALPGMMConfig(_TeacherConfigBase):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> ALPGMMConfig:
+    def _check(self) -> GMMConfigBase:
         if self.min_k > self.max_k:
             raise ValueError(f"min_k ({self.min_k}) must be <= max_k ({self.max_k})")
-        if not self.reward_low < self.reward_high:
-            raise ValueError(
-                f"reward_low ({self.reward_low}) must be < reward_high ({self.reward_high})"
-            )
+        _check_reward_bounds(self.reward_low, self.reward_high)
         if self.fit_delay >= self.fit_rate:
             raise ValueError(
                 f"fit_delay ({self.fit_delay}) must be < fit_rate ({self.fit_rate}) "
@@ -99,10 +91,227 @@ class ALPGMMConfig(_TeacherConfigBase):
         return self
 
 
-TeacherConfig = Annotated[RandomConfig | ALPGMMConfig, Field(discriminator="kind")]
+def _check_reward_bounds(low: float, high: float) -> None:
+    if not low < high:
+        raise ValueError(f"reward_low ({low}) must be < reward_high ({high})")
+
+
+class ALPGMMConfig(GMMConfigBase):
+    """ALP-GMM (Portelas et al., CoRL 2019). Defaults are the paper's."""
+
+    SPACES: ClassVar[tuple[str, ...]] = ("box",)
+    DESCRIPTION: ClassVar[str] = (
+        "ALP-GMM: Gaussian mixtures over (task, absolute learning progress), sampled by ALP."
+    )
+
+    kind: Literal["alp_gmm"] = "alp_gmm"
+
+
+class CovarGMMConfig(GMMConfigBase):
+    """Covar-GMM (Moulin-Frier et al. 2014, as benchmarked by Portelas et al. 2019).
+    Defaults are the reference's."""
+
+    SPACES: ClassVar[tuple[str, ...]] = ("box",)
+    DESCRIPTION: ClassVar[str] = (
+        "Covar-GMM: Gaussian mixtures over (task, time, reward), sampled by each component's "
+        "time-reward covariance."
+    )
+
+    kind: Literal["covar_gmm"] = "covar_gmm"
+    absolute_lp: bool = Field(
+        default=False,
+        description=(
+            "Use |cov(time, reward)| as a component's learning progress instead of "
+            "max(0, cov(time, reward)) (reference default: False)."
+        ),
+    )
+
+
+class RIACConfig(_TeacherConfigBase):
+    """RIAC (Baranes & Oudeyer 2009, as benchmarked by Portelas et al. 2019).
+    Defaults are the reference's."""
+
+    SPACES: ClassVar[tuple[str, ...]] = ("box",)
+    DESCRIPTION: ClassVar[str] = (
+        "RIAC: splits the space into regions of differing learning progress and samples "
+        "regions by their ALP."
+    )
+
+    kind: Literal["riac"] = "riac"
+    max_region_size: int = Field(
+        default=200,
+        ge=4,
+        le=100_000,
+        description="A region holding more episodes than this is split (reference: 200).",
+    )
+    split_attempts: int = Field(
+        default=50, ge=1, le=10_000, description="Random (dim, threshold) splits tried (50)."
+    )
+    min_region_points: int = Field(
+        default=10,
+        ge=1,
+        description="Episodes each child of a split must hold (reference: 10).",
+    )
+    min_dims_range_ratio: float = Field(
+        default=1 / 15,
+        gt=0.0,
+        lt=0.5,
+        description="Smallest child width per dimension, as a fraction of its range (1/15).",
+    )
+    alp_window: int = Field(
+        default=200,
+        ge=2,
+        le=100_000,
+        description=("Recent rewards of a region whose half means give its ALP (reference: 200)."),
+    )
+    p_uniform: float = Field(
+        default=0.2, ge=0.0, le=1.0, description="Probability of a uniform task (0.2)."
+    )
+    p_perturb: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Probability of the lowest-reward task of an ALP-chosen region, perturbed with "
+            "N(0, perturb_sd) (0.1). The rest (0.7) is uniform inside an ALP-chosen region."
+        ),
+    )
+    perturb_sd: float = Field(
+        default=0.1, gt=0.0, le=1.0, description="SD of that perturbation, unit cube (0.1)."
+    )
+    leaves_only: bool = Field(
+        default=False,
+        description="Choose among leaf regions only, not every region of the tree (False).",
+    )
+    reward_low: float = Field(
+        default=0.0, allow_inf_nan=False, description="Return mapped to 0 before use."
+    )
+    reward_high: float = Field(
+        default=1.0, allow_inf_nan=False, description="Return mapped to 1 before use."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RIACConfig:
+        _check_reward_bounds(self.reward_low, self.reward_high)
+        if self.p_uniform + self.p_perturb > 1.0:
+            raise ValueError(
+                f"p_uniform + p_perturb ({self.p_uniform + self.p_perturb}) must be <= 1"
+            )
+        if 2 * self.min_region_points > self.max_region_size + 1:
+            raise ValueError(
+                f"two children of min_region_points ({self.min_region_points}) must fit in "
+                f"a full region (max_region_size {self.max_region_size} + 1)"
+            )
+        return self
+
+
+class LPTreeConfig(_TeacherConfigBase):
+    """LP-Tree, this project's teacher: an online regression tree over reward whose leaves
+    are sampled by a lower confidence bound of their recent learning progress (README)."""
+
+    SPACES: ClassVar[tuple[str, ...]] = ("box",)
+    DESCRIPTION: ClassVar[str] = (
+        "LP-Tree: splits the space where rewards differ significantly; samples leaves by "
+        "the lower confidence bound of their recent reward slope, and their neighbourhoods."
+    )
+
+    kind: Literal["lp_tree"] = "lp_tree"
+    window: int = Field(
+        default=64,
+        ge=8,
+        le=10_000,
+        description="Most recent episodes each leaf keeps for its split test.",
+    )
+    split_every: int = Field(
+        default=8,
+        ge=1,
+        le=10_000,
+        description="Episodes a leaf gathers between two split tests.",
+    )
+    split_min: int = Field(
+        default=16, ge=4, description="Episodes a leaf needs before it is first tested."
+    )
+    min_leaf: int = Field(default=4, ge=1, description="Episodes each side of a split must hold.")
+    min_width: float = Field(
+        default=1 / 40,
+        gt=0.0,
+        lt=0.5,
+        description="Smallest leaf width per dimension, as a fraction of its range.",
+    )
+    split_t: float = Field(
+        default=3.0,
+        gt=0.0,
+        allow_inf_nan=False,
+        description=(
+            "Two-sample t statistic (pooled variance) the reward difference across a split "
+            "must reach: splits follow real differences, not noise or distractor dims."
+        ),
+    )
+    lp_window: int = Field(
+        default=8,
+        ge=3,
+        le=10_000,
+        description="Last rewards of a leaf through which its progress line is fitted.",
+    )
+    lcb: float = Field(
+        default=0.5,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="Standard errors subtracted from |slope| (leaf LP = lower bound).",
+    )
+    p_uniform: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="Probability of a uniform task."
+    )
+    p_expand: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="Probability of a task in the neighbourhood of an LP-chosen leaf.",
+    )
+    expand: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=10.0,
+        description="That neighbourhood: the leaf grown by this fraction of its width per side.",
+    )
+    bootstrap: int = Field(
+        default=100, ge=0, le=10_000_000, description="Uniform episodes before any leaf choice."
+    )
+    max_leaves: int = Field(
+        default=2048,
+        ge=1,
+        le=1_000_000,
+        description="Leaves the tree may grow to (bounds memory and snapshot size).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> LPTreeConfig:
+        if self.p_uniform + self.p_expand > 1.0:
+            raise ValueError(
+                f"p_uniform + p_expand ({self.p_uniform + self.p_expand}) must be <= 1"
+            )
+        if 2 * self.min_leaf > self.window:
+            raise ValueError(f"2 * min_leaf ({self.min_leaf}) must be <= window ({self.window})")
+        if self.split_min > self.window:
+            raise ValueError(f"split_min ({self.split_min}) must be <= window ({self.window})")
+        if self.lp_window > self.window:
+            raise ValueError(f"lp_window ({self.lp_window}) must be <= window ({self.window})")
+        return self
+
+
+TeacherConfig = Annotated[
+    RandomConfig | ALPGMMConfig | CovarGMMConfig | RIACConfig | LPTreeConfig,
+    Field(discriminator="kind"),
+]
 
 #: Every config class, in the order ``GET /v1/teachers`` lists them.
-TEACHER_CONFIGS: tuple[type[_TeacherConfigBase], ...] = (RandomConfig, ALPGMMConfig)
+TEACHER_CONFIGS: tuple[type[_TeacherConfigBase], ...] = (
+    RandomConfig,
+    ALPGMMConfig,
+    CovarGMMConfig,
+    RIACConfig,
+    LPTreeConfig,
+)
 
 
 class TeacherInfo(BaseModel):

@@ -19,15 +19,15 @@ from api_schemas.spaces import BoxDim, BoxSpace, DiscreteSpace, DiscreteTaskSpec
 from api_schemas.teachers import ALPGMMConfig
 from env_generators.simulated_student import SimulatedStudent
 from teacher_service.storage.codec import pack_state, unpack_state
-from teacher_service.teachers import alp_gmm, make_teacher, teacher_class
-from teacher_service.teachers.alp_gmm import (
-    ALPGMMTeacher,
+from teacher_service.teachers import gmm_base, make_teacher, teacher_class
+from teacher_service.teachers.alp_gmm import ALPGMMTeacher
+from teacher_service.teachers.base import TaskProposal, TaskResult, TeacherStateError
+from teacher_service.teachers.gmm_base import (
     GMMParams,
     fit_gmms,
     information_criterion,
     n_free_parameters,
 )
-from teacher_service.teachers.base import TaskProposal, TaskResult, TeacherStateError
 
 UNIT2 = BoxSpace(dims=[BoxDim(name="x", low=0.0, high=1.0), BoxDim(name="y", low=0.0, high=1.0)])
 #: Small hyper-parameters so that fits happen within a few hundred episodes.
@@ -137,7 +137,7 @@ def test_k_range_is_inclusive(monkeypatch: pytest.MonkeyPatch) -> None:
             threads.append(max(i["num_threads"] for i in threadpool_info()))
             return super().fit(X, y)
 
-    monkeypatch.setattr(alp_gmm, "GaussianMixture", CountingGMM)
+    monkeypatch.setattr(gmm_base, "GaussianMixture", CountingGMM)
     before = [i["num_threads"] for i in threadpool_info()]
     res = fit_gmms(blobs(), random_state=0, min_k=2, max_k=5, criterion="aic")
     # The reference's arange(min_k, max_k) would stop at 4.
@@ -224,18 +224,18 @@ def test_fit_schedule() -> None:
 
 def test_fit_uses_the_last_fit_rate_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[np.ndarray] = []
-    real = alp_gmm.fit_gmms
+    real = gmm_base.fit_gmms
 
     def spy(rows, *args):
         seen.append(rows.copy())
         return real(rows, *args)
 
-    monkeypatch.setattr(alp_gmm, "fit_gmms", spy)
+    monkeypatch.setattr(gmm_base, "fit_gmms", spy)
     teacher = make(fit_rate=20, bootstrap=20, fit_delay=0, max_k=2)
     play(teacher, SimulatedStudent(), 40)
-    tasks, _, alps = teacher.recent_.last(20)
-    assert len(seen) == 2
-    np.testing.assert_array_equal(seen[1], np.column_stack([tasks, alps]))
+    rows, _ = teacher.recent_.last(20)
+    assert len(seen) == 2 and rows.shape == (20, 3)  # [x, y, alp]
+    np.testing.assert_array_equal(seen[1], rows)
 
 
 # --------------------------------------------------------------------------- sampling
@@ -328,7 +328,7 @@ def test_fit_takes_effect_at_k_plus_delay_whatever_the_timing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cfg = {"fit_rate": 20, "bootstrap": 20, "fit_delay": 5, "max_k": 3}
-    real = alp_gmm.fit_gmms
+    real = gmm_base.fit_gmms
 
     # Fast fit: it is done long before it is due, and still waits for episode 25.
     fast = make(**cfg)
@@ -347,7 +347,7 @@ def test_fit_takes_effect_at_k_plus_delay_whatever_the_timing(
         time.sleep(0.3)
         return real(*args)
 
-    monkeypatch.setattr(alp_gmm, "fit_gmms", slow)
+    monkeypatch.setattr(gmm_base, "fit_gmms", slow)
     slow_teacher = make(**cfg)
     student_slow = SimulatedStudent()
     play(slow_teacher, student_slow, 24)
@@ -401,12 +401,12 @@ def test_state_dict_returns_copies() -> None:
     state = teacher.state_dict()
     frozen = copy.deepcopy(state)
     state["nn_points"][:] = 0.5
-    state["recent"]["alps"][:] = 7.0
+    state["recent"]["rows"][:] = 7.0
     state["gmm"]["means"][:] = 7.0
     state["pending_fit"]["rows"][:] = 7.0
     again = teacher.state_dict()
     np.testing.assert_array_equal(again["nn_points"], frozen["nn_points"])
-    np.testing.assert_array_equal(again["recent"]["alps"], frozen["recent"]["alps"])
+    np.testing.assert_array_equal(again["recent"]["rows"], frozen["recent"]["rows"])
     np.testing.assert_array_equal(again["gmm"]["means"], frozen["gmm"]["means"])
     np.testing.assert_array_equal(again["pending_fit"]["rows"], frozen["pending_fit"]["rows"])
     teacher.close()

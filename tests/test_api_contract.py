@@ -28,7 +28,11 @@ def test_health_teachers_and_metrics(client: httpx.Client) -> None:
     body = client.get("/v1/teachers").json()
     kinds = {t["kind"]: t for t in body["data"]}
     assert body["count"] == len(body["data"])
-    assert {"random", "alp_gmm"} <= set(kinds)
+    assert {"random", "alp_gmm", "covar_gmm", "riac", "lp_tree"} <= set(kinds)
+    for kind in ("covar_gmm", "riac", "lp_tree"):
+        assert kinds[kind]["spaces"] == ["box"] and kinds[kind]["description"]
+    assert kinds["riac"]["hyperparameters"]["properties"]["max_region_size"]["default"] == 200
+    assert kinds["lp_tree"]["hyperparameters"]["properties"]["lp_window"]["default"] == 8
     alp = kinds["alp_gmm"]
     assert alp["spaces"] == ["box"]
     assert alp["hyperparameters"]["properties"]["fit_rate"]["default"] == 250

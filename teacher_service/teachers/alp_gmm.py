@@ -3,614 +3,85 @@
 The teacher keeps, for every finished episode, a row ``[task, alp]`` where ``task`` is the
 task in the unit cube and ``alp`` its absolute learning progress: the absolute difference
 between its normalised reward and the reward of the nearest previously seen task. Every
-``fit_rate`` episodes (after ``bootstrap`` uniform episodes) it fits Gaussian mixtures with
-``min_k..max_k`` components on the last ``fit_rate`` rows, keeps the one with the lowest
-information criterion, and then samples tasks from components chosen in proportion to their
-mean ALP (plus ``random_task_ratio`` uniform tasks).
-
-Fits run in a background thread so requests never wait for them; a fit started when the
-episode count is ``K`` takes effect when the count reaches ``K + fit_delay``, a point fixed
-by the event sequence (never by wall time), so replays and live twins propose the same tasks.
-
-Fit schedule (the reference fits when ``n >= bootstrap and n % fit_rate == 0``): here a fit
-starts after the episode that brings the count to ``n``, for
-``n = max(bootstrap, fit_rate) + j * fit_rate`` (j = 0, 1, ...). With the paper's defaults
-(250/250) this is the reference schedule (250, 500, ...); the ``max`` guarantees that a fit
-always sees ``fit_rate`` rows, and fits keep a regular ``fit_rate`` spacing after bootstrap
-whatever the two values are.
+``fit_rate`` episodes (after ``bootstrap`` uniform episodes) it fits Gaussian mixtures on the
+last ``fit_rate`` rows and samples tasks from components chosen in proportion to their mean
+ALP (plus ``random_task_ratio`` uniform tasks). The fitting and sampling machinery, shared
+with Covar-GMM, is in :mod:`teacher_service.teachers.gmm_base`.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import threading
-import weakref
-from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from sklearn.mixture import GaussianMixture
-from threadpoolctl import threadpool_info, threadpool_limits
 
-from api_schemas.spaces import BoxSpace
 from api_schemas.teachers import ALPGMMConfig
-from teacher_service.teachers.base import (
-    BoxScaler,
-    TaskProposal,
-    TaskResult,
-    Teacher,
-    TeacherStateError,
+from teacher_service.teachers.gmm_base import (
+    VIEW_ROWS,
+    GMMParams,
+    GMMTeacher,
+    normalised_reward,
 )
 from teacher_service.teachers.nearest import NearestIndex
 
-logger = logging.getLogger(__name__)
-
 #: The reference leaves ALP at 0 until the history holds more than this many tasks.
 MIN_HISTORY_FOR_ALP = 5
-#: Rows of recent history shown by :meth:`ALPGMMTeacher.view`.
-VIEW_ROWS = 200
 
 
-# --------------------------------------------------------------------------- GMM fitting
-
-
-@dataclass(frozen=True, slots=True)
-class GMMParams:
-    """A fitted mixture over ``[task, alp]`` in the unit cube (enough to sample from it).
-
-    Attributes:
-        weights: (k,) mixing weights.
-        means: (k, d + 1) component means; the last coordinate is the ALP.
-        covariances: (k, d + 1, d + 1) full covariance matrices.
-    """
-
-    weights: np.ndarray
-    means: np.ndarray
-    covariances: np.ndarray
-
-    @property
-    def k(self) -> int:
-        """Number of components."""
-        return int(self.weights.shape[0])
-
-    def to_state(self) -> dict[str, np.ndarray]:
-        """Copies of the arrays, for snapshots."""
-        return {
-            "weights": self.weights.copy(),
-            "means": self.means.copy(),
-            "covariances": self.covariances.copy(),
-        }
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> GMMParams:
-        """Inverse of :meth:`to_state`."""
-        return cls(
-            weights=np.array(state["weights"], dtype=np.float64),
-            means=np.array(state["means"], dtype=np.float64),
-            covariances=np.array(state["covariances"], dtype=np.float64),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class FitResult:
-    """Outcome of one fit cycle.
-
-    Attributes:
-        gmm: the selected mixture, or ``None`` when no candidate could be fitted.
-        ks: the component counts tried, in order.
-        scores: the criterion value of each candidate (``inf`` where undefined).
-    """
-
-    gmm: GMMParams | None
-    ks: tuple[int, ...]
-    scores: tuple[float, ...]
-
-
-def n_free_parameters(k: int, dim: int) -> int:
-    """Free parameters of a ``k``-component full-covariance Gaussian mixture in ``dim`` dims.
-
-    ``k * dim`` means, ``k * dim * (dim + 1) / 2`` covariance entries and ``k - 1`` weights.
-    Here ``dim`` counts the ALP coordinate too: the reference's AICc used the task
-    dimension only, under-counting the parameters of the ``[task, alp]`` mixture.
-    """
-    return k * dim + k * dim * (dim + 1) // 2 + k - 1
-
-
-def information_criterion(name: str, log_likelihood: float, n_params: int, n_samples: int) -> float:
-    """AIC, BIC or AICc (lower is better).
-
-    AICc = AIC + 2p(p + 1) / (n - p - 1) is undefined when ``n <= p + 1``; it is then
-    ``inf`` so that such an over-parameterised model is never preferred.
-    """
-    aic = -2.0 * log_likelihood + 2.0 * n_params
-    if name == "aic":
-        return aic
-    if name == "bic":
-        return -2.0 * log_likelihood + n_params * math.log(n_samples)
-    if name == "aicc":
-        denom = n_samples - n_params - 1
-        return aic + 2.0 * n_params * (n_params + 1) / denom if denom > 0 else math.inf
-    raise ValueError(f"unknown criterion {name!r}; expected 'aic', 'bic' or 'aicc'")
-
-
-class _OneBLASThread:
-    """Process-wide "one BLAS thread" (and one OpenMP thread per fitting thread) during fits.
-
-    Why: the reference let BLAS use every core inside each fit (two concurrent runs went ~9x
-    slower). Here, with OpenBLAS on 2 cores, a 9-GMM fit that takes ~0.1 s single-threaded
-    takes ~4 s when OpenBLAS may use 2 threads for these tiny matrices.
-
-    How:
-
-    * The BLAS limit is process-global, so concurrent fits (several teachers) share it through
-      a reference count: the first fit in sets it, the last one out restores it.
-    * It is always changed from one dedicated, long-lived thread: with the OpenBLAS builds
-      shipped in the numpy/scipy wheels (0.3.30/0.3.31) we observed ``openblas_set_num_threads``
-      being ignored when called from any thread other than the live thread that called it
-      first, so limits set from short-lived per-teacher fit threads (or from a request thread)
-      would silently not apply. If some other code took that role first, a warning says so.
-    * OpenMP's thread count (scikit-learn's k-means) is per-thread in libgomp, so it is set
-      in the fitting thread itself.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._blas: threadpool_limits | None = None
-        self._owner: ThreadPoolExecutor | None = None
-        self._warned = False
-
-    def _on_owner(self, fn: Any) -> Any:
-        if self._owner is None:
-            self._owner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alp-gmm-blas")
-        return self._owner.submit(fn).result()
-
-    def _set_blas(self) -> threadpool_limits:
-        limiter = threadpool_limits(limits=1, user_api="blas")
-        ignored = [
-            i["prefix"]
-            for i in threadpool_info()
-            if i["user_api"] == "blas" and i["num_threads"] != 1
-        ]
-        if ignored and not self._warned:
-            self._warned = True  # once per process: the cause is outside this module
-            logger.warning(
-                "BLAS libraries %s ignored the 1-thread limit (another thread set their thread "
-                "count first); GMM fits may be much slower. Run with OPENBLAS_NUM_THREADS=1.",
-                ignored,
-            )
-        return limiter
-
-    @contextmanager
-    def __call__(self) -> Any:
-        with self._lock:
-            if self._depth == 0:
-                self._blas = self._on_owner(self._set_blas)
-            self._depth += 1
-        openmp = threadpool_limits(limits=1, user_api="openmp")
-        try:
-            yield
-        finally:
-            openmp.restore_original_limits()
-            with self._lock:
-                self._depth -= 1
-                if self._depth == 0 and self._blas is not None:
-                    self._on_owner(self._blas.restore_original_limits)
-                    self._blas = None
-
-
-_one_blas_thread = _OneBLASThread()
-
-
-def fit_gmms(
-    rows: np.ndarray, random_state: int, min_k: int, max_k: int, criterion: str
-) -> FitResult:
-    """Fit full-covariance GMMs with ``k = min_k..max_k`` (inclusive); keep the best.
-
-    A pure function of its arguments (single-threaded BLAS, fixed ``random_state``), so a
-    fit re-run after a restore gives the same mixture bit for bit.
-
-    Args:
-        rows: (n, d + 1) ``[task, alp]`` rows in the unit cube.
-        random_state: seed shared by the candidate mixtures.
-        min_k: fewest components tried.
-        max_k: most components tried, inclusive (the reference's ``arange(min_k, max_k)``
-            silently skipped ``max_k``).
-        criterion: ``"aic"``, ``"bic"`` or ``"aicc"``.
-
-    Returns:
-        The selected mixture (lowest criterion; ties -> fewer components) and every score.
-    """
-    n, dim = rows.shape
-    ks: list[int] = []
-    scores: list[float] = []
-    best: tuple[float, GaussianMixture] | None = None
-    fallback: GaussianMixture | None = None  # smallest fitted k, when every score is inf
-    with _one_blas_thread():
-        for k in range(min_k, max_k + 1):
-            if k > n:
-                break  # more components than rows cannot be fitted
-            gmm = GaussianMixture(n_components=k, covariance_type="full", random_state=random_state)
-            try:
-                gmm.fit(rows)
-            except (ValueError, np.linalg.LinAlgError) as exc:  # degenerate rows
-                logger.warning("GMM fit with k=%d failed: %s", k, exc)
-                ks.append(k)
-                scores.append(math.inf)
-                continue
-            log_likelihood = float(gmm.score(rows)) * n  # score() is the per-row mean
-            value = information_criterion(criterion, log_likelihood, n_free_parameters(k, dim), n)
-            ks.append(k)
-            scores.append(value)
-            if fallback is None:
-                fallback = gmm
-            if math.isfinite(value) and (best is None or value < best[0]):
-                best = (value, gmm)
-    chosen = best[1] if best is not None else fallback
-    if chosen is None:
-        return FitResult(gmm=None, ks=tuple(ks), scores=tuple(scores))
-    params = GMMParams(
-        weights=np.array(chosen.weights_, dtype=np.float64),
-        means=np.array(chosen.means_, dtype=np.float64),
-        covariances=np.array(chosen.covariances_, dtype=np.float64),
-    )
-    return FitResult(gmm=params, ks=tuple(ks), scores=tuple(scores))
-
-
-# --------------------------------------------------------------------------- history
-
-
-class _RecentRows:
-    """The last ``keep`` rows of (task in the unit cube, raw return, alp).
-
-    Arrays of capacity ``2 * keep``; when full, the newest ``keep`` rows move to the front,
-    so appends are amortised O(1) and memory stays bounded.
-    """
-
-    def __init__(self, ndim: int, keep: int) -> None:
-        self.keep = keep
-        self.tasks = np.empty((2 * keep, ndim), dtype=np.float64)
-        self.returns = np.empty(2 * keep, dtype=np.float64)
-        self.alps = np.empty(2 * keep, dtype=np.float64)
-        self.n = 0
-
-    def append(self, task: np.ndarray, ret: float, alp: float) -> None:
-        if self.n == self.tasks.shape[0]:
-            lo = self.n - self.keep
-            self.tasks[: self.keep] = self.tasks[lo : self.n]
-            self.returns[: self.keep] = self.returns[lo : self.n]
-            self.alps[: self.keep] = self.alps[lo : self.n]
-            self.n = self.keep
-        self.tasks[self.n] = task
-        self.returns[self.n] = ret
-        self.alps[self.n] = alp
-        self.n += 1
-
-    def last(self, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Views of the last ``min(m, available)`` rows (oldest first)."""
-        lo = max(self.n - m, 0)
-        return self.tasks[lo : self.n], self.returns[lo : self.n], self.alps[lo : self.n]
-
-    def export(self) -> dict[str, np.ndarray]:
-        tasks, returns, alps = self.last(self.keep)
-        return {"tasks": tasks.copy(), "returns": returns.copy(), "alps": alps.copy()}
-
-    def load(self, state: Mapping[str, Any]) -> None:
-        tasks = np.asarray(state["tasks"], dtype=np.float64).reshape(-1, self.tasks.shape[1])
-        m = min(tasks.shape[0], self.keep)
-        self.tasks[:m] = tasks[tasks.shape[0] - m :]
-        self.returns[:m] = np.asarray(state["returns"], dtype=np.float64)[len(tasks) - m :]
-        self.alps[:m] = np.asarray(state["alps"], dtype=np.float64)[len(tasks) - m :]
-        self.n = m
-
-
-@dataclass(slots=True)
-class _PendingFit:
-    """A fit started but not yet in effect; its inputs are enough to recompute it."""
-
-    rows: np.ndarray
-    random_state: int
-    started_at: int
-    due_at: int
-    future: Future[FitResult] | None = None
-
-
-def _json_float(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
-# --------------------------------------------------------------------------- teacher
-
-
-class ALPGMMTeacher(Teacher):
+class ALPGMMTeacher(GMMTeacher):
     """ALP-GMM over a box space (see the module docstring and ALGORITHMS.md §1).
 
     Args:
         space: a :class:`~api_schemas.spaces.BoxSpace`.
         config: the :class:`~api_schemas.teachers.ALPGMMConfig` hyper-parameters.
         rng: the teacher's generator (proposals and fit seeds).
-
-    One observed result is one episode (one ``[task, alp]`` row), whatever its
-    ``episodes`` count says.
     """
 
     kind = "alp_gmm"
     config_model = ALPGMMConfig
+    n_extra = 1
     config: ALPGMMConfig
 
-    def __init__(self, space: Any, config: ALPGMMConfig, rng: np.random.Generator) -> None:
-        super().__init__(space, config, rng)
-        if not isinstance(space, BoxSpace):
-            kind = getattr(space, "kind", type(space).__name__)
-            raise ValueError(f"alp_gmm needs a 'box' task space, got {kind!r}")
-        self._scaler = BoxScaler(space)
-        self._ndim = self._scaler.ndim
-        self._first_fit_at = max(config.bootstrap, config.fit_rate)
-        self._reset_learned_state()
-        self._executor: ThreadPoolExecutor | None = None
-        self._finalizer: weakref.finalize | None = None
-
     def _reset_learned_state(self) -> None:
-        self.n_observed_ = 0
-        self.n_fits_ = 0  # fits that took effect
+        super()._reset_learned_state()
         self.nn_ = NearestIndex(self._ndim)
-        self.recent_ = _RecentRows(self._ndim, max(self.config.fit_rate, VIEW_ROWS))
-        self.gmm_: GMMParams | None = None
-        self.last_fit_: FitResult | None = None
-        self.last_fit_at_: int | None = None
-        self._pending: _PendingFit | None = None
 
-    # ------------------------------------------------------------------ Teacher API
-
-    def propose(self, n: int) -> list[TaskProposal]:
-        """Draw ``n`` tasks: uniform during bootstrap / with ``random_task_ratio``, else GMM.
-
-        Random numbers are drawn task by task in a fixed order (coin, component,
-        Gaussian), so the same state always gives the same proposals.
-        """
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
-        self._apply_due_fit()
-        if n == 0:
-            return []
-        units = np.array([self._sample_unit() for _ in range(n)])
-        return [TaskProposal(params=p) for p in self._scaler.to_params_batch(units)]
-
-    def observe(self, results: Sequence[TaskResult]) -> None:
-        """Add one ``[task, alp]`` row per result; start and apply fits at their episodes."""
-        self._apply_due_fit()
-        for result in results:
-            self._observe_one(result)
-            self._apply_due_fit()  # a fit lands at exactly K + fit_delay episodes
-
-    def would_block(self, n_results: int = 0) -> bool:
-        """True when a fit falls due within the next ``n_results`` episodes and is not
-        finished yet (or would start and fall due within them)."""
-        p = self._pending
-        upto = self.n_observed_ + n_results
-        if p is not None and upto >= p.due_at and (p.future is None or not p.future.done()):
-            return True
-        first, rate = self._first_fit_at, self.config.fit_rate
-        if upto < first:
-            return False
-        # the next fit start strictly after now, and whether it also falls due by ``upto``
-        k = max(0, -(-(self.n_observed_ + 1 - first) // rate))
-        return first + k * rate + self.config.fit_delay <= upto
-
-    def view(self) -> dict[str, Any]:
-        """JSON-able picture for the dashboard (all plain floats and lists)."""
-        cfg = self.config
-        tasks, returns, alps = self.recent_.last(VIEW_ROWS)
-        window_alps = self.recent_.last(cfg.fit_rate)[2]
-        gmm_view = None
-        if self.gmm_ is not None:
-            g = self.gmm_
-            gmm_view = {
-                "k": g.k,
-                "weights": g.weights.tolist(),
-                "means": g.means.tolist(),
-                "covariances": g.covariances.tolist(),
-                "mean_alp": g.means[:, -1].tolist(),
-                "fitted_at": self.last_fit_at_,
-            }
-        last_fit = None
-        if self.last_fit_ is not None:
-            last_fit = {
-                "criterion": cfg.criterion,
-                "k": list(self.last_fit_.ks),
-                "scores": [_json_float(s) for s in self.last_fit_.scores],
-            }
-        pending = None
-        if self._pending is not None:
-            pending = {
-                "started_at": self._pending.started_at,
-                "due_at": self._pending.due_at,
-                "rows": int(self._pending.rows.shape[0]),
-            }
-        return {
-            "episodes": self.n_observed_,
-            "bootstrap": cfg.bootstrap,
-            "bootstrap_done": self.n_observed_ >= cfg.bootstrap,
-            "fits": self.n_fits_,
-            "dims": list(self._scaler.names),
-            "gmm": gmm_view,
-            "last_fit": last_fit,
-            "pending_fit": pending,
-            "recent_mean_alp": float(window_alps.mean()) if window_alps.size else None,
-            "recent": {
-                "tasks": [list(self._scaler.to_params(t).values()) for t in tasks],
-                "returns": returns.tolist(),
-                "alps": alps.tolist(),
-            },
-        }
-
-    def close(self) -> None:
-        """Stop the fit thread. A pending fit is kept as inputs and recomputed if needed."""
-        if self._pending is not None and self._pending.future is not None:
-            self._pending.future.cancel()
-            self._pending.future = None  # recomputed synchronously when it falls due
-        if self._finalizer is not None:
-            self._finalizer()  # shuts the executor down (once)
-        self._executor = None
-        self._finalizer = None
-
-    # ------------------------------------------------------------------ state
-
-    def _extra_state(self) -> dict[str, Any]:
-        pending = None
-        if self._pending is not None:
-            pending = {
-                "rows": self._pending.rows.copy(),
-                "random_state": self._pending.random_state,
-                "started_at": self._pending.started_at,
-                "due_at": self._pending.due_at,
-            }
-        last_fit = None
-        if self.last_fit_ is not None:
-            last_fit = {"ks": list(self.last_fit_.ks), "scores": list(self.last_fit_.scores)}
-        nn = self.nn_.export()
-        return {
-            "n_observed": self.n_observed_,
-            "n_fits": self.n_fits_,
-            "nn_points": nn["points"],
-            "nn_values": nn["values"],
-            "recent": self.recent_.export(),
-            "gmm": None if self.gmm_ is None else self.gmm_.to_state(),
-            "last_fit": last_fit,
-            "last_fit_at": self.last_fit_at_,
-            "pending_fit": pending,
-        }
-
-    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        self.close()  # drop any fit of the state being replaced
-        try:
-            self._reset_learned_state()
-            self.n_observed_ = int(state["n_observed"])
-            self.n_fits_ = int(state["n_fits"])
-            self.nn_ = NearestIndex.from_arrays(
-                np.asarray(state["nn_points"], dtype=np.float64).reshape(-1, self._ndim),
-                np.asarray(state["nn_values"], dtype=np.float64),
-            )
-            self.recent_.load(state["recent"])
-            if state.get("gmm") is not None:
-                self.gmm_ = GMMParams.from_state(state["gmm"])
-            if state.get("last_fit") is not None:
-                lf = state["last_fit"]
-                self.last_fit_ = FitResult(
-                    gmm=self.gmm_,
-                    ks=tuple(int(k) for k in lf["ks"]),
-                    scores=tuple(float(s) for s in lf["scores"]),
-                )
-            lfa = state.get("last_fit_at")
-            self.last_fit_at_ = None if lfa is None else int(lfa)
-            p = state.get("pending_fit")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise TeacherStateError(f"corrupted alp_gmm snapshot: {exc}") from exc
-        if p is not None:
-            # Re-run the interrupted fit from its inputs: it is a pure function of them, so
-            # the restored teacher continues exactly like one that was never stopped.
-            self._submit(
-                _PendingFit(
-                    rows=np.array(p["rows"], dtype=np.float64),
-                    random_state=int(p["random_state"]),
-                    started_at=int(p["started_at"]),
-                    due_at=int(p["due_at"]),
-                )
-            )
-
-    # ------------------------------------------------------------------ internals
-
-    def _sample_unit(self) -> np.ndarray:
-        cfg = self.config
-        gmm = self.gmm_
-        # Uniform during bootstrap (no mixture yet) and with probability random_task_ratio.
-        if gmm is None or self.rng.random() < cfg.random_task_ratio:
-            return self.rng.random(self._ndim)
-        # Component chosen in proportion to its mean ALP (last mean coordinate); uniform if
-        # every component has zero ALP (the reference's proportional_choice).
-        alp = np.maximum(gmm.means[:, -1], 0.0)
-        total = alp.sum()
-        p = alp / total if total > 0 else np.full(gmm.k, 1.0 / gmm.k)
-        c = int(self.rng.choice(gmm.k, p=p))
-        # GMM covariances are positive definite (sklearn adds reg_covar); skipping numpy's
-        # PSD re-check halves the cost of a draw and does not change it.
-        x = self.rng.multivariate_normal(gmm.means[c], gmm.covariances[c], check_valid="ignore")
-        return np.clip(x[:-1], 0.0, 1.0)  # drop the ALP coordinate, clip to the cube
-
-    def _observe_one(self, result: TaskResult) -> None:
-        cfg = self.config
-        if result.task.params is None:
-            raise ValueError("alp_gmm results need task params")
-        ret = float(result.episode_return)
-        if not math.isfinite(ret):
-            raise ValueError(f"episode_return must be finite, got {result.episode_return!r}")
-        task = self._scaler.to_unit(result.task.params)
-        reward = min(max((ret - cfg.reward_low) / (cfg.reward_high - cfg.reward_low), 0.0), 1.0)
+    def _row(self, task: np.ndarray, ret: float) -> np.ndarray:
+        reward = normalised_reward(ret, self.config)
         # ALP: |reward - reward of the nearest previously seen task|, 0 while the history
         # is tiny (reference: only once it holds more than 5 tasks); then add the pair.
         nearest = self.nn_.query_add(task, reward)
         alp = 0.0
         if nearest is not None and len(self.nn_) - 1 > MIN_HISTORY_FOR_ALP:
             alp = abs(reward - nearest[1])
-        self.recent_.append(task, ret, alp)
-        self.n_observed_ += 1
-        n = self.n_observed_
-        if n >= self._first_fit_at and (n - self._first_fit_at) % cfg.fit_rate == 0:
-            self._start_fit()
+        return np.array([alp])
 
-    def _start_fit(self) -> None:
-        cfg = self.config
-        tasks, _, alps = self.recent_.last(cfg.fit_rate)
-        rows = np.column_stack([tasks, alps])  # a copy: later rows cannot leak in
-        # Drawn now, from the teacher's generator, so the fit is reproducible.
-        seed = int(self.rng.integers(0, 2**31 - 1))
-        pending = _PendingFit(
-            rows=rows,
-            random_state=seed,
-            started_at=self.n_observed_,
-            due_at=self.n_observed_ + cfg.fit_delay,
-        )
-        if self._pending is not None:  # cannot happen with fit_delay < fit_rate; be safe
-            logger.warning("alp_gmm: a fit started before the previous one took effect")
-            self._install(self._pending)
-        self._submit(pending)
-        self._apply_due_fit()  # fit_delay == 0: in effect immediately
+    def _component_lp(self, gmm: GMMParams) -> np.ndarray:
+        # A component's learning progress is its mean ALP (the last mean coordinate).
+        return gmm.means[:, -1].copy()
 
-    def _submit(self, pending: _PendingFit) -> None:
-        self._pending = pending
-        if pending.due_at <= self.n_observed_:
-            return  # due now: computed synchronously by _apply_due_fit
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alp-gmm-fit")
-            # Shut the thread down if the teacher is dropped without close().
-            self._finalizer = weakref.finalize(
-                self, self._executor.shutdown, wait=False, cancel_futures=True
-            )
-        cfg = self.config
-        pending.future = self._executor.submit(
-            fit_gmms, pending.rows, pending.random_state, cfg.min_k, cfg.max_k, cfg.criterion
+    def _extra_names(self) -> list[tuple[int, str]]:
+        return [(0, "alps")]
+
+    def view(self) -> dict[str, Any]:
+        """The family's view plus the mean ALP of the fit window."""
+        out = super().view()
+        window_alps = self.recent_.last(self.config.fit_rate)[0][:, -1]
+        out["recent_mean_alp"] = float(window_alps.mean()) if window_alps.size else None
+        if out["gmm"] is not None:
+            out["gmm"]["mean_alp"] = out["gmm"]["lp"]
+        return out
+
+    def _extra_state(self) -> dict[str, Any]:
+        nn = self.nn_.export()
+        return {**super()._extra_state(), "nn_points": nn["points"], "nn_values": nn["values"]}
+
+    def _load_family_state(self, state: Mapping[str, Any]) -> None:
+        self.nn_ = NearestIndex.from_arrays(
+            np.asarray(state["nn_points"], dtype=np.float64).reshape(-1, self._ndim),
+            np.asarray(state["nn_values"], dtype=np.float64),
         )
 
-    def _apply_due_fit(self) -> None:
-        p = self._pending
-        if p is not None and self.n_observed_ >= p.due_at:
-            self._install(p)
 
-    def _install(self, p: _PendingFit) -> None:
-        cfg = self.config
-        if p.future is not None and not p.future.cancelled():
-            result = p.future.result()  # waits if the fit is still running
-        else:
-            result = fit_gmms(p.rows, p.random_state, cfg.min_k, cfg.max_k, cfg.criterion)
-        self._pending = None
-        self.last_fit_ = result
-        self.last_fit_at_ = p.started_at
-        self.n_fits_ += 1
-        if result.gmm is None:
-            logger.warning("alp_gmm: no GMM could be fitted at episode %d", p.started_at)
-            return
-        self.gmm_ = result.gmm
+__all__ = ["VIEW_ROWS", "ALPGMMTeacher"]

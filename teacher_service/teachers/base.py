@@ -8,6 +8,7 @@ is what lets the runtime rebuild a teacher from a snapshot plus the event log.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -165,3 +166,21 @@ class BoxScaler:
         x = self.low + np.clip(u, 0.0, 1.0) * (self.high - self.low)
         x = np.minimum(np.maximum(x, self.low), self.high)  # guard float rounding at the edges
         return {n: float(v) for n, v in zip(self.names, x, strict=True)}
+
+
+def box_scaler(space: Any, kind: str) -> BoxScaler:
+    """The scaler of a box space; a clear error for a teacher given another kind of space."""
+    if not isinstance(space, BoxSpace):
+        got = getattr(space, "kind", type(space).__name__)
+        raise ValueError(f"{kind} needs a 'box' task space, got {got!r}")
+    return BoxScaler(space)
+
+
+def unit_result(result: TaskResult, scaler: BoxScaler, kind: str) -> tuple[np.ndarray, float]:
+    """A box result as (task in the unit cube, finite return); ``ValueError`` otherwise."""
+    if result.task.params is None:
+        raise ValueError(f"{kind} results need task params")
+    ret = float(result.episode_return)
+    if not math.isfinite(ret):
+        raise ValueError(f"episode_return must be finite, got {result.episode_return!r}")
+    return scaler.to_unit(result.task.params), ret

@@ -14,6 +14,9 @@ from teacher_service.teachers.base import Teacher
 _CLASSES: dict[str, str] = {
     "random": "teacher_service.teachers.random_teacher:RandomTeacher",
     "alp_gmm": "teacher_service.teachers.alp_gmm:ALPGMMTeacher",
+    "covar_gmm": "teacher_service.teachers.covar_gmm:CovarGMMTeacher",
+    "riac": "teacher_service.teachers.riac:RIACTeacher",
+    "lp_tree": "teacher_service.teachers.lp_tree:LPTreeTeacher",
 }
 
 
