@@ -32,7 +32,7 @@ test: install
 
 bench: install
 	$(PY) benchmarks/service_load.py
-	$(PY) -m teacher_service bench teachers --teacher random --teacher alp_gmm --seeds 8 --out benchmarks/results/teachers_simulated_student.json
+	$(PY) -m teacher_service bench teachers --seeds 8
 
 lint: install
 	$(PY) -m ruff check .

@@ -207,93 +207,137 @@ def bench_teachers(
         list[str] | None,
         typer.Option(
             "--teacher",
-            help="Teacher kind or JSON config; repeat for several. Default: random, alp_gmm.",
+            help="Teacher kind or JSON config; repeat for several. Default: every box teacher.",
         ),
     ] = None,
-    seeds: Annotated[int, typer.Option(help="Seeds per teacher (0..seeds-1).")] = 4,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--variant", help="Student variant; repeat for several. Default: all of them."
+        ),
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per teacher and variant (0..seeds-1).")] = 8,
     episodes: Annotated[int, typer.Option(help="Episode budget per run.")] = 20_000,
     batch: Annotated[int, typer.Option(help="Tasks per request.")] = 25,
+    jobs: Annotated[int, typer.Option(help="Worker processes (0: one per CPU core).")] = 0,
     server: Annotated[
         str | None, typer.Option(help="Run against this server instead of in process.")
     ] = None,
     token: TokenOpt = None,
     out: Annotated[Path, typer.Option(help="Where to write the results JSON.")] = Path(
-        "benchmarks/results/teachers_simulated_student.json"
+        "benchmarks/results/teachers.json"
     ),
+    plot: Annotated[
+        bool, typer.Option("--plot/--no-plot", help="Also draw the curves to <out>.png.")
+    ] = True,
 ) -> None:
-    """Run teachers against the simulated student (ALGORITHMS.md §7) and write score curves."""
+    """Run teachers on the simulated student and its variants (ALGORITHMS.md §7); write score
+    curves, mean ± sd at 5k/10k/20k episodes and wall times (JSON), and a PNG of the curves."""
     _one_blas_thread()
     import time
 
     from pydantic import ValidationError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from teacher_service.bench import parse_teacher, run_simulated_student, summarise
+    from env_generators.simulated_student import VARIANTS
+    from teacher_service.bench import (
+        REFERENCE,
+        box_teacher_kinds,
+        parse_teacher,
+        report_markdown,
+        run_grid,
+        teacher_label,
+    )
     from teacher_service.client import TeacherClientError
     from teacher_service.machine import describe_machine
 
     specs = [
         _load_json(t, "--teacher") if t.lstrip().startswith(("{", "@")) else {"kind": t}
-        for t in (teacher or ["random", "alp_gmm"])
+        for t in (teacher or box_teacher_kinds())
     ]
     for spec in specs:
         try:
-            parse_teacher(spec)
+            cfg = parse_teacher(spec)
         except ValidationError as exc:
             _fail(f"invalid teacher {spec}: {exc.errors()[0]['msg']}")
-    if seeds < 1 or episodes < 1 or batch < 1:
-        _fail("--seeds, --episodes and --batch must be >= 1")
-    results: dict[str, Any] = {}
+        if "box" not in cfg.SPACES:
+            _fail(f"teacher {cfg.kind!r} does not serve box spaces (the benchmark's)")
+    variants = variant or list(VARIANTS)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        _fail(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+    if seeds < 1 or episodes < 1 or batch < 1 or jobs < 0:
+        _fail("--seeds, --episodes and --batch must be >= 1, --jobs >= 0")
+    jobs = jobs or (os.cpu_count() or 1)
+    total = len(specs) * len(variants) * seeds
     t_start = time.time()
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
     ) as progress:
-        for spec in specs:
-            label = spec["kind"] if len(spec) == 1 else json.dumps(spec, sort_keys=True)
-            runs = []
-            for seed in range(seeds):
-                bar = progress.add_task(f"{label} seed {seed}", total=episodes)
-                try:
-                    run = run_simulated_student(
-                        spec,
-                        episodes=episodes,
-                        seed=seed,
-                        batch=batch,
-                        server=server,
-                        token=token,
-                        on_progress=lambda n, bar=bar: progress.advance(bar, n),
-                    )
-                except TeacherClientError as exc:
-                    _fail(str(exc))
-                runs.append({"seed": seed, **run})
-            results[label] = {"config": spec, "runs": runs, "summary": summarise(runs)}
+        bar = progress.add_task(f"{total} runs of {episodes} episodes", total=total)
+        try:
+            results = run_grid(
+                specs,
+                variants,
+                seeds=seeds,
+                episodes=episodes,
+                batch=batch,
+                jobs=jobs,
+                server=server,
+                token=token,
+                on_run=lambda v, label, s: progress.update(
+                    bar, advance=1, description=f"{v}: {label} seed {s} done"
+                ),
+            )
+        except TeacherClientError as exc:
+            _fail(str(exc))
     report = {
         "benchmark": "simulated_student",
         "episodes": episodes,
         "seeds": seeds,
         "batch": batch,
+        "jobs": jobs,
         "mode": "http" if server else "in-process",
         "command": "autocurriculum " + " ".join(sys.argv[1:]),
         "machine": describe_machine(),
         "started_at": t_start,
+        "wall_s": time.time() - t_start,
+        "variants": {v: VARIANTS[v].description for v in variants},
+        "reference": REFERENCE,
         "results": results,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
-    for label, r in results.items():
-        s = r["summary"]
-        cells = "  ".join(
-            f"{k}: {v['mean']:.1f}±{v['sd']:.1f}" for k, v in s.items() if isinstance(v, dict)
-        )
-        typer.echo(f"{label:>10}  {cells}")
-    typer.echo(f"wrote {out}")
+    out.with_suffix(".md").write_text(report_markdown(report))
+    typer.echo("% cells mastered (mean±sd) at 5k / 10k / 20k episodes and at the end")
+    for v, per_variant in results.items():
+        for r in per_variant.values():
+            s = r["summary"]
+            cells = "  ".join(
+                f"{s[k]['mean']:5.1f}±{s[k]['sd']:4.1f}"
+                for k in ("5000", "10000", "20000", "final")
+                if k in s
+            )
+            typer.echo(f"{v:>10}  {teacher_label(r['config']):>10}  {cells}")
+    typer.echo(f"wrote {out} and {out.with_suffix('.md')}")
+    if plot:
+        from teacher_service.bench_plot import plot_report
+
+        try:
+            typer.echo(f"wrote {plot_report(report, out.with_suffix('.png'))}")
+        except ImportError:
+            typer.secho(
+                "no plot: matplotlib is not installed (pip install 'autocurriculum[plots]')",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
 
 
 @app.command()
 def demo(
     port: Annotated[int, typer.Option(help="Port for the service (a free one if taken).")] = 8000,
     db: Annotated[str, typer.Option(help="SQLite file for the demo.")] = "runs/demo.db",
-    teacher: Annotated[str, typer.Option(help="Teacher kind driving the curriculum.")] = "alp_gmm",
+    teacher: Annotated[str, typer.Option(help="Teacher kind driving the curriculum.")] = "lp_tree",
     episodes: Annotated[int, typer.Option(help="Episodes of the simulated student.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     serve: Annotated[
@@ -375,7 +419,8 @@ def demo(
         _fail(str(exc))
     console.print(
         f"done: {student.score():.1f}% of cells mastered after {episodes} episodes "
-        f"(reference ALP-GMM: 36.3% at 20k; random: 4.5%). Reports stored: "
+        f"(at 20k, references: random 4.5%, ALP-GMM 36.3%, RIAC 47.8%, Covar-GMM 66.9%). "
+        f"Reports stored: "
         f"{state.counters.reports_accepted}. Inspect: {url}/v1/experiments/{name}/state"
     )
     if serve is None:

@@ -96,6 +96,8 @@ def test_cli_errors_are_messages_not_tracebacks(server, tmp_path: Path) -> None:
         (["experiments", "show", "missing", "--server", server.url], "missing"),
         (["experiments", "list", "--server", "http://127.0.0.1:9"], "127.0.0.1:9"),
         (["bench", "teachers", "--teacher", "nope", "--out", str(tmp_path / "x.json")], "nope"),
+        (["bench", "teachers", "--variant", "nope", "--out", str(tmp_path / "x.json")], "nope"),
+        (["bench", "teachers", "--teacher", '{"kind": "riac", "p_uniform": 2}'], "p_uniform"),
         (
             [
                 "experiments",
@@ -130,34 +132,52 @@ def test_bench_teachers_in_process_and_over_http(server, tmp_path: Path) -> None
         "random",
         "--teacher",
         '{"kind":"alp_gmm","fit_rate":100,"bootstrap":100}',
+        "--variant",
+        "base",
+        "--variant",
+        "dim5",
         "--seeds",
         "2",
         "--episodes",
         "1500",
+        "--jobs",
+        "2",
         "--out",
         str(out),
     )
     assert res.returncode == 0, res.stderr
     report = json.loads(out.read_text())
     assert report["mode"] == "in-process" and report["machine"]["cores"] >= 1
-    assert set(report["results"]) == {
-        "random",
-        '{"bootstrap": 100, "fit_rate": 100, "kind": "alp_gmm"}',
-    }
-    for r in report["results"].values():
-        assert len(r["runs"]) == 2
-        assert r["runs"][0]["curve"][-1][0] == 1500
-        assert r["summary"]["final"]["mean"] >= 0
+    assert list(report["results"]) == ["base", "dim5"] and report["jobs"] == 2
+    assert report["reference"]["covar_gmm"]["20000"] == 66.9
+    for per_variant in report["results"].values():
+        assert list(per_variant) == [
+            "random",
+            '{"bootstrap": 100, "fit_rate": 100, "kind": "alp_gmm"}',
+        ]
+        for r in per_variant.values():
+            assert [run["seed"] for run in r["runs"]] == [0, 1]
+            assert r["runs"][0]["curve"][-1][0] == 1500
+            assert r["summary"]["final"]["mean"] >= 0 and r["summary"]["wall_s_per_run"] > 0
+    table = out.with_suffix(".md").read_text()
+    assert "| `random` |" in table and "| teacher | base | dim5 |" in table
+    png = out.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     out2 = tmp_path / "http.json"
     res = cli(
         "bench",
         "teachers",
         "--teacher",
         "random",
+        "--variant",
+        "base",
         "--seeds",
         "1",
         "--episodes",
         "1000",
+        "--jobs",
+        "1",
+        "--no-plot",
         "--server",
         server.url,
         "--out",
@@ -165,13 +185,11 @@ def test_bench_teachers_in_process_and_over_http(server, tmp_path: Path) -> None
     )
     assert res.returncode == 0, res.stderr
     http = json.loads(out2.read_text())
-    assert http["mode"] == "http"
+    assert http["mode"] == "http" and not out2.with_suffix(".png").exists()
     # Same seed, same teacher: the HTTP path gives exactly the in-process curve.
-    local_random = report["results"]["random"]["runs"][0]["curve"]
-    assert (
-        http["results"]["random"]["runs"][0]["curve"]
-        == local_random[: len(http["results"]["random"]["runs"][0]["curve"])]
-    )
+    local_random = report["results"]["base"]["random"]["runs"][0]["curve"]
+    http_random = http["results"]["base"]["random"]["runs"][0]["curve"]
+    assert http_random == local_random[: len(http_random)]
 
 
 def test_demo_runs_a_curriculum_and_stores_every_report(tmp_path: Path) -> None:

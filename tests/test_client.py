@@ -251,8 +251,10 @@ def test_sample_report_roundtrip_and_duplicates(client: TeacherClient) -> None:
     with pytest.raises(NotFoundError):
         client.report(
             "rt",
-            [{"task_id": more[0].id, "episode_return": 1.0},
-             {"task_id": "rt-nope", "episode_return": 1.0}],
+            [
+                {"task_id": more[0].id, "episode_return": 1.0},
+                {"task_id": "rt-nope", "episode_return": 1.0},
+            ],
         )
     st = client.state("rt")
     assert st.counters.reports_accepted == 10 and st.counters.tasks_issued == 12
@@ -308,8 +310,9 @@ def test_session_many_threads(client: TeacherClient) -> None:
     client.create_experiment("mt", BOX2, RANDOM)
     seen: list[list[str]] = [[] for _ in range(4)]
     with client.session("mt", prefetch=16, report_batch=8) as s:
-        threads = [threading.Thread(target=lambda k=k: seen[k].extend(_fill(s, 100)))
-                   for k in range(4)]
+        threads = [
+            threading.Thread(target=lambda k=k: seen[k].extend(_fill(s, 100))) for k in range(4)
+        ]
         for t in threads:
             t.start()
         for t in threads:

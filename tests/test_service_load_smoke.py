@@ -14,8 +14,15 @@ SCRIPT = REPO / "benchmarks" / "service_load.py"
 def test_service_load_quick(tmp_path: Path) -> None:
     out = tmp_path / "x.json"
     cmd = [
-        sys.executable, str(SCRIPT), "--quick", "--out", str(out),
-        "--teachers", "random", "--history", "5000",
+        sys.executable,
+        str(SCRIPT),
+        "--quick",
+        "--out",
+        str(out),
+        "--teachers",
+        "random",
+        "--history",
+        "5000",
     ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
