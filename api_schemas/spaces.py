@@ -127,8 +127,30 @@ class LevelSpace(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["level"] = "level"
-    generator: Name
+    generator: Name = "minigrid"
     config: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_generator(self) -> LevelSpace:
+        # The generator module is plain Python/numpy (no minigrid import).
+        from env_generators.generators import generator_config
+
+        generator_config(self.generator, self.config)  # ValueError -> 422 with the reason
+        return self
+
+    def validate_level(self, level: str) -> str:
+        """Check that ``level`` parses (encoding rules of ``env_generators.levels``).
+
+        Raises:
+            SpaceError: with the parser's message.
+        """
+        from env_generators.levels import Level, LevelError
+
+        try:
+            Level.parse(level)
+        except LevelError as exc:
+            raise SpaceError(f"malformed level: {exc}") from None
+        return level
 
 
 TaskSpace = Annotated[BoxSpace | DiscreteSpace | LevelSpace, Field(discriminator="kind")]

@@ -22,8 +22,11 @@ class _TeacherConfigBase(BaseModel):
 class RandomConfig(_TeacherConfigBase):
     """Domain randomisation: tasks drawn uniformly from the space (the usual baseline)."""
 
-    SPACES: ClassVar[tuple[str, ...]] = ("box", "discrete")
-    DESCRIPTION: ClassVar[str] = "Uniform sampling over the task space (domain randomisation)."
+    SPACES: ClassVar[tuple[str, ...]] = ("box", "discrete", "level")
+    DESCRIPTION: ClassVar[str] = (
+        "Uniform sampling over the task space (domain randomisation; for level spaces, "
+        "levels from the generator with randomised parameters)."
+    )
 
     kind: Literal["random"] = "random"
 

@@ -24,7 +24,7 @@ import orjson
 
 from api_schemas.experiments import ExperimentCounters, ExperimentCreate, ExperimentState
 from api_schemas.reports import Report, ReportAck
-from api_schemas.spaces import BoxSpace, DiscreteSpace, SpaceError
+from api_schemas.spaces import BoxSpace, DiscreteSpace, LevelSpace, SpaceError
 from api_schemas.tasks import Task
 from teacher_service.errors import BatchTooLargeError, TaskNotFoundError
 from teacher_service.storage import ExperimentRecord, Store
@@ -183,6 +183,12 @@ class ExperimentRuntime:
                     raise ProposalError(
                         f"teacher {self.teacher.kind} proposed {p.params}: {exc}"
                     ) from exc
+        elif isinstance(space, LevelSpace):
+            for p in proposals:
+                try:
+                    space.validate_level(p.level or "")
+                except SpaceError as exc:
+                    raise ProposalError(f"teacher {self.teacher.kind}: {exc}") from exc
 
     def _usable(self) -> None:
         if self.broken:

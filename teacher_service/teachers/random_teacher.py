@@ -7,30 +7,41 @@ from typing import Any
 
 import numpy as np
 
-from api_schemas.spaces import BoxSpace, DiscreteSpace
+from api_schemas.spaces import BoxSpace, DiscreteSpace, LevelSpace
 from api_schemas.teachers import RandomConfig
 from teacher_service.teachers.base import BoxScaler, TaskProposal, TaskResult, Teacher
 
 
 class RandomTeacher(Teacher):
-    """Uniform over a box (in the unit cube) or over a discrete task list."""
+    """Uniform over a box (in the unit cube) or over a discrete task list; for a level space,
+    levels drawn by the space's generator with its parameters randomised (domain
+    randomisation, e.g. MiniGrid mazes with a uniform number of walls)."""
 
     kind = "random"
     config_model = RandomConfig
 
     def __init__(self, space: Any, config: RandomConfig, rng: np.random.Generator) -> None:
         super().__init__(space, config, rng)
+        self._scaler: BoxScaler | None = None
+        self._generator: Any = None
         if isinstance(space, BoxSpace):
-            self._scaler: BoxScaler | None = BoxScaler(space)
-        elif isinstance(space, DiscreteSpace):
-            self._scaler = None
-        else:
-            raise ValueError(f"random teacher does not support {space.kind!r} spaces yet")
+            self._scaler = BoxScaler(space)
+        elif isinstance(space, LevelSpace):
+            from env_generators.generators import generator_config, get_generator
+
+            self._generator = get_generator(space.generator)
+            self._generator_config = generator_config(space.generator, space.config)
+        elif not isinstance(space, DiscreteSpace):
+            raise ValueError(f"random teacher does not support {space.kind!r} spaces")
         self.n_observed_ = 0
         self.return_sum_ = 0.0
 
     def propose(self, n: int) -> list[TaskProposal]:
         """Draw ``n`` tasks uniformly."""
+        if self._generator is not None:
+            sample = self._generator.sample
+            cfg = self._generator_config
+            return [TaskProposal(level=sample(self.rng, cfg).encode()) for _ in range(n)]
         if self._scaler is not None:
             u = self.rng.random((n, self._scaler.ndim))
             return [TaskProposal(params=p) for p in self._scaler.to_params_batch(u)]
