@@ -109,3 +109,24 @@ class LevelEnv(MiniGridEnv):
         self.agent_pos = level.agent
         self.agent_dir = level.agent_dir
         self.mission = "get to the green goal square"
+
+
+#: Gymnasium id namespace of the held-out mazes: ``gym.make("autocurriculum/Labyrinth-v0")``.
+ENV_NAMESPACE = "autocurriculum"
+
+
+def register_envs() -> list[str]:
+    """Register every held-out maze with gymnasium (idempotent, as minigrid does on import);
+    return their ids."""
+    from env_generators.held_out import held_out_names
+
+    ids = []
+    for name in held_out_names():
+        env_id = f"{ENV_NAMESPACE}/{name}-v0"
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=LevelEnv, kwargs={"level": name})
+        ids.append(env_id)
+    return ids
+
+
+register_envs()
