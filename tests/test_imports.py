@@ -12,6 +12,11 @@ def test_service_imports_neither_torch_nor_ray() -> None:
         "import teacher_service.app, teacher_service.cli, teacher_service.client\n"
         "from teacher_service.teachers import make_teacher\n"
         "import teacher_service.teachers.alp_gmm, teacher_service.teachers.random_teacher\n"
+        "import teacher_service.teachers.lp_tree, teacher_service.teachers.riac\n"
+        "import teacher_service.teachers.covar_gmm, env_generators.generators\n"
+        "from api_schemas.spaces import LevelSpace\n"
+        "from api_schemas.teachers import RandomConfig\n"
+        "make_teacher(LevelSpace(), RandomConfig(), 0).propose(2)  # levels without minigrid\n"
         "heavy = sorted(m for m in ('torch', 'ray', 'minigrid', 'gymnasium') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )
