@@ -1,1 +1,22 @@
-"""Students: Ray rollout workers, PPO learner, evaluator, gymnasium wrapper (later issues)."""
+"""Students: Ray rollout workers, PPO learner, evaluator, gymnasium wrapper (later issues).
+
+``CurriculumWrapper`` is exported lazily so that importing another submodule does not import
+gymnasium.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from student_workers.wrappers import CurriculumWrapper, minigrid_level_env
+
+__all__ = ["CurriculumWrapper", "minigrid_level_env"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from student_workers import wrappers
+
+        return getattr(wrappers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
