@@ -21,12 +21,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -37,7 +34,7 @@ from torch.distributions import Categorical
 
 from student_workers.wrappers import CurriculumWrapper, minigrid_level_env
 from teacher_service.client import ConflictError, TeacherClient
-from teacher_service.testing import ServerProcess
+from teacher_service.testing import service_at
 
 log = logging.getLogger("cleanrl_style_ppo")
 
@@ -69,22 +66,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # ----------------------------------------------------------------------------- teacher
-@contextlib.contextmanager
-def teacher_server(url: str | None) -> Iterator[str]:
-    """Yield ``url``, or start a local service on a temporary SQLite file and yield its URL."""
-    if url:
-        yield url
-        return
-    with tempfile.TemporaryDirectory(prefix="ac-example-") as tmp:
-        srv = ServerProcess(f"sqlite:///{Path(tmp) / 'ac.db'}", log_path=Path(tmp) / "server.log")
-        srv.start()
-        log.info("started a local teacher service at %s", srv.url)
-        try:
-            yield srv.url
-        finally:
-            srv.stop()
-
-
 def ensure_experiment(url: str, args: argparse.Namespace) -> None:
     """Create the ``level`` experiment (random teacher) unless one with that name exists."""
     space = {
@@ -279,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
-    with teacher_server(args.server) as url:
+    with service_at(args.server) as url:
         ensure_experiment(url, args)
         out = train(args, url)
         with TeacherClient(url, token=args.token) as client:

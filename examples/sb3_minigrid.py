@@ -22,12 +22,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -39,7 +36,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 from student_workers.wrappers import CurriculumWrapper, minigrid_level_env
 from teacher_service.client import ConflictError, TeacherClient
-from teacher_service.testing import ServerProcess
+from teacher_service.testing import service_at
 
 log = logging.getLogger("sb3_minigrid")
 
@@ -51,22 +48,6 @@ def level_space(max_walls: int, size: int) -> dict:
         "generator": "minigrid",
         "config": {"size": size, "max_walls": max_walls, "solvable": True},
     }
-
-
-@contextlib.contextmanager
-def teacher_server(url: str | None) -> Iterator[str]:
-    """Yield ``url``, or start a local service on a temporary SQLite file and yield its URL."""
-    if url:
-        yield url
-        return
-    with tempfile.TemporaryDirectory(prefix="ac-example-") as tmp:
-        srv = ServerProcess(f"sqlite:///{Path(tmp) / 'ac.db'}", log_path=Path(tmp) / "server.log")
-        srv.start()
-        log.info("started a local teacher service at %s", srv.url)
-        try:
-            yield srv.url
-        finally:
-            srv.stop()
 
 
 def ensure_experiment(url: str, token: str | None, name: str, space: dict, seed: int) -> None:
@@ -133,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     torch.set_num_threads(1)  # a tiny MLP: more threads only contend with the env workers
-    with teacher_server(args.server) as url:
+    with service_at(args.server) as url:
         ensure_experiment(
             url, args.token, args.experiment, level_space(args.max_walls, args.size), args.seed
         )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -100,3 +104,20 @@ class ServerProcess:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@contextlib.contextmanager
+def service_at(url: str | None = None, prefix: str = "autocurriculum-") -> Iterator[str]:
+    """Yield ``url`` when given; otherwise start a service on a temporary SQLite file, yield its
+    URL, and stop it (and delete the file) afterwards. For examples and quick scripts."""
+    if url:
+        yield url
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        srv = ServerProcess(f"sqlite:///{Path(tmp) / 'service.db'}", log_path=Path(tmp) / "log")
+        srv.start()
+        logging.getLogger(__name__).info("started a local teacher service at %s", srv.url)
+        try:
+            yield srv.url
+        finally:
+            srv.stop()
