@@ -1,0 +1,95 @@
+"""Collecting PPO rollouts from a gymnasium vector env of MiniGrid envs (dict observations
+with ``image`` and ``direction``), shared by the rollout workers and the local trainer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from student_workers.ppo import MiniGridAgent, Rollout
+
+
+@dataclass
+class EpisodeLog:
+    """Finished episodes seen while collecting: (step, env index, return, length)."""
+
+    episodes: list[tuple[int, int, float, int]] = field(default_factory=list)
+
+
+class RolloutCollector:
+    """Steps a vector env with a policy and keeps the state between rollouts.
+
+    Args:
+        envs: a gymnasium vector env made with ``autoreset_mode=AutoresetMode.SAME_STEP``
+            (the observation returned with an episode's end is already the next episode's
+            first, so every stored transition is a real one).
+        seed: seeds the first reset and the action sampling generator.
+        device: where the policy runs.
+    """
+
+    def __init__(self, envs: Any, seed: int = 0, device: str = "cpu") -> None:
+        mode = envs.metadata.get("autoreset_mode")
+        if mode is not None and getattr(mode, "name", str(mode)) != "SAME_STEP":
+            raise ValueError(f"the vector env must autoreset in SAME_STEP mode, not {mode}")
+        self.envs = envs
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.obs, _ = envs.reset(seed=seed)
+        self.num_envs = envs.num_envs
+        self.done = np.ones(self.num_envs)  # each env starts an episode
+        self._ret = np.zeros(self.num_envs)
+        self._len = np.zeros(self.num_envs, dtype=np.int64)
+        self.train_flags = np.ones(self.num_envs)  # 0 while an env plays an explore task
+
+    def collect(self, agent: MiniGridAgent, num_steps: int) -> tuple[Rollout, EpisodeLog]:
+        """``num_steps`` steps of every env with ``agent`` (no gradients)."""
+        n = self.num_envs
+        view = self.obs["image"].shape[1:]
+        images = np.zeros((num_steps, n, *view), dtype=np.uint8)
+        directions = np.zeros((num_steps, n), dtype=np.int64)
+        actions = np.zeros((num_steps, n), dtype=np.int64)
+        logprobs = np.zeros((num_steps, n), dtype=np.float32)
+        rewards = np.zeros((num_steps, n), dtype=np.float32)
+        dones = np.zeros((num_steps, n), dtype=np.float32)
+        values = np.zeros((num_steps, n), dtype=np.float32)
+        train_mask = np.zeros((num_steps, n), dtype=np.float32)
+        log = EpisodeLog()
+        for t in range(num_steps):
+            images[t], directions[t], dones[t] = self.obs["image"], self.obs["direction"], self.done
+            train_mask[t] = self.train_flags
+            with torch.no_grad():
+                a, lp, _, v = agent.act(
+                    torch.as_tensor(images[t], device=self.device),
+                    torch.as_tensor(directions[t], device=self.device),
+                    generator=self.generator,
+                )
+            actions[t], logprobs[t], values[t] = a.cpu().numpy(), lp.cpu().numpy(), v.cpu().numpy()
+            self.obs, r, term, trunc, _ = self.envs.step(actions[t])
+            rewards[t] = r
+            self._ret += r
+            self._len += 1
+            ended = np.logical_or(term, trunc)
+            for e in np.flatnonzero(ended):
+                log.episodes.append((t, int(e), float(self._ret[e]), int(self._len[e])))
+                self._ret[e], self._len[e] = 0.0, 0
+            # Same-step autoreset: the next observation already starts a new episode.
+            # Truncated episodes are cut like terminated ones (no bootstrap), as in CleanRL.
+            self.done = ended.astype(np.float32)
+        with torch.no_grad():
+            last_value = (
+                agent.value(
+                    torch.as_tensor(self.obs["image"], device=self.device),
+                    torch.as_tensor(self.obs["direction"], device=self.device),
+                )
+                .cpu()
+                .numpy()
+            )
+        rollout = Rollout(
+            images=images, directions=directions, actions=actions, logprobs=logprobs,
+            rewards=rewards, dones=dones, values=values, last_value=last_value,
+            last_done=self.done.copy(), train_mask=train_mask,
+        )  # fmt: skip
+        return rollout, log
