@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from teacher_service.api import experiments, health, reports, tasks, teachers
+from teacher_service.api import evaluations, experiments, health, reports, tasks, teachers
 from teacher_service.api.deps import require_token
 from teacher_service.errors import ServiceError
 from teacher_service.manager import ExperimentManager
@@ -160,7 +160,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     auth = [Depends(require_token)]
-    for r in (teachers.router, experiments.router, tasks.router, reports.router):
+    for r in (
+        teachers.router,
+        experiments.router,
+        tasks.router,
+        reports.router,
+        evaluations.router,
+    ):
         app.include_router(r, dependencies=auth)
     app.add_middleware(_LimitsAndTiming, max_body=settings.max_body_bytes, metrics=metrics)
     return app

@@ -41,6 +41,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from api_schemas.evaluations import Evaluation, EvaluationAck, EvaluationList, EvaluationRecord
 from api_schemas.experiments import ExperimentList, ExperimentPublic, ExperimentState
 from api_schemas.reports import Report, ReportAck
 from api_schemas.spaces import TaskSpace
@@ -468,6 +469,30 @@ class TeacherClient:
             idempotent=False,
         )
         return TaskBatch.model_validate(data).tasks
+
+    def post_evaluations(
+        self, experiment: str, evaluations: Sequence[Evaluation | Mapping[str, Any]]
+    ) -> int:
+        """Store held-out evaluation results; returns how many were accepted.
+
+        Transient failures are retried as for task requests; a retry after a lost answer
+        may store a result twice (results are not deduplicated).
+
+        Raises:
+            pydantic.ValidationError: an item is not a valid evaluation (nothing was sent).
+            NotFoundError: unknown experiment.
+        """
+        items = [Evaluation.model_validate(e) for e in evaluations]
+        body = {"evaluations": [e.model_dump(mode="json") for e in items]}
+        data = self._json(
+            "POST", self._exp_path(experiment, "/evaluations"), json=body, idempotent=False
+        )
+        return EvaluationAck.model_validate(data).accepted
+
+    def evaluations(self, experiment: str) -> list[EvaluationRecord]:
+        """The experiment's stored evaluations, oldest first."""
+        data = self._json("GET", self._exp_path(experiment, "/evaluations"), idempotent=True)
+        return EvaluationList.model_validate(data).data
 
     def report(self, experiment: str, reports: Sequence[Report | Mapping[str, Any]]) -> ReportAck:
         """Report finished tasks (one batch, all-or-nothing on unknown task ids).

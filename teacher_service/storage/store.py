@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from teacher_service.storage.codec import pack_state, unpack_state
-from teacher_service.storage.tables import events, experiments, metadata, snapshots
+from teacher_service.storage.tables import evaluations, events, experiments, metadata, snapshots
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class _Op:
 
 
 _STOP = object()
+#: Writes that make up an experiment's log: after one fails, later ones are refused.
+_LOGGED = frozenset({"event", "snapshot"})
 
 
 def _is_sqlite(url: str) -> bool:
@@ -156,6 +158,22 @@ class Store:
         """Queue the insertion of an experiment record."""
         return self._submit("experiment", record.id, 0, record)
 
+    def add_evaluations(self, experiment_id: str, payloads: list[str]) -> Future:
+        """Queue evaluation results (JSON strings) of an experiment."""
+        return self._submit("evaluations", experiment_id, 0, payloads)
+
+    def list_evaluations(self, experiment_id: str, limit: int = 10_000) -> list[tuple[str, float]]:
+        """The experiment's evaluation results (JSON, time), oldest first, at most ``limit``
+        of the newest."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(evaluations.c.payload, evaluations.c.created_at)
+                .where(evaluations.c.experiment_id == experiment_id)
+                .order_by(evaluations.c.id.desc())
+                .limit(limit)
+            ).all()
+        return [(r.payload, r.created_at) for r in reversed(rows)]
+
     def barrier(self) -> Future:
         """A future that resolves once everything queued before it is committed."""
         return self._submit("barrier", "", 0, None)
@@ -186,7 +204,7 @@ class Store:
 
     def _refused(self, op: _Op) -> bool:
         """Fail ``op`` if its experiment had a failed write (see :meth:`reset_failure`)."""
-        if op.kind in {"event", "snapshot"} and op.experiment_id in self._failed:
+        if op.kind in _LOGGED and op.experiment_id in self._failed:
             op.future.set_exception(StorageError("an earlier write of this experiment failed"))
             return True
         return False
@@ -225,10 +243,12 @@ class Store:
                 if op.kind == "experiment":
                     op.future.set_exception(DuplicateNameError(f"name {op.data.name!r} is taken"))
                 else:
-                    failed.add(op.experiment_id)
+                    if op.kind in _LOGGED:
+                        failed.add(op.experiment_id)
                     op.future.set_exception(StorageError(f"integrity error: {exc.orig}"))
             except Exception as exc:
-                failed.add(op.experiment_id)
+                if op.kind in _LOGGED:  # evaluations are not part of the teacher's log
+                    failed.add(op.experiment_id)
                 log.error("write failed for %s %s: %s", op.kind, op.experiment_id, exc)
                 op.future.set_exception(StorageError(str(exc)))
             else:
@@ -274,6 +294,18 @@ class Store:
                     delete(snapshots).where(
                         snapshots.c.experiment_id == op.experiment_id, snapshots.c.seq < min(kept)
                     )
+                )
+            elif op.kind == "evaluations":
+                conn.execute(
+                    insert(evaluations),
+                    [
+                        {
+                            "experiment_id": op.experiment_id,
+                            "payload": payload,
+                            "created_at": op.created_at,
+                        }
+                        for payload in op.data
+                    ],
                 )
             elif op.kind == "experiment":
                 rec: ExperimentRecord = op.data

@@ -51,3 +51,14 @@ snapshots = Table(
     Column("data", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
 )
+
+#: Held-out test results posted by evaluators (not part of the teacher's log: they never
+#: change what a teacher proposes, so they are stored beside it, in arrival order).
+evaluations = Table(
+    "evaluations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("experiment_id", String(64), nullable=False, index=True),
+    Column("payload", Text, nullable=False),  # one Evaluation as JSON
+    Column("created_at", Float, nullable=False),
+)
