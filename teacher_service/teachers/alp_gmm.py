@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from api_schemas.teachers import ALPGMMConfig
+from teacher_service.teachers.base import normalised_reward
 from teacher_service.teachers.gmm_base import (
     VIEW_ROWS,
     GMMParams,
     GMMTeacher,
-    normalised_reward,
 )
 from teacher_service.teachers.nearest import NearestIndex
 
@@ -48,7 +48,7 @@ class ALPGMMTeacher(GMMTeacher):
         self.nn_ = NearestIndex(self._ndim)
 
     def _row(self, task: np.ndarray, ret: float) -> np.ndarray:
-        reward = normalised_reward(ret, self.config)
+        reward = normalised_reward(ret, self.config.reward_low, self.config.reward_high)
         # ALP: |reward - reward of the nearest previously seen task|, 0 while the history
         # is tiny (reference: only once it holds more than 5 tasks); then add the pair.
         nearest = self.nn_.query_add(task, reward)

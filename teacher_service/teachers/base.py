@@ -168,6 +168,11 @@ class BoxScaler:
         return {n: float(v) for n, v in zip(self.names, x, strict=True)}
 
 
+def normalised_reward(ret: float, low: float, high: float) -> float:
+    """The return mapped from ``[low, high]`` to [0, 1], clipped (the teachers' reward bounds)."""
+    return min(max((ret - low) / (high - low), 0.0), 1.0)
+
+
 def box_scaler(space: Any, kind: str) -> BoxScaler:
     """The scaler of a box space; a clear error for a teacher given another kind of space."""
     if not isinstance(space, BoxSpace):

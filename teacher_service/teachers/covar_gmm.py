@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from api_schemas.teachers import CovarGMMConfig
-from teacher_service.teachers.gmm_base import GMMParams, GMMTeacher, normalised_reward
+from teacher_service.teachers.base import normalised_reward
+from teacher_service.teachers.gmm_base import GMMParams, GMMTeacher
 
 
 class CovarGMMTeacher(GMMTeacher):
@@ -37,7 +38,7 @@ class CovarGMMTeacher(GMMTeacher):
         # sees t = 0, 1/fit_rate, ..., (fit_rate - 1)/fit_rate in episode order; with the
         # reference's bootstrap = fit_rate this is its ``n % fit_rate / fit_rate``.
         t = ((self.n_observed_ - self._first_fit_at) % cfg.fit_rate) / cfg.fit_rate
-        return np.array([t, normalised_reward(ret, cfg)])
+        return np.array([t, normalised_reward(ret, cfg.reward_low, cfg.reward_high)])
 
     def _component_lp(self, gmm: GMMParams) -> np.ndarray:
         cov = gmm.covariances[:, -2, -1]  # cov(t, reward) of each component

@@ -325,12 +325,6 @@ def _json_float(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def normalised_reward(ret: float, config: GMMConfigBase) -> float:
-    """The return mapped from ``[reward_low, reward_high]`` to [0, 1], clipped."""
-    span = config.reward_high - config.reward_low
-    return min(max((ret - config.reward_low) / span, 0.0), 1.0)
-
-
 # --------------------------------------------------------------------------- teacher
 
 

@@ -29,6 +29,7 @@ from teacher_service.teachers.base import (
     Teacher,
     TeacherStateError,
     box_scaler,
+    normalised_reward,
     unit_result,
 )
 from teacher_service.teachers.regions import EpisodeBox, export_boxes, load_boxes
@@ -200,7 +201,7 @@ class RIACTeacher(Teacher):
     def _observe_one(self, result: TaskResult) -> None:
         cfg = self.config
         task, ret = unit_result(result, self._scaler, self.kind)
-        reward = min(max((ret - cfg.reward_low) / (cfg.reward_high - cfg.reward_low), 0.0), 1.0)
+        reward = normalised_reward(ret, cfg.reward_low, cfg.reward_high)
         self.n_observed_ += 1
         i = 0
         while True:  # every region on the path from the root to the leaf holding the task
@@ -221,7 +222,7 @@ class RIACTeacher(Teacher):
         region = self.regions_[index]
         tasks, rewards = region.tasks[: region.n], region.rewards[: region.n]
         min_width = cfg.min_dims_range_ratio  # of the unit range
-        best: tuple[float, int, float, np.ndarray] | None = None
+        best: tuple[float, int, float] | None = None
         for _ in range(cfg.split_attempts):
             dim = int(self.rng.integers(self._ndim))
             at = float(self.rng.uniform(region.lo[dim], region.hi[dim]))
@@ -239,10 +240,10 @@ class RIACTeacher(Teacher):
             # so its split score ignored how balanced a split is.
             score = n1 * n2 * abs(alp1 - alp2)
             if best is None or score > best[0]:
-                best = (score, dim, at, left)
+                best = (score, dim, at)
         if best is None:
             return  # no admissible cut this time; tried again at the next episode
-        _, dim, at, _ = best
+        _, dim, at = best
         children = []
         for child in region.cut(dim, at, self._capacity)[:2]:
             child.alp = region_alp(child.rewards[: child.n], cfg.alp_window, cfg.min_region_points)
