@@ -2,9 +2,9 @@
 
 Everything the Ray learner and rollout workers share lives here: the hyper-parameters
 (:class:`PPOConfig`, defaults of ALGORITHMS.md §2), the network (:class:`MiniGridAgent`: a
-small CNN over the 5x5x3 partial view plus the direction), GAE, the clipped PPO update
-(:class:`PPOLearner`), and the per-episode level scores that PLR-style teachers need
-(:class:`EpisodeScorer`).
+small CNN over the 5x5x3 partial view plus the direction, optionally with an LSTM), GAE,
+the clipped PPO update (:class:`PPOLearner`), and the per-episode level scores that
+PLR-style teachers need (:class:`EpisodeScorer`).
 """
 
 from __future__ import annotations
@@ -38,27 +38,52 @@ class PPOConfig(BaseModel):
     clip_vloss: bool = Field(default=True, description="Clip the value loss like the policy.")
     norm_adv: bool = Field(default=True, description="Normalise advantages per minibatch.")
     hidden: int = Field(default=128, ge=8, le=4096, description="Width of the torso.")
+    lstm: bool = Field(
+        default=False,
+        description="Add an LSTM after the torso (memory for partial observability); "
+        "updates then run over whole per-env sequences, minibatched by env.",
+    )
+
+
+# Recurrent state of a batch of envs: (h, c), each (1, batch, hidden); None without an LSTM.
+AgentState = tuple[torch.Tensor, torch.Tensor] | None
 
 
 class MiniGridAgent(nn.Module):
     """Actor-critic for the standard MiniGrid observation.
 
     The image (view x view x 3 integer codes: object, colour, state) goes through one 3x3
-    convolution; the direction is one-hot; both feed a ReLU torso, then a policy and a value
-    head. Small on purpose: the reference UED agents are of this size and train on CPU.
+    convolution; the direction is one-hot; both feed a ReLU torso, optionally an LSTM, then a
+    policy and a value head. Small on purpose: the reference UED agents are of this size and
+    train on CPU.
+
+    Every method takes the recurrent ``state`` and a ``done`` flag per env ("this step starts
+    an episode": the state is zeroed first); both are ignored (and ``None`` is returned as the
+    state) by the feed-forward agent.
 
     Args:
         view: side of the agent's view (5 in the reference setting).
         n_actions: size of the discrete action space (3 for navigation).
-        hidden: width of the torso.
+        hidden: width of the torso (and of the LSTM).
+        lstm: add the LSTM.
     """
 
-    def __init__(self, view: int = 5, n_actions: int = 3, hidden: int = 128) -> None:
+    def __init__(
+        self, view: int = 5, n_actions: int = 3, hidden: int = 128, lstm: bool = False
+    ) -> None:
         super().__init__()
-        self.view, self.n_actions = view, n_actions
+        self.view, self.n_actions, self.hidden = view, n_actions, hidden
         self.conv = nn.Sequential(nn.Conv2d(3, 16, kernel_size=3), nn.ReLU(), nn.Flatten())
         conv_out = 16 * (view - 2) * (view - 2)
         self.torso = nn.Sequential(nn.Linear(conv_out + 4, hidden), nn.ReLU())
+        self.lstm = nn.LSTM(hidden, hidden) if lstm else None
+        if self.lstm is not None:
+            # As CleanRL's LSTM agent: orthogonal weights, zero biases.
+            for name, p in self.lstm.named_parameters():
+                if "bias" in name:
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.orthogonal_(p, 1.0)
         self.actor = nn.Linear(hidden, n_actions)
         self.critic = nn.Linear(hidden, 1)
         # Small initial policy logits: a near-uniform first policy (as in CleanRL).
@@ -67,34 +92,99 @@ class MiniGridAgent(nn.Module):
         nn.init.orthogonal_(self.critic.weight, 1.0)
         nn.init.zeros_(self.critic.bias)
 
+    @property
+    def recurrent(self) -> bool:
+        """Whether the agent carries a recurrent state."""
+        return self.lstm is not None
+
+    def initial_state(self, batch: int) -> AgentState:
+        """Zero recurrent state for ``batch`` envs (``None`` without an LSTM)."""
+        if self.lstm is None:
+            return None
+        dev = self.actor.weight.device
+        z = torch.zeros(1, batch, self.hidden, device=dev)
+        return (z, z.clone())
+
     def _features(self, image: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
         # MiniGrid codes are small integers (objects < 11, colours < 6, states < 3).
         x = self.conv(image.permute(0, 3, 1, 2).float() / 10.0)
         d = nn.functional.one_hot(direction.long(), 4).float()
         return self.torso(torch.cat([x, d], dim=1))
 
-    def value(self, image: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    def _core(
+        self, feats: torch.Tensor, state: AgentState, done: torch.Tensor | None
+    ) -> tuple[torch.Tensor, AgentState]:
+        """Run the LSTM over (T*B, hidden) features of T steps of B envs (T = 1 when acting)."""
+        if self.lstm is None:
+            return feats, None
+        batch = feats.shape[0] if done is None else done.shape[-1]
+        h, c = state if state is not None else self.initial_state(batch)
+        x = feats.reshape(-1, batch, feats.shape[-1])
+        done = (
+            torch.zeros(x.shape[:2], device=x.device) if done is None else done.reshape(x.shape[:2])
+        )
+        outs = []
+        for t in range(x.shape[0]):
+            keep = (1.0 - done[t].float()).view(1, -1, 1)  # a new episode forgets the last
+            out, (h, c) = self.lstm(x[t : t + 1], (h * keep, c * keep))
+            outs.append(out)
+        return torch.cat(outs).reshape(-1, feats.shape[-1]), (h, c)
+
+    def value(
+        self,
+        image: torch.Tensor,
+        direction: torch.Tensor,
+        state: AgentState = None,
+        done: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """V(s), shape (batch,)."""
-        return self.critic(self._features(image, direction)).squeeze(-1)
+        h, _ = self._core(self._features(image, direction), state, done)
+        return self.critic(h).squeeze(-1)
 
     def act(
         self,
         image: torch.Tensor,
         direction: torch.Tensor,
+        state: AgentState = None,
+        done: torch.Tensor | None = None,
+        *,
         action: torch.Tensor | None = None,
         greedy: bool = False,
         generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(action, log-prob, entropy, value) for a batch; samples (from ``generator``, never
-        the global RNG) unless ``action`` is given or ``greedy``."""
-        h = self._features(image, direction)
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, AgentState]:
+        """(action, log-prob, entropy, value, next state) for one step of a batch of envs;
+        samples (from ``generator``, never the global RNG) unless ``action`` is given or
+        ``greedy``."""
+        h, state = self._core(self._features(image, direction), state, done)
         dist = Categorical(logits=self.actor(h))
         if action is None:
             if greedy:
                 action = dist.probs.argmax(-1)
             else:
                 action = torch.multinomial(dist.probs, 1, generator=generator).squeeze(-1)
-        return action, dist.log_prob(action), dist.entropy(), self.critic(h).squeeze(-1)
+        return action, dist.log_prob(action), dist.entropy(), self.critic(h).squeeze(-1), state
+
+    def evaluate_sequence(
+        self,
+        images: torch.Tensor,
+        directions: torch.Tensor,
+        actions: torch.Tensor,
+        dones: torch.Tensor,
+        state: AgentState,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log-prob, entropy, value) of ``actions`` along (T, B) sequences that start from
+        ``state``: what the recurrent PPO update re-computes. Each output is (T, B)."""
+        steps, batch = actions.shape
+        feats = self._features(images.reshape(-1, *images.shape[2:]), directions.reshape(-1))
+        h, _ = self._core(feats, state, dones)
+        dist = Categorical(logits=self.actor(h))
+        a = actions.reshape(-1)
+        shape = (steps, batch)
+        return (
+            dist.log_prob(a).reshape(shape),
+            dist.entropy().reshape(shape),
+            self.critic(h).squeeze(-1).reshape(shape),
+        )
 
 
 def compute_gae(
@@ -144,6 +234,44 @@ class Rollout:
     train_mask: np.ndarray  # (steps, envs): 0 for explore-mode steps (no gradients)
     advantages: np.ndarray = field(default_factory=lambda: np.zeros(0))
     returns: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # LSTM agents: the (h, c) state before the first step, each (1, envs, hidden).
+    initial_state: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def num_steps(self) -> int:
+        """Steps per env."""
+        return int(self.rewards.shape[0])
+
+    @property
+    def num_envs(self) -> int:
+        """Envs side by side."""
+        return int(self.rewards.shape[1])
+
+
+def concat_rollouts(rollouts: list[Rollout]) -> Rollout:
+    """Side-by-side rollouts of equal length (e.g. one per worker) as one, along the env axis."""
+    if not rollouts:
+        raise ValueError("no rollouts to concatenate")
+    if len({r.num_steps for r in rollouts}) != 1:
+        raise ValueError("rollouts must have the same number of steps")
+    if len(rollouts) == 1:
+        return rollouts[0]
+    axis = {"last_value": 0, "last_done": 0}
+    out: dict[str, Any] = {}
+    for name in Rollout.__dataclass_fields__:
+        parts = [getattr(r, name) for r in rollouts]
+        if name == "initial_state":
+            if any(p is None for p in parts):
+                out[name] = None if all(p is None for p in parts) else _mixed_states()
+            else:
+                out[name] = tuple(np.concatenate([p[i] for p in parts], axis=1) for i in (0, 1))
+        else:
+            out[name] = np.concatenate(parts, axis=axis.get(name, 1))
+    return Rollout(**out)
+
+
+def _mixed_states() -> None:
+    raise ValueError("cannot mix rollouts of recurrent and feed-forward agents")
 
 
 class EpisodeScorer:
@@ -190,6 +318,17 @@ class EpisodeScorer:
         return out
 
 
+def _to_cpu(obj: Any) -> Any:
+    """A copy of nested dicts/lists of tensors with every tensor on the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
 class PPOLearner:
     """The clipped PPO update on rollouts (optionally on a GPU).
 
@@ -214,7 +353,9 @@ class PPOLearner:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)  # network init only; sampling uses the explicit generator
-        self.agent = MiniGridAgent(view, n_actions, self.config.hidden).to(self.device)
+        self.agent = MiniGridAgent(view, n_actions, self.config.hidden, self.config.lstm).to(
+            self.device
+        )
         self.optimizer = torch.optim.Adam(
             self.agent.parameters(), lr=self.config.learning_rate, eps=1e-5
         )
@@ -230,69 +371,127 @@ class PPOLearner:
         return rollout
 
     def update(self, rollout: Rollout) -> dict[str, float]:
-        """PPO epochs over the rollout's train-mode steps; returns loss statistics."""
+        """PPO epochs over the rollout's train-mode steps; returns loss statistics.
+
+        Feed-forward agents take random minibatches of transitions; LSTM agents take
+        minibatches of whole env sequences, re-run from the rollout's initial state (as
+        CleanRL's recurrent PPO), with explore-mode steps masked out of every loss.
+        """
         c = self.config
-        mask = rollout.train_mask.reshape(-1).astype(bool)
+        mask = rollout.train_mask.astype(bool)
         if not mask.any():
             return {"trained_steps": 0.0}
         dev = self.device
 
-        def flat(a: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-            a = a.reshape((-1, *a.shape[2:]))[mask]
+        def t(a: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
             return torch.as_tensor(a, dtype=dtype, device=dev)
 
-        images = flat(rollout.images, torch.uint8)
-        directions = flat(rollout.directions, torch.long)
-        actions = flat(rollout.actions, torch.long)
-        old_logp = flat(rollout.logprobs)
-        advantages = flat(rollout.advantages)
-        returns = flat(rollout.returns)
-        old_values = flat(rollout.values)
-        n = images.shape[0]
-        mb = max(n // c.num_minibatches, 1)
+        data = {
+            "images": t(rollout.images, torch.uint8),
+            "directions": t(rollout.directions, torch.long),
+            "actions": t(rollout.actions, torch.long),
+            "old_logp": t(rollout.logprobs),
+            "advantages": t(rollout.advantages),
+            "returns": t(rollout.returns),
+            "old_values": t(rollout.values),
+        }
         stats: dict[str, list[float]] = {"pg_loss": [], "v_loss": [], "entropy": [], "kl": []}
-        for _ in range(c.update_epochs):
-            order = torch.randperm(n, generator=self.generator).to(dev)
-            for start in range(0, n, mb):
-                idx = order[start : start + mb]
-                _, logp, ent, value = self.agent.act(images[idx], directions[idx], actions[idx])
-                ratio = (logp - old_logp[idx]).exp()
-                adv = advantages[idx]
-                if c.norm_adv and adv.numel() > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - c.clip_coef, 1 + c.clip_coef))
-                pg_loss = pg.mean()
-                if c.clip_vloss:
-                    clipped = old_values[idx] + (value - old_values[idx]).clamp(
-                        -c.clip_coef, c.clip_coef
+        if self.agent.recurrent:
+            self._update_recurrent(rollout, data, t(mask, torch.bool), stats)
+        else:
+            flat_mask = torch.as_tensor(mask.reshape(-1), device=dev)
+            flat = {k: v.reshape(-1, *v.shape[2:])[flat_mask] for k, v in data.items()}
+            n = flat["actions"].shape[0]
+            mb = max(n // c.num_minibatches, 1)
+            for _ in range(c.update_epochs):
+                order = torch.randperm(n, generator=self.generator).to(dev)
+                for start in range(0, n, mb):
+                    idx = order[start : start + mb]
+                    _, logp, ent, value, _ = self.agent.act(
+                        flat["images"][idx], flat["directions"][idx], action=flat["actions"][idx]
                     )
-                    v_loss = (
-                        0.5
-                        * torch.max(
-                            (value - returns[idx]) ** 2, (clipped - returns[idx]) ** 2
-                        ).mean()
-                    )
-                else:
-                    v_loss = 0.5 * ((value - returns[idx]) ** 2).mean()
-                entropy = ent.mean()
-                loss = pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss
-                self.optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.agent.parameters(), c.max_grad_norm)
-                self.optimizer.step()
-                with torch.no_grad():
-                    stats["kl"].append(float(((ratio - 1) - (logp - old_logp[idx])).mean()))
-                stats["pg_loss"].append(float(pg_loss.detach()))
-                stats["v_loss"].append(float(v_loss.detach()))
-                stats["entropy"].append(float(entropy.detach()))
+                    batch = {k: v[idx] for k, v in flat.items()}
+                    self._step(logp, ent, value, batch, stats)
         self.updates += 1
         out = {k: float(np.mean(v)) for k, v in stats.items()}
-        out["trained_steps"] = float(n)
+        out["trained_steps"] = float(mask.sum())
         return out
+
+    def _update_recurrent(
+        self,
+        rollout: Rollout,
+        data: dict[str, torch.Tensor],
+        mask: torch.Tensor,
+        stats: dict[str, list[float]],
+    ) -> None:
+        c, dev = self.config, self.device
+        if rollout.initial_state is None:
+            raise ValueError("an LSTM agent needs the rollout's initial_state")
+        h0, c0 = (
+            torch.as_tensor(x, dtype=torch.float32, device=dev) for x in rollout.initial_state
+        )
+        dones = torch.as_tensor(rollout.dones, dtype=torch.float32, device=dev)
+        envs = torch.as_tensor(np.flatnonzero(mask.any(0).cpu().numpy()), device=dev)
+        per_mb = max(len(envs) // c.num_minibatches, 1)
+        for _ in range(c.update_epochs):
+            order = envs[torch.randperm(len(envs), generator=self.generator).to(dev)]
+            for start in range(0, len(envs), per_mb):
+                idx = order[start : start + per_mb]
+                logp, ent, value = self.agent.evaluate_sequence(
+                    data["images"][:, idx], data["directions"][:, idx], data["actions"][:, idx],
+                    dones[:, idx], (h0[:, idx], c0[:, idx]),
+                )  # fmt: skip
+                m = mask[:, idx]
+                batch = {
+                    k: v[:, idx][m]
+                    for k, v in data.items()
+                    if k not in ("images", "directions", "actions")
+                }
+                self._step(logp[m], ent[m], value[m], batch, stats)
+
+    def _step(
+        self,
+        logp: torch.Tensor,
+        ent: torch.Tensor,
+        value: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        stats: dict[str, list[float]],
+    ) -> None:
+        """One clipped-PPO gradient step on a minibatch (flat tensors of its train steps)."""
+        c = self.config
+        old_logp, adv, returns, old_values = (
+            batch["old_logp"], batch["advantages"], batch["returns"], batch["old_values"],
+        )  # fmt: skip
+        ratio = (logp - old_logp).exp()
+        if c.norm_adv and adv.numel() > 1:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        pg_loss = torch.max(
+            -adv * ratio, -adv * ratio.clamp(1 - c.clip_coef, 1 + c.clip_coef)
+        ).mean()
+        if c.clip_vloss:
+            clipped = old_values + (value - old_values).clamp(-c.clip_coef, c.clip_coef)
+            v_loss = 0.5 * torch.max((value - returns) ** 2, (clipped - returns) ** 2).mean()
+        else:
+            v_loss = 0.5 * ((value - returns) ** 2).mean()
+        entropy = ent.mean()
+        loss = pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss
+        self.optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.agent.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+        with torch.no_grad():
+            stats["kl"].append(float(((ratio - 1) - (logp - old_logp)).mean()))
+        stats["pg_loss"].append(float(pg_loss.detach()))
+        stats["v_loss"].append(float(v_loss.detach()))
+        stats["entropy"].append(float(entropy.detach()))
 
     def weights(self) -> dict[str, torch.Tensor]:
         """CPU copies of the network weights (what the learner broadcasts)."""
         return {k: v.detach().cpu().clone() for k, v in self.agent.state_dict().items()}
+
+    def set_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        """Load broadcast weights."""
+        self.agent.load_state_dict(weights)
 
     def checkpoint(self) -> dict[str, Any]:
         """Everything needed to evaluate or resume (loads on any device)."""
@@ -301,7 +500,7 @@ class PPOLearner:
             "view": self.agent.view,
             "n_actions": self.agent.n_actions,
             "weights": self.weights(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": _to_cpu(self.optimizer.state_dict()),
             "updates": self.updates,
         }
 

@@ -3,6 +3,7 @@ with ``image`` and ``direction``), shared by the rollout workers and the local t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,10 +44,26 @@ class RolloutCollector:
         self._ret = np.zeros(self.num_envs)
         self._len = np.zeros(self.num_envs, dtype=np.int64)
         self.train_flags = np.ones(self.num_envs)  # 0 while an env plays an explore task
+        self.state: Any = None  # the agent's recurrent state (LSTM agents), kept across rollouts
 
-    def collect(self, agent: MiniGridAgent, num_steps: int) -> tuple[Rollout, EpisodeLog]:
-        """``num_steps`` steps of every env with ``agent`` (no gradients)."""
+    def collect(
+        self,
+        agent: MiniGridAgent,
+        num_steps: int,
+        after_step: Callable[[int, np.ndarray], None] | None = None,
+    ) -> tuple[Rollout, EpisodeLog]:
+        """``num_steps`` steps of every env with ``agent`` (no gradients).
+
+        ``after_step(t, ended)`` runs after every env step with the mask of envs whose episode
+        just ended (and whose next one has already begun); a rollout worker uses it to set
+        :attr:`train_flags` from the new episode's task.
+        """
         n = self.num_envs
+        if agent.recurrent and self.state is None:
+            self.state = agent.initial_state(n)
+        initial_state = None
+        if self.state is not None:
+            initial_state = tuple(x.cpu().numpy().copy() for x in self.state)
         view = self.obs["image"].shape[1:]
         images = np.zeros((num_steps, n, *view), dtype=np.uint8)
         directions = np.zeros((num_steps, n), dtype=np.int64)
@@ -61,9 +78,11 @@ class RolloutCollector:
             images[t], directions[t], dones[t] = self.obs["image"], self.obs["direction"], self.done
             train_mask[t] = self.train_flags
             with torch.no_grad():
-                a, lp, _, v = agent.act(
+                a, lp, _, v, self.state = agent.act(
                     torch.as_tensor(images[t], device=self.device),
                     torch.as_tensor(directions[t], device=self.device),
+                    self.state,
+                    torch.as_tensor(dones[t], device=self.device),
                     generator=self.generator,
                 )
             actions[t], logprobs[t], values[t] = a.cpu().numpy(), lp.cpu().numpy(), v.cpu().numpy()
@@ -78,11 +97,15 @@ class RolloutCollector:
             # Same-step autoreset: the next observation already starts a new episode.
             # Truncated episodes are cut like terminated ones (no bootstrap), as in CleanRL.
             self.done = ended.astype(np.float32)
+            if after_step is not None:
+                after_step(t, ended)
         with torch.no_grad():
             last_value = (
                 agent.value(
                     torch.as_tensor(self.obs["image"], device=self.device),
                     torch.as_tensor(self.obs["direction"], device=self.device),
+                    self.state,
+                    torch.as_tensor(self.done, device=self.device),
                 )
                 .cpu()
                 .numpy()
@@ -90,6 +113,6 @@ class RolloutCollector:
         rollout = Rollout(
             images=images, directions=directions, actions=actions, logprobs=logprobs,
             rewards=rewards, dones=dones, values=values, last_value=last_value,
-            last_done=self.done.copy(), train_mask=train_mask,
+            last_done=self.done.copy(), train_mask=train_mask, initial_state=initial_state,
         )  # fmt: skip
         return rollout, log

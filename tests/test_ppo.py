@@ -11,7 +11,15 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from env_generators.levels import empty_level
 from env_generators.minigrid_env import LevelEnv
-from student_workers.ppo import EpisodeScorer, PPOConfig, PPOLearner, Rollout, compute_gae
+from student_workers.evaluation import run_episodes
+from student_workers.ppo import (
+    EpisodeScorer,
+    PPOConfig,
+    PPOLearner,
+    Rollout,
+    compute_gae,
+    concat_rollouts,
+)
 from student_workers.rollout import RolloutCollector
 
 
@@ -78,20 +86,8 @@ def test_config_is_validated_with_reference_defaults() -> None:
 
 
 def solve_rate(learner: PPOLearner, episodes: int = 64) -> float:
-    envs = rooms(8, seed=99)
-    obs, _ = envs.reset(seed=99)
-    solved = finished = 0
-    while finished < episodes:
-        with torch.no_grad():
-            a, _, _, _ = learner.agent.act(
-                torch.as_tensor(obs["image"]), torch.as_tensor(obs["direction"]), greedy=True
-            )
-        obs, r, term, trunc, _ = envs.step(a.numpy())
-        for e in np.flatnonzero(np.logical_or(term, trunc)):
-            finished += 1
-            solved += int(r[e] > 0)
-    envs.close()
-    return solved / finished
+    env = EmptyRooms(9, 99, 30)
+    return run_episodes(learner.agent, env, episodes, greedy=True, seed=99)["solve_rate"]
 
 
 def test_ppo_learns_small_empty_rooms_on_cpu() -> None:
@@ -145,3 +141,64 @@ def test_explore_steps_get_no_gradient() -> None:
     assert learner.update(ro) == {"trained_steps": 0.0}
     after = learner.agent.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_lstm_sequence_matches_step_by_step_with_resets() -> None:
+    """The recurrent update re-computes exactly what the agent saw while acting, including
+    the state reset where an episode starts mid-rollout."""
+    cfg = PPOConfig(lstm=True, hidden=32, num_steps=24)
+    learner = PPOLearner(cfg, device="cpu", seed=3)
+    collector = RolloutCollector(rooms(3, max_steps=7), seed=3)
+    collector.collect(learner.agent, 5)  # a non-zero state before the rollout
+    ro, log = collector.collect(learner.agent, cfg.num_steps)
+    assert ro.initial_state is not None and np.abs(ro.initial_state[0]).sum() > 0
+    assert log.episodes  # episodes ended inside the rollout (7-step cap)
+    logp, _, value = learner.agent.evaluate_sequence(
+        torch.as_tensor(ro.images), torch.as_tensor(ro.directions),
+        torch.as_tensor(ro.actions), torch.as_tensor(ro.dones),
+        tuple(torch.as_tensor(x) for x in ro.initial_state),
+    )  # fmt: skip
+    np.testing.assert_allclose(logp.detach().numpy(), ro.logprobs, atol=1e-5)
+    np.testing.assert_allclose(value.detach().numpy(), ro.values, atol=1e-5)
+    # Without the resets the values differ: the reset is what makes them match.
+    _, _, no_reset = learner.agent.evaluate_sequence(
+        torch.as_tensor(ro.images), torch.as_tensor(ro.directions),
+        torch.as_tensor(ro.actions), torch.zeros(ro.dones.shape),
+        tuple(torch.as_tensor(x) for x in ro.initial_state),
+    )  # fmt: skip
+    assert not np.allclose(no_reset.detach().numpy(), ro.values, atol=1e-5)
+
+
+def test_lstm_ppo_learns_and_checkpoints() -> None:
+    torch.set_num_threads(1)
+    cfg = PPOConfig(
+        num_steps=128, learning_rate=5e-4, update_epochs=4, num_minibatches=4,
+        ent_coef=0.01, gamma=0.99, lstm=True, hidden=64,
+    )  # fmt: skip
+    learner = PPOLearner(cfg, device="cpu", seed=0)
+    before = solve_rate(learner)
+    collector = RolloutCollector(rooms(8), seed=0)
+    for _ in range(50):
+        ro, _ = collector.collect(learner.agent, cfg.num_steps)
+        learner.update(learner.finish(ro))
+    after = solve_rate(learner)
+    assert before < 0.5 and after >= 0.75, (before, after)
+    clone = PPOLearner.from_checkpoint(learner.checkpoint(), device="cpu")
+    assert clone.agent.recurrent and clone.config.lstm
+    assert solve_rate(clone) == after
+
+
+def test_concat_rollouts_side_by_side() -> None:
+    learner = PPOLearner(PPOConfig(lstm=True, hidden=16), device="cpu", seed=0)
+    parts = []
+    for seed, n in ((0, 2), (1, 3)):
+        ro, _ = RolloutCollector(rooms(n, seed=seed), seed=seed).collect(learner.agent, 6)
+        parts.append(learner.finish(ro))
+    both = concat_rollouts(parts)
+    assert both.num_envs == 5 and both.num_steps == 6
+    np.testing.assert_array_equal(both.actions[:, 2:], parts[1].actions)
+    np.testing.assert_array_equal(both.last_value[:2], parts[0].last_value)
+    assert both.initial_state[0].shape == (1, 5, 16)
+    with pytest.raises(ValueError, match="same number of steps"):
+        concat_rollouts([parts[0], RolloutCollector(rooms(1), seed=0).collect(learner.agent, 4)[0]])
+    assert learner.update(both)["trained_steps"] == 30.0
