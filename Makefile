@@ -8,6 +8,7 @@ PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: demo test install bench lint clean
 
@@ -24,7 +25,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 demo: install
-	$(PY) -m teacher_service demo
+	$(VENV)/bin/autocurriculum demo $(DEMO_ARGS)
 
 test: install
 	$(PY) -m ruff check .

@@ -104,12 +104,15 @@ def run_episodes(
     }
 
 
-def save_checkpoint(learner: PPOLearner, path: str | os.PathLike[str], **meta: Any) -> Path:
-    """Write the learner's checkpoint (CPU tensors, so it loads anywhere) plus ``meta`` to
-    ``path`` atomically: a crash mid-write leaves the previous checkpoint intact."""
+def save_checkpoint(
+    learner: PPOLearner | dict[str, Any], path: str | os.PathLike[str], **meta: Any
+) -> Path:
+    """Write a learner's checkpoint (or a :meth:`PPOLearner.checkpoint` dict; CPU tensors, so
+    it loads anywhere) plus ``meta`` to ``path`` atomically: a crash mid-write leaves the
+    previous checkpoint intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ckpt = learner.checkpoint()
+    ckpt = dict(learner.checkpoint() if isinstance(learner, PPOLearner) else learner)
     ckpt["format"] = CHECKPOINT_FORMAT
     ckpt["meta"] = meta
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -137,7 +140,9 @@ def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu") -> tuple[
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise CheckpointError(f"{path} is not a readable checkpoint: {exc}") from exc
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not an autocurriculum student checkpoint")
     try:

@@ -333,8 +333,8 @@ def bench_teachers(
             )
 
 
-@app.command()
-def demo(
+@app.command("demo-toy")
+def demo_toy(
     port: Annotated[int, typer.Option(help="Port for the service (a free one if taken).")] = 8000,
     db: Annotated[str, typer.Option(help="SQLite file for the demo.")] = "runs/demo.db",
     teacher: Annotated[str, typer.Option(help="Teacher kind driving the curriculum.")] = "lp_tree",
@@ -347,7 +347,7 @@ def demo(
         ),
     ] = None,
 ) -> None:
-    """Start the service on SQLite and let a teacher drive the simulated student, with progress."""
+    """The service on SQLite with a teacher driving the simulated student (no Ray, no torch)."""
     _one_blas_thread()
     import socket
     import threading

@@ -12,7 +12,7 @@ from tests.conftest import BOX2
 
 def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "teacher_service", *args],
+        [sys.executable, "-m", "student_workers", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -31,6 +31,9 @@ def test_every_command_has_help() -> None:
         ["bench"],
         ["bench", "teachers"],
         ["demo"],
+        ["demo-toy"],
+        ["train"],
+        ["evaluate"],
     ):
         res = cli(*cmd, "--help")
         assert res.returncode == 0, res.stderr
@@ -197,7 +200,7 @@ def test_demo_runs_a_curriculum_and_stores_every_report(tmp_path: Path) -> None:
 
     db = tmp_path / "demo.db"
     res = cli(
-        "demo", "--episodes", "600", "--db", str(db), "--port", str(free_port()), "--no-serve"
+        "demo-toy", "--episodes", "600", "--db", str(db), "--port", str(free_port()), "--no-serve"
     )
     assert res.returncode == 0, res.stderr
     assert "Reports stored: 600" in res.stdout

@@ -1,0 +1,126 @@
+"""Ray plumbing of the students: the local loopback-only cluster and the three actor kinds.
+
+The classes themselves (:class:`RolloutWorker`, :class:`LearnerActor`, :class:`Evaluator`)
+are plain Python; this module only decides how Ray runs them: resources, restarts, and the
+cluster they live in. Ray is imported lazily so that the rest of the package (and the teacher
+service) never needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from student_workers.evaluation import CheckpointError, load_checkpoint
+from student_workers.ppo import PPOConfig, PPOLearner, concat_rollouts
+
+logger = logging.getLogger(__name__)
+
+
+class LearnerActor:
+    """The PPO learner behind Ray: concatenates the workers' rollouts, updates, and serves
+    the weights the driver broadcasts.
+
+    Args:
+        ppo: hyper-parameters.
+        view: agent view size.
+        seed: network init and minibatch order.
+        resume_from: a checkpoint to start from when it exists (a restarted learner picks up
+            the driver's latest checkpoint instead of starting over).
+        threads: torch threads for the update on CPU.
+    """
+
+    def __init__(
+        self,
+        ppo: PPOConfig,
+        view: int,
+        seed: int,
+        resume_from: str | None = None,
+        threads: int = 1,
+    ) -> None:
+        torch.set_num_threads(max(threads, 1))
+        self.learner = PPOLearner(ppo, view=view, seed=seed)
+        self.resumed = False
+        if resume_from and Path(resume_from).is_file():
+            try:
+                loaded, _ = load_checkpoint(resume_from, device=str(self.learner.device))
+            except CheckpointError as exc:
+                logger.warning("not resuming: %s", exc)
+            else:
+                self.learner = loaded
+                self.resumed = True
+
+    def update(self, *rollouts: Any) -> dict[str, float]:
+        """One PPO update on the rollouts (Ray resolves the object refs before the call)."""
+        stats = self.learner.update(concat_rollouts(list(rollouts)))
+        stats["updates"] = float(self.learner.updates)
+        return stats
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The current weights (CPU tensors)."""
+        return self.learner.weights()
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The learner's checkpoint dict (CPU tensors); the driver writes it to disk."""
+        return self.learner.checkpoint()
+
+    def info(self) -> dict[str, Any]:
+        """Device, updates so far and whether this incarnation resumed from a checkpoint."""
+        return {
+            "device": str(self.learner.device),
+            "updates": self.learner.updates,
+            "resumed": self.resumed,
+        }
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Connect to Ray; return True when this call started a local cluster (to shut it down).
+
+    Without ``address`` an embedded single-node cluster starts on 127.0.0.1 only, without
+    Ray's dashboard or job API (exposed Ray clusters have been hijacked in the wild).
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is what keeps Ray 2.60's processes on loopback
+    (DESIGN.md §6). With ``address`` it joins that cluster as a driver.
+    """
+    if address is None:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address is not None:
+        ray.init(address=address, log_to_driver=False)
+        return False
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+        object_store_memory=256 * 1024 * 1024,
+    )
+    return True
+
+
+def remote_classes(max_restarts: int = 10) -> dict[str, Any]:
+    """The Ray actor classes: ``worker``, ``learner``, ``evaluator``.
+
+    Rollout workers take a CPU each and restart on failure (a restarted worker opens a new
+    session; its in-flight tasks expire by lease). The evaluator takes no reserved CPU (it
+    runs now and then). Calls are not retried: a lost rollout is dropped, not replayed.
+    """
+    import ray
+
+    from student_workers.evaluator import Evaluator
+    from student_workers.rollout_worker import RolloutWorker
+
+    return {
+        "worker": ray.remote(num_cpus=1, max_restarts=max_restarts, max_task_retries=0)(
+            RolloutWorker
+        ),
+        "learner": ray.remote(max_restarts=max_restarts, max_task_retries=0)(LearnerActor),
+        "evaluator": ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(Evaluator),
+    }

@@ -1,0 +1,269 @@
+"""The full ``autocurriculum`` command line: the service commands plus the students'.
+
+``train``, ``evaluate`` and ``demo`` join the commands of :mod:`teacher_service.cli` here, so
+that the service package never imports the students (DESIGN.md §1). Torch and Ray are imported
+inside the commands that need them: ``autocurriculum serve`` starts without them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from teacher_service.cli import ServerOpt, TokenOpt, _fail, _one_blas_thread, app
+
+__all__ = ["app", "main"]
+
+
+def _ppo_config(**kw: Any) -> Any:
+    from pydantic import ValidationError
+
+    from student_workers.ppo import PPOConfig
+
+    try:
+        return PPOConfig(**{k: v for k, v in kw.items() if v is not None})
+    except ValidationError as exc:
+        _fail(f"invalid PPO setting: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+
+
+def _run_training(cfg: Any, quiet: bool = False) -> dict[str, Any]:
+    """Run ``train(cfg)`` with a rich progress bar; turn known failures into CLI errors."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from student_workers.train import TrainingError, TrainProgress, train
+    from teacher_service.client import TeacherClientError
+
+    console = Console(stderr=True, quiet=quiet)
+    fmt = "{:.2f}".format
+
+    def describe(p: TrainProgress) -> str:
+        ret = "-" if p.mean_return is None else fmt(p.mean_return)
+        test = "-" if p.test_solve_rate is None else f"{100 * p.test_solve_rate:.0f}%"
+        return (
+            f"{p.steps_per_s:7.0f} steps/s  episodes {p.episodes:6d}  return {ret}  "
+            f"test solved {test}  updates {p.updates}"
+            + (f"  lost rollouts {p.worker_failures}" if p.worker_failures else "")
+        )
+
+    # Ray prints worker-failure notices on stdout; keep stdout for the JSON summary.
+    try:
+        with contextlib.redirect_stdout(sys.stderr), Progress(
+            BarColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            bar = progress.add_task("starting Ray actors...", total=cfg.steps)
+
+            def on_progress(p: TrainProgress) -> None:
+                progress.update(
+                    bar, completed=min(p.env_steps, p.total_steps), description=describe(p)
+                )
+
+            return train(cfg, on_progress=on_progress)
+    except (TrainingError, TeacherClientError) as exc:
+        _fail(str(exc))
+    raise AssertionError("unreachable")
+
+
+@app.command()
+def train(
+    server: ServerOpt = "http://127.0.0.1:8000",
+    experiment: Annotated[str, typer.Option(help="Experiment id or name (a level space).")] = "",
+    workers: Annotated[int, typer.Option(help="Rollout worker actors.")] = 2,
+    steps: Annotated[int, typer.Option(help="Env steps to train for (all workers).")] = 1_000_000,
+    checkpoint_dir: Annotated[
+        Path, typer.Option(help="Where latest.pt and summary.json are written.")
+    ] = Path("checkpoints"),
+    ray_address: Annotated[
+        str | None, typer.Option(help="Join this Ray cluster instead of starting a local one.")
+    ] = None,
+    token: TokenOpt = None,
+    envs_per_worker: Annotated[int, typer.Option(help="Envs stepped by each worker.")] = 4,
+    num_steps: Annotated[int | None, typer.Option(help="Rollout length per env.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    ent_coef: Annotated[float | None, typer.Option(help="Entropy bonus.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="PPO epochs per update.")] = None,
+    minibatches: Annotated[int | None, typer.Option(help="Minibatches per epoch.")] = None,
+    gamma: Annotated[float | None, typer.Option(help="Discount.")] = None,
+    hidden: Annotated[int | None, typer.Option(help="Network width.")] = None,
+    lstm: Annotated[bool, typer.Option("--lstm/--no-lstm", help="Recurrent agent.")] = False,
+    eval_interval: Annotated[int, typer.Option(help="Updates between evaluations (0: none).")] = 10,
+    eval_env: Annotated[
+        list[str] | None, typer.Option(help="Test env (repeat); default: the 15x15 mazes.")
+    ] = None,
+    eval_episodes: Annotated[int, typer.Option(help="Episodes per test env.")] = 5,
+    checkpoint_interval: Annotated[int, typer.Option(help="Updates between checkpoints.")] = 10,
+    max_minutes: Annotated[float | None, typer.Option(help="Also stop after this long.")] = None,
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs of the local Ray cluster.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Train Ray PPO students on an experiment's levels; print the summary as JSON."""
+    _one_blas_thread()
+    from pydantic import ValidationError
+
+    from student_workers.train import TrainConfig
+
+    if not experiment:
+        _fail("--experiment is required")
+    ppo = _ppo_config(
+        num_steps=num_steps, learning_rate=lr, ent_coef=ent_coef, update_epochs=epochs,
+        num_minibatches=minibatches, gamma=gamma, hidden=hidden, lstm=lstm,
+    )  # fmt: skip
+    extra = {"eval_envs": tuple(eval_env)} if eval_env else {}
+    try:
+        cfg = TrainConfig(
+            server=server, experiment=experiment, token=token, workers=workers,
+            envs_per_worker=envs_per_worker, steps=steps, checkpoint_dir=checkpoint_dir,
+            ray_address=ray_address, num_cpus=num_cpus, eval_interval=eval_interval,
+            eval_episodes=eval_episodes, checkpoint_interval=checkpoint_interval,
+            max_minutes=max_minutes, seed=seed, ppo=ppo, **extra,
+        )  # fmt: skip
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        _fail(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}")
+    if cfg.eval_interval:
+        _check_envs(cfg.eval_envs)
+    summary = _run_training(cfg)
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+def _check_envs(envs: tuple[str, ...]) -> None:
+    from student_workers.evaluation import EnvNotFoundError, make_eval_env
+
+    for name in envs:
+        try:
+            make_eval_env(name).close()
+        except EnvNotFoundError as exc:
+            _fail(str(exc))
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by `train`.")],
+    env: Annotated[
+        str, typer.Option(help="Held-out maze name or MiniGrid env id (MiniGrid-FourRooms-v0).")
+    ],
+    episodes: Annotated[int, typer.Option(min=1, help="Episodes to play.")] = 100,
+    greedy: Annotated[bool, typer.Option(help="Take the most likely action.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the episodes and action sampling.")] = 0,
+) -> None:
+    """Evaluate a saved student; print {"env","episodes","solve_rate","mean_return"}."""
+    _one_blas_thread()
+    from student_workers.evaluation import CheckpointError, EnvNotFoundError, evaluate_checkpoint
+
+    try:
+        result = evaluate_checkpoint(checkpoint, env, episodes, greedy=greedy, seed=seed)
+    except (CheckpointError, EnvNotFoundError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(result))
+
+
+@app.command()
+def demo(
+    minutes: Annotated[float, typer.Option(help="Training time.")] = 3.0,
+    steps: Annotated[int, typer.Option(help="Env steps cap.")] = 5_000_000,
+    workers: Annotated[int | None, typer.Option(help="Rollout workers (default: cores).")] = None,
+    db: Annotated[str, typer.Option(help="SQLite file of the service.")] = "runs/demo.db",
+    out: Annotated[Path, typer.Option(help="Checkpoint and summary directory.")] = Path(
+        "runs/demo"
+    ),
+    teacher: Annotated[str, typer.Option(help="Teacher of the MiniGrid levels.")] = "random",
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    serve: Annotated[
+        bool | None,
+        typer.Option(
+            "--serve/--no-serve", help="Keep serving after the run (default: when interactive)."
+        ),
+    ] = None,
+) -> None:
+    """The main job: the service on SQLite, an experiment on MiniGrid levels, local Ray PPO
+    students learning under the curriculum with progress, then a checkpoint and a summary."""
+    _one_blas_thread()
+    import os
+    import uuid
+
+    from rich.console import Console
+
+    from student_workers.train import TrainConfig
+    from teacher_service.client import TeacherClient, TeacherClientError
+    from teacher_service.testing import ServerProcess
+
+    console = Console()
+    Path(db).parent.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    server = ServerProcess(db, log_path=out / "service.log")
+    try:
+        server.start()
+    except Exception as exc:
+        _fail(f"the service failed to start: {exc} (log: {out / 'service.log'})")
+    url = server.url
+    console.print(f"[bold]Teacher service[/bold] on SQLite {db}: {url}  (API docs: {url}/docs)")
+    name = f"demo-minigrid-{teacher}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    n_workers = workers or max(1, min(os.cpu_count() or 1, 8))
+    try:
+        with TeacherClient(url) as client:
+            # The reference DR setting: 15x15 mazes with 0-60 random walls (ALGORITHMS.md §8).
+            client.create_experiment(
+                name, {"kind": "level", "generator": "minigrid"}, {"kind": teacher}, seed=seed
+            )
+        console.print(
+            f"experiment [cyan]{name}[/cyan]: teacher {teacher} proposes 15x15 MiniGrid levels; "
+            f"{n_workers} Ray rollout workers + 1 PPO learner train for {minutes:g} min; "
+            f"state: {url}/v1/experiments/{name}/state"
+        )
+        cfg = TrainConfig(
+            server=url, experiment=name, workers=n_workers, envs_per_worker=8,
+            steps=steps, checkpoint_dir=out, max_minutes=minutes, eval_interval=10,
+            eval_envs=("FourRooms", "SixteenRooms", "Corridor", "Pillars"), eval_episodes=5,
+            seed=seed,
+            # Faster-learning settings than the reference defaults, for a minutes-long run.
+            ppo=_ppo_config(
+                num_steps=128, learning_rate=5e-4, ent_coef=0.01, update_epochs=4,
+                num_minibatches=4, gamma=0.99,
+            ),
+        )  # fmt: skip
+        summary = _run_training(cfg)
+        with TeacherClient(url) as client:
+            counters = client.state(name).counters
+    except TeacherClientError as exc:
+        server.stop()
+        _fail(str(exc))
+    per_env = (summary.get("evaluation") or {}).get("per_env", {})
+    tests = ", ".join(f"{k} {100 * v['solve_rate']:.0f}%" for k, v in per_env.items())
+    mean_ret = summary["mean_return_last_200"]
+    console.print(
+        f"done: {summary['env_steps']:,} env steps in {summary['wall_s']:.0f} s "
+        f"({summary['steps_per_s']:.0f} steps/s), {summary['episodes']:,} episodes, "
+        f"mean return of the last 200: {mean_ret if mean_ret is None else round(mean_ret, 3)}; "
+        f"held-out solve rate: {tests or '-'}.\n"
+        f"reports stored: {counters.reports_accepted:,}; checkpoint: {summary['checkpoint']} "
+        f"(try: autocurriculum evaluate --checkpoint {summary['checkpoint']} "
+        f"--env MiniGrid-FourRooms-v0); summary: {out / 'summary.json'}"
+    )
+    if serve is None:
+        serve = sys.stdin.isatty()
+    if serve:
+        console.print(f"serving on {url} — Ctrl-C to stop")
+        try:
+            while server.proc is not None and server.proc.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    server.stop()
+
+
+def main() -> None:
+    """Entry point of the ``autocurriculum`` console script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

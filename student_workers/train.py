@@ -1,0 +1,303 @@
+"""The training driver behind ``autocurriculum train``: Ray rollout workers, one PPO learner,
+an evaluator, all fed by a teacher experiment over HTTP (DESIGN.md §6).
+
+Each iteration is one synchronous PPO step, as in the reference implementations:
+
+1. the latest weights go into the object store once (``learner.weights``) and every rollout
+   worker collects ``num_steps`` x ``envs_per_worker`` steps with them, reporting each
+   finished episode (with its level scores) to the teacher;
+2. the rollouts go from the object store straight to the learner (the driver only sees
+   small statistics), which runs the PPO epochs;
+3. every ``eval_interval`` updates the evaluator plays the new weights on the held-out
+   mazes in the background and posts the results to the service; every
+   ``checkpoint_interval`` updates the driver writes a checkpoint.
+
+A worker that dies mid-rollout costs that rollout (its episodes in flight); Ray restarts it
+and the next iteration uses it again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from env_generators.minigrid_env import DEFAULT_VIEW
+from student_workers.evaluator import DEFAULT_EVAL_MAZES
+from student_workers.ppo import PPOConfig
+from teacher_service.client import TeacherClient
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "latest.pt"
+SUMMARY_NAME = "summary.json"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (bad experiment, every worker failing, learner lost)."""
+
+
+class TrainConfig(BaseModel):
+    """Settings of a Ray training run (the options of ``autocurriculum train``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: str = Field(description="URL of the teacher service.")
+    experiment: str = Field(min_length=1, description="Experiment id or name (level space).")
+    token: str | None = Field(default=None, description="Bearer token of the service.")
+    workers: int = Field(default=2, ge=1, le=1024, description="Rollout worker actors.")
+    envs_per_worker: int = Field(default=4, ge=1, le=256, description="Envs per worker.")
+    steps: int = Field(ge=1, description="Env steps to train for (all workers together).")
+    max_minutes: float | None = Field(
+        default=None, gt=0, description="Also stop after this much training time."
+    )
+    checkpoint_dir: Path = Field(description="Where latest.pt and summary.json go.")
+    ray_address: str | None = Field(default=None, description="Join this Ray cluster.")
+    num_cpus: int | None = Field(
+        default=None, ge=1, description="CPUs of the local cluster (default: enough for all)."
+    )
+    eval_interval: int = Field(
+        default=10, ge=0, description="Updates between evaluations (0: no evaluator)."
+    )
+    eval_envs: tuple[str, ...] = Field(default=DEFAULT_EVAL_MAZES, min_length=1)
+    eval_episodes: int = Field(default=5, ge=1, description="Episodes per test env.")
+    checkpoint_interval: int = Field(default=10, ge=1, description="Updates between saves.")
+    max_restarts: int = Field(default=10, ge=0, description="Restarts per actor.")
+    worker_timeout: float = Field(
+        default=300.0, gt=0, description="Seconds a rollout may take before it is dropped."
+    )
+    seed: int = Field(default=0, ge=0)
+    view: int = Field(default=DEFAULT_VIEW, ge=3, le=15)
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
+
+    @field_validator("view")
+    @classmethod
+    def _odd_view(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError("the agent view size must be odd")
+        return v
+
+
+@dataclass
+class TrainProgress:
+    """What the driver knows after each update (shown by the CLI's progress bar)."""
+
+    env_steps: int
+    total_steps: int
+    steps_per_s: float
+    episodes: int
+    mean_return: float | None  # over the last 200 finished episodes
+    train_solve_rate: float | None  # of those episodes
+    test_solve_rate: float | None  # mean over the test envs, latest evaluation
+    updates: int
+    worker_failures: int
+
+
+def _check_experiment(cfg: TrainConfig) -> str:
+    with TeacherClient(cfg.server, token=cfg.token, retries=3) as client:
+        exp = client.get_experiment(cfg.experiment)
+    if exp.space.kind != "level":
+        raise TrainingError(
+            f"experiment {exp.name!r} has a {exp.space.kind!r} space; the Ray students play "
+            "MiniGrid levels (create the experiment with a level space)"
+        )
+    return exp.id
+
+
+def train(
+    cfg: TrainConfig, on_progress: Callable[[TrainProgress], None] | None = None
+) -> dict[str, Any]:
+    """Run a training job; return its summary (also written to ``summary.json``)."""
+    from student_workers.actors import remote_classes, start_ray
+
+    exp_id = _check_experiment(cfg)
+    local_cpus = cfg.num_cpus or max(os.cpu_count() or 1, cfg.workers + 1)
+    started = start_ray(cfg.ray_address, num_cpus=None if cfg.ray_address else local_cpus)
+    import ray
+
+    ckpt_path = cfg.checkpoint_dir / CHECKPOINT_NAME
+    workers: list[Any] = []
+    try:
+        classes = remote_classes(cfg.max_restarts)
+        gpu = ray.cluster_resources().get("GPU", 0) >= 1
+        learner = (
+            classes["learner"]
+            .options(num_cpus=1, num_gpus=1 if gpu else 0)
+            .remote(cfg.ppo, cfg.view, cfg.seed, str(ckpt_path.resolve()), 1)
+        )
+        workers = [
+            classes["worker"].remote(
+                cfg.server,
+                exp_id,
+                token=cfg.token,
+                worker_id=f"ray-worker-{i}",
+                num_envs=cfg.envs_per_worker,
+                ppo=cfg.ppo,
+                view=cfg.view,
+                seed=cfg.seed * 100_003 + i,
+            )
+            for i in range(cfg.workers)
+        ]
+        evaluator = None
+        if cfg.eval_interval:
+            evaluator = classes["evaluator"].remote(
+                cfg.server, exp_id, token=cfg.token, envs=cfg.eval_envs,
+                episodes=cfg.eval_episodes, ppo=cfg.ppo, view=cfg.view, seed=cfg.seed,
+            )  # fmt: skip
+        return _loop(cfg, exp_id, learner, workers, evaluator, ckpt_path, on_progress, gpu)
+    finally:
+        if workers:
+            _close_workers(workers)
+        if started:
+            ray.shutdown()
+
+
+def _close_workers(workers: list[Any]) -> None:
+    import ray
+
+    refs = [w.close.remote() for w in workers]
+    for ref in refs:
+        try:
+            ray.get(ref, timeout=90)
+        except Exception as exc:  # a dead worker has nothing left to flush
+            logger.warning("a rollout worker did not close cleanly: %s", exc)
+
+
+def _loop(
+    cfg: TrainConfig,
+    exp_id: str,
+    learner: Any,
+    workers: list[Any],
+    evaluator: Any,
+    ckpt_path: Path,
+    on_progress: Callable[[TrainProgress], None] | None,
+    gpu: bool,
+) -> dict[str, Any]:
+    import ray
+    from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
+
+    from student_workers.evaluation import save_checkpoint
+
+    t0 = time.perf_counter()
+    env_steps = trained_steps = episodes = updates = failures = lost_steps = 0
+    recent: deque[float] = deque(maxlen=200)
+    last_eval: dict[str, Any] | None = None
+    evaluations = 0
+    eval_ref = None
+    idle_rounds = 0
+    last_error = ""
+    weights_ref = learner.weights.remote()
+    per_rollout = cfg.ppo.num_steps * cfg.envs_per_worker
+
+    def save() -> None:
+        meta = {
+            "experiment": exp_id, "server": cfg.server, "env_steps": env_steps,
+            "view": cfg.view, "evaluation": last_eval, "saved_at": time.time(),
+        }  # fmt: skip
+        save_checkpoint(ray.get(learner.checkpoint.remote()), ckpt_path, **meta)
+
+    def take_eval(ref: Any) -> None:
+        nonlocal last_eval, evaluations
+        try:
+            last_eval = ray.get(ref)
+            evaluations += 1
+        except (RayActorError, RayTaskError) as exc:
+            logger.warning("evaluation failed: %s", exc)
+
+    deadline = None if cfg.max_minutes is None else t0 + 60.0 * cfg.max_minutes
+    while env_steps < cfg.steps and (deadline is None or time.perf_counter() < deadline):
+        calls = [w.collect.options(num_returns=2).remote(weights_ref) for w in workers]
+        rollouts = []
+        for i, (rollout_ref, stats_ref) in enumerate(calls):
+            try:
+                stats = ray.get(stats_ref, timeout=cfg.worker_timeout)
+            except (RayActorError, ActorUnavailableError, RayTaskError, GetTimeoutError) as exc:
+                # Lost: its episodes in flight. Ray restarts the actor for the next round.
+                failures += 1
+                lost_steps += per_rollout
+                last_error = f"worker {i}: {type(exc).__name__}: {str(exc)[:300]}"
+                logger.warning("rollout lost (%s)", last_error)
+                continue
+            rollouts.append(rollout_ref)
+            env_steps += stats["env_steps"]
+            trained_steps += stats["train_steps"]
+            episodes += stats["episodes"]
+            recent.extend(stats["returns"])
+        if not rollouts:
+            idle_rounds += 1
+            if idle_rounds >= 3:
+                raise TrainingError(f"no rollout in 3 rounds; last error: {last_error}")
+            time.sleep(1.0)
+            continue
+        idle_rounds = 0
+        try:
+            ray.get(learner.update.remote(*rollouts))
+        except (RayActorError, ActorUnavailableError) as exc:
+            # A restarted learner resumes from the latest checkpoint (when it can see it).
+            failures += 1
+            logger.warning("the learner failed (%s); it restarts from the last checkpoint", exc)
+        weights_ref = learner.weights.remote()
+        updates += 1
+        if eval_ref is not None and ray.wait([eval_ref], timeout=0)[0]:
+            take_eval(eval_ref)
+            eval_ref = None
+        if evaluator is not None and eval_ref is None and updates % cfg.eval_interval == 0:
+            eval_ref = evaluator.evaluate.remote(weights_ref, env_steps)
+        if updates % cfg.checkpoint_interval == 0:
+            save()
+        if on_progress is not None:
+            elapsed = time.perf_counter() - t0
+            on_progress(
+                TrainProgress(
+                    env_steps=env_steps,
+                    total_steps=cfg.steps,
+                    steps_per_s=env_steps / max(elapsed, 1e-9),
+                    episodes=episodes,
+                    mean_return=sum(recent) / len(recent) if recent else None,
+                    train_solve_rate=sum(r > 0 for r in recent) / len(recent) if recent else None,
+                    test_solve_rate=last_eval["solve_rate"] if last_eval else None,
+                    updates=updates,
+                    worker_failures=failures,
+                )
+            )
+    train_wall = time.perf_counter() - t0
+    # A final evaluation of the final weights, then the final checkpoint.
+    if eval_ref is not None:
+        take_eval(eval_ref)
+    if evaluator is not None:
+        take_eval(evaluator.evaluate.remote(weights_ref, env_steps, str(ckpt_path)))
+    save()
+    learner_info = ray.get(learner.info.remote())
+    summary = {
+        "experiment": exp_id,
+        "server": cfg.server,
+        "workers": cfg.workers,
+        "envs_per_worker": cfg.envs_per_worker,
+        "env_steps": env_steps,
+        "trained_steps": trained_steps,
+        "updates": updates,
+        "episodes": episodes,
+        "mean_return_last_200": sum(recent) / len(recent) if recent else None,
+        "train_solve_rate_last_200": sum(r > 0 for r in recent) / len(recent) if recent else None,
+        "evaluations": evaluations,
+        "evaluation": last_eval,
+        "worker_failures": failures,
+        "lost_env_steps": lost_steps,
+        "wall_s": train_wall,
+        "steps_per_s": env_steps / max(train_wall, 1e-9),
+        "learner_device": learner_info["device"],
+        "ray_gcs_address": ray.get_runtime_context().gcs_address,
+        "gpu": gpu,
+        "checkpoint": str(ckpt_path),
+        "ppo": cfg.ppo.model_dump(),
+    }
+    (cfg.checkpoint_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,221 @@
+"""Ray students (student_workers.rollout_worker, actors, train, cli): a real server, a real local
+Ray cluster, real MiniGrid. Training runs through the ``autocurriculum train`` command."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+import torch
+
+from api_schemas.tasks import Task, TaskMode
+from env_generators.generators import generator_config, get_generator
+from student_workers.evaluation import load_checkpoint
+from student_workers.ppo import PPOConfig
+from student_workers.rollout_worker import RolloutWorker
+from teacher_service.client import TeacherClient
+from teacher_service.storage.store import Store
+from teacher_service.testing import ServerProcess
+
+SMALL_LEVELS = {"kind": "level", "config": {"size": 9, "max_walls": 10}}
+ENVS = 4
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "student_workers", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    srv = ServerProcess(f"sqlite:///{tmp_path / 'svc.db'}", log_path=tmp_path / "svc.log")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def train_args(url: str, ckpt: Path, steps: int, *extra: str) -> list[str]:
+    return [
+        "train", "--server", url, "--experiment", "dr", "--workers", "2",
+        "--envs-per-worker", str(ENVS), "--steps", str(steps), "--checkpoint-dir", str(ckpt),
+        "--num-steps", "64", "--eval-env", "FourRooms", "--eval-env", "MiniGrid-Empty-8x8-v0",
+        "--eval-interval", "2", "--eval-episodes", "2", "--checkpoint-interval", "2", *extra,
+    ]  # fmt: skip
+
+
+def logged_reports(db: str, exp_id: str) -> list[dict]:
+    store = Store(db)
+    try:
+        return [
+            r
+            for ev in store.iter_events(exp_id)
+            if ev.kind == "reports"
+            for r in orjson.loads(ev.payload)["reports"]
+        ]
+    finally:
+        store.close()
+
+
+def test_train_two_workers_reports_scores_checkpoint_and_evaluate(server, tmp_path) -> None:
+    client = TeacherClient(server.url)
+    exp = client.create_experiment("dr", SMALL_LEVELS, {"kind": "random"})
+    ckpt = tmp_path / "ckpt"
+    code, out, err = finish(cli(*train_args(server.url, ckpt, 3000)))
+    assert code == 0, err[-3000:]
+    summary = json.loads(out)
+    assert summary["env_steps"] >= 3000 and summary["updates"] >= 5
+    assert summary["worker_failures"] == 0 and summary["episodes"] > 0
+    # The embedded cluster lives on loopback only.
+    assert summary["ray_gcs_address"].startswith("127.0.0.1:")
+
+    # Every finished episode was reported (workers flush at the end), each with its scores.
+    counters = client.state("dr").counters
+    assert counters.reports_accepted == summary["episodes"]
+    reports = logged_reports(server.db, exp.id)
+    assert len(reports) == summary["episodes"]
+    for r in reports:
+        s = r["scores"]
+        assert set(s) == {"positive_value_loss", "l1_value_loss", "mean_value"}
+        assert all(math.isfinite(v) for v in s.values())
+        assert 0 <= s["positive_value_loss"] <= s["l1_value_loss"]
+        assert r["length"] >= 1 and r["success"] == (r["episode_return"] > 0)
+    # No task is lost beyond what the workers held when they stopped.
+    assert counters.tasks_issued - counters.reports_accepted <= 2 * 3 * ENVS
+
+    # The evaluator posted results for both test envs, the last one for the final checkpoint.
+    evals = client.evaluations("dr")
+    assert {e.env for e in evals} == {"FourRooms", "MiniGrid-Empty-8x8-v0"}
+    assert evals[-1].env_steps == summary["env_steps"] and evals[-1].checkpoint
+    assert summary["evaluation"]["posted"] is True
+
+    # The checkpoint loads anywhere and `evaluate` scores it on a MiniGrid id and a maze.
+    learner, meta = load_checkpoint(ckpt / "latest.pt")
+    assert meta["env_steps"] == summary["env_steps"] and learner.updates == summary["updates"]
+    for env in ("MiniGrid-FourRooms-v0", "Labyrinth"):
+        code, out, err = finish(
+            cli(
+                "evaluate", "--checkpoint", str(ckpt / "latest.pt"), "--env", env, "--episodes", "3"
+            )
+        )
+        assert code == 0, err
+        res = json.loads(out)
+        assert set(res) == {"env", "episodes", "solve_rate", "mean_return"}
+        assert res["env"] == env and res["episodes"] == 3 and 0 <= res["solve_rate"] <= 1
+    code, _, err = finish(cli("evaluate", "--checkpoint", str(ckpt / "latest.pt"), "--env", "X"))
+    assert code == 1 and "unknown env 'X'" in err and "Traceback" not in err
+
+
+def _rollout_worker_pids() -> list[int]:
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                cmd = (p / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if cmd.startswith("ray::RolloutWorker"):
+                pids.append(int(p.name))
+    return pids
+
+
+def test_killing_a_rollout_worker_does_not_stop_training(server, tmp_path) -> None:
+    client = TeacherClient(server.url)
+    client.create_experiment("dr", SMALL_LEVELS, {"kind": "random"})
+    proc = cli(*train_args(server.url, tmp_path / "ckpt", 12_000))
+    deadline = time.monotonic() + 120
+    while client.state("dr").counters.reports_accepted < 10:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no reports arrived"
+        time.sleep(0.5)
+    pids = _rollout_worker_pids()
+    assert len(pids) == 2, pids
+    os.kill(pids[0], signal.SIGKILL)
+    at_kill = client.state("dr").counters.reports_accepted
+    code, out, err = finish(proc)
+    assert code == 0, err[-3000:]
+    summary = json.loads(out)
+    assert summary["env_steps"] >= 12_000
+    assert summary["worker_failures"] >= 1  # the killed worker's rollout was dropped...
+    counters = client.state("dr").counters
+    assert counters.reports_accepted > at_kill + 20  # ...and training went on
+    # The kill cost at most the tasks that worker held (running + prefetched).
+    held = 3 * ENVS
+    assert counters.tasks_issued - counters.reports_accepted <= held * (
+        2 + summary["worker_failures"]
+    )
+
+
+class FakeSession:
+    """Hands out small levels, every third one as an explore task; records reports."""
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(0)
+        self.config = generator_config("minigrid", {"size": 7, "max_walls": 3})
+        self.issued: list[Task] = []
+        self.reports: list[dict] = []
+        self.stats = {"accepted": 0}
+
+    def next_task(self, timeout: float | None = None) -> Task:
+        i = len(self.issued)
+        mode = TaskMode.EXPLORE if i % 3 == 2 else TaskMode.TRAIN
+        level = get_generator("minigrid").sample(self.rng, self.config)
+        task = Task(id=f"t{i}", level=level.encode(), mode=mode, lease_expires_at=0.0)
+        self.issued.append(task)
+        return task
+
+    def report(self, report: dict) -> None:
+        self.reports.append(report)
+
+    def flush(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+def test_worker_masks_explore_tasks_and_reports_every_episode_with_scores() -> None:
+    session = FakeSession()
+    ppo = PPOConfig(num_steps=40, hidden=16)
+    worker = RolloutWorker("unused", "x", session=session, num_envs=3, ppo=ppo, seed=1)
+    weights = {k: v.clone() for k, v in worker.agent.state_dict().items()}
+    explore_steps = train_steps = 0
+    for _ in range(6):
+        rollout, stats = worker.collect(weights)
+        assert stats["env_steps"] == 120 and stats["train_steps"] == int(rollout.train_mask.sum())
+        explore_steps += int((rollout.train_mask == 0).sum())
+        train_steps += stats["train_steps"]
+        assert np.isfinite(rollout.advantages).all()
+    worker.close()
+    modes = {t.id: t.mode for t in session.issued}
+    assert session.reports and explore_steps > 0 and train_steps > 0
+    # One report per finished episode, never twice, each with the three scores.
+    ids = [r["task_id"] for r in session.reports]
+    assert len(ids) == len(set(ids)) == worker.totals["episodes"]
+    assert all(set(r["scores"]) == {"positive_value_loss", "l1_value_loss", "mean_value"}
+               for r in session.reports)  # fmt: skip
+    # Explore steps are exactly the steps of explore tasks' episodes.
+    reported_explore = sum(r["length"] for r in session.reports if modes[r["task_id"]] == "explore")
+    running_explore = explore_steps - reported_explore
+    running = [worker.envs.envs[e].task for e in range(3)]
+    assert running_explore == sum(
+        int(worker.collector._len[e]) for e, t in enumerate(running) if t.mode == TaskMode.EXPLORE
+    )
+    assert torch.get_num_threads() == 1
