@@ -34,6 +34,7 @@ test: install
 bench: install
 	$(PY) benchmarks/service_load.py
 	$(PY) benchmarks/wrapper_overhead.py
+	$(PY) benchmarks/ray_scaling.py
 	$(PY) -m teacher_service bench teachers --seeds 8
 
 lint: install

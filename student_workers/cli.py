@@ -54,13 +54,16 @@ def _run_training(cfg: Any, quiet: bool = False) -> dict[str, Any]:
 
     # Ray prints worker-failure notices on stdout; keep stdout for the JSON summary.
     try:
-        with contextlib.redirect_stdout(sys.stderr), Progress(
-            BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with (
+            contextlib.redirect_stdout(sys.stderr),
+            Progress(
+                BarColumn(),
+                TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress,
+        ):
             bar = progress.add_task("starting Ray actors...", total=cfg.steps)
 
             def on_progress(p: TrainProgress) -> None:

@@ -212,8 +212,11 @@ def _loop(
         except (RayActorError, RayTaskError) as exc:
             logger.warning("evaluation failed: %s", exc)
 
+    collect_s = update_s = 0.0
+    first_update: tuple[float, int] | None = None  # (time, env steps) once actors are warm
     deadline = None if cfg.max_minutes is None else t0 + 60.0 * cfg.max_minutes
     while env_steps < cfg.steps and (deadline is None or time.perf_counter() < deadline):
+        tc = time.perf_counter()
         calls = [w.collect.options(num_returns=2).remote(weights_ref) for w in workers]
         rollouts = []
         for i, (rollout_ref, stats_ref) in enumerate(calls):
@@ -238,6 +241,8 @@ def _loop(
             time.sleep(1.0)
             continue
         idle_rounds = 0
+        tu = time.perf_counter()
+        collect_s += tu - tc
         try:
             ray.get(learner.update.remote(*rollouts))
         except (RayActorError, ActorUnavailableError) as exc:
@@ -246,6 +251,9 @@ def _loop(
             logger.warning("the learner failed (%s); it restarts from the last checkpoint", exc)
         weights_ref = learner.weights.remote()
         updates += 1
+        update_s += time.perf_counter() - tu
+        if first_update is None:
+            first_update = (time.perf_counter(), env_steps)
         if eval_ref is not None and ray.wait([eval_ref], timeout=0)[0]:
             take_eval(eval_ref)
             eval_ref = None
@@ -268,7 +276,11 @@ def _loop(
                     worker_failures=failures,
                 )
             )
-    train_wall = time.perf_counter() - t0
+    train_end = time.perf_counter()
+    train_wall = train_end - t0
+    steady = None
+    if first_update is not None and env_steps > first_update[1]:
+        steady = (env_steps - first_update[1]) / (train_end - first_update[0])
     # A final evaluation of the final weights, then the final checkpoint.
     if eval_ref is not None:
         take_eval(eval_ref)
@@ -293,6 +305,10 @@ def _loop(
         "lost_env_steps": lost_steps,
         "wall_s": train_wall,
         "steps_per_s": env_steps / max(train_wall, 1e-9),
+        # After the first update (actors started, imports done): the rate a long run sees.
+        "steady_steps_per_s": steady,
+        "collect_s": collect_s,  # waiting for the workers' rollouts (incl. the first start)
+        "update_s": update_s,  # PPO updates on the learner
         "learner_device": learner_info["device"],
         "ray_gcs_address": ray.get_runtime_context().gcs_address,
         "gpu": gpu,

@@ -30,7 +30,7 @@ SMALL_LEVELS = {"kind": "level", "config": {"size": 9, "max_walls": 10}}
 ENVS = 4
 
 
-def cli(*args: str, timeout: float = 300) -> subprocess.Popen:
+def cli(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "student_workers", *args],
         stdout=subprocess.PIPE,
@@ -219,3 +219,25 @@ def test_worker_masks_explore_tasks_and_reports_every_episode_with_scores() -> N
         int(worker.collector._len[e]) for e, t in enumerate(running) if t.mode == TaskMode.EXPLORE
     )
     assert torch.get_num_threads() == 1
+
+
+def test_train_refuses_bad_input_with_a_message(server, tmp_path) -> None:
+    client = TeacherClient(server.url)
+    client.create_experiment(
+        "boxy",
+        {"kind": "box", "dims": [{"name": "x", "low": 0, "high": 1}]},
+        {"kind": "random"},
+    )
+    cases = [
+        (["--experiment", "boxy"], "level space"),
+        (["--experiment", "missing"], "no experiment"),
+        (["--experiment", "boxy", "--lr", "-1"], "learning_rate"),
+        (["--experiment", "boxy", "--workers", "0"], "--workers"),
+        (["--experiment", "boxy", "--eval-env", "Nope-v9"], "unknown env"),
+    ]
+    for extra, message in cases:
+        proc = cli("train", "--server", server.url, "--steps", "100",
+                   "--checkpoint-dir", str(tmp_path / "c"), *extra)  # fmt: skip
+        code, _, err = finish(proc, timeout=60)
+        assert code == 1 and message in err and "Traceback" not in err, (extra, err)
+    assert not (tmp_path / "c" / "latest.pt").exists()
