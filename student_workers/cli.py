@@ -16,7 +16,15 @@ from typing import Annotated, Any
 
 import typer
 
-from teacher_service.cli import ServerOpt, TokenOpt, _fail, _one_blas_thread, app
+from teacher_service.cli import (
+    ServeOpt,
+    ServerOpt,
+    TokenOpt,
+    _fail,
+    _one_blas_thread,
+    app,
+    keep_serving,
+)
 
 __all__ = ["app", "main"]
 
@@ -181,12 +189,7 @@ def demo(
     ),
     teacher: Annotated[str, typer.Option(help="Teacher of the MiniGrid levels.")] = "random",
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    serve: Annotated[
-        bool | None,
-        typer.Option(
-            "--serve/--no-serve", help="Keep serving after the run (default: when interactive)."
-        ),
-    ] = None,
+    serve: ServeOpt = None,
 ) -> None:
     """The main job: the service on SQLite, an experiment on MiniGrid levels, local Ray PPO
     students learning under the curriculum with progress, then a checkpoint and a summary."""
@@ -252,15 +255,9 @@ def demo(
         f"(try: autocurriculum evaluate --checkpoint {summary['checkpoint']} "
         f"--env MiniGrid-FourRooms-v0); summary: {out / 'summary.json'}"
     )
-    if serve is None:
-        serve = sys.stdin.isatty()
-    if serve:
-        console.print(f"serving on {url} — Ctrl-C to stop")
-        try:
-            while server.proc is not None and server.proc.poll() is None:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+    keep_serving(
+        serve, url, lambda: server.proc is not None and server.proc.poll() is None, console.print
+    )
     server.stop()
 
 

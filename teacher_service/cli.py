@@ -37,6 +37,13 @@ TokenOpt = Annotated[
     ),
 ]
 
+ServeOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--serve/--no-serve", help="Keep serving after the run (default: when interactive)."
+    ),
+]
+
 
 def _fail(msg: str, code: int = 1) -> None:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
@@ -100,6 +107,23 @@ def serve(
         )
     except Exception as exc:
         _fail(f"server failed: {exc}")
+
+
+def keep_serving(serve: bool | None, url: str, alive: Any, say: Any, poll: float = 0.5) -> None:
+    """After a demo: keep the service up until Ctrl-C (or until ``alive()`` turns false) when
+    ``serve`` is true, or, when it is ``None``, when stdin is a terminal."""
+    import time
+
+    if serve is None:
+        serve = sys.stdin.isatty()
+    if not serve:
+        return
+    say(f"serving on {url} — Ctrl-C to stop")
+    try:
+        while alive():
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        pass
 
 
 def _load_json(value: str, what: str) -> Any:
@@ -340,12 +364,7 @@ def demo_toy(
     teacher: Annotated[str, typer.Option(help="Teacher kind driving the curriculum.")] = "lp_tree",
     episodes: Annotated[int, typer.Option(help="Episodes of the simulated student.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    serve: Annotated[
-        bool | None,
-        typer.Option(
-            "--serve/--no-serve", help="Keep serving after the run (default: when interactive)."
-        ),
-    ] = None,
+    serve: ServeOpt = None,
 ) -> None:
     """The service on SQLite with a teacher driving the simulated student (no Ray, no torch)."""
     _one_blas_thread()
@@ -423,15 +442,7 @@ def demo_toy(
         f"Reports stored: "
         f"{state.counters.reports_accepted}. Inspect: {url}/v1/experiments/{name}/state"
     )
-    if serve is None:
-        serve = sys.stdin.isatty()
-    if serve:
-        console.print(f"serving on {url} — Ctrl-C to stop")
-        try:
-            while thread.is_alive():
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+    keep_serving(serve, url, thread.is_alive, console.print)
     server.should_exit = True
     thread.join(timeout=30)
 
