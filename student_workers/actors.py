@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,31 @@ class LearnerActor:
         }
 
 
+class RayConnectError(RuntimeError):
+    """Joining the given Ray cluster failed."""
+
+
+def _ray_token_available() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return Path(path).is_file()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on an address nobody listens on (ray.init retries it for minutes)."""
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise RayConnectError(
+            f"could not join the Ray cluster at {address}: nothing answers there ({exc})"
+        ) from exc
+
+
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Connect to Ray; return True when this call started a local cluster (to shut it down).
 
@@ -85,15 +111,30 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is what keeps Ray 2.60's processes on loopback
     (DESIGN.md §6). With ``address`` it joins that cluster as a driver.
     """
-    if address is None:
+    loopback = address is None or address.split(":")[0] in ("127.0.0.1", "localhost")
+    if loopback:
+        # Also when joining a loopback cluster: otherwise this driver advertises the machine's
+        # primary address and never finds the cluster's raylet on 127.0.0.1.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if address is not None and _ray_token_available():
+        # Ray 2.60 clusters require their token; a driver given an explicit address only
+        # sends it in token mode, read when ray is imported (RAY_AUTH_MODE=disabled opts out).
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home
     import ray
 
     if ray.is_initialized():
         return False
     if address is not None:
-        ray.init(address=address, log_to_driver=False)
+        _check_reachable(address)
+        try:
+            extra = {"_node_ip_address": "127.0.0.1"} if loopback else {}
+            ray.init(address=address, log_to_driver=False, **extra)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise RayConnectError(
+                f"could not join the Ray cluster at {address}: {exc} (is it running, and is its "
+                "auth token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token?)"
+            ) from exc
         return False
     ray.init(
         num_cpus=num_cpus,

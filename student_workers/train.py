@@ -116,11 +116,14 @@ def train(
     cfg: TrainConfig, on_progress: Callable[[TrainProgress], None] | None = None
 ) -> dict[str, Any]:
     """Run a training job; return its summary (also written to ``summary.json``)."""
-    from student_workers.actors import remote_classes, start_ray
+    from student_workers.actors import RayConnectError, remote_classes, start_ray
 
     exp_id = _check_experiment(cfg)
     local_cpus = cfg.num_cpus or max(os.cpu_count() or 1, cfg.workers + 1)
-    started = start_ray(cfg.ray_address, num_cpus=None if cfg.ray_address else local_cpus)
+    try:
+        started = start_ray(cfg.ray_address, num_cpus=None if cfg.ray_address else local_cpus)
+    except RayConnectError as exc:
+        raise TrainingError(str(exc)) from exc
     import ray
 
     ckpt_path = cfg.checkpoint_dir / CHECKPOINT_NAME

@@ -3,12 +3,14 @@ Ray cluster, real MiniGrid. Training runs through the ``autocurriculum train`` c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from student_workers.ppo import PPOConfig
 from student_workers.rollout_worker import RolloutWorker
 from teacher_service.client import TeacherClient
 from teacher_service.storage.store import Store
-from teacher_service.testing import ServerProcess
+from teacher_service.testing import ServerProcess, free_port
 
 SMALL_LEVELS = {"kind": "level", "config": {"size": 9, "max_walls": 10}}
 ENVS = 4
@@ -123,17 +125,23 @@ def test_train_two_workers_reports_scores_checkpoint_and_evaluate(server, tmp_pa
     assert code == 1 and "unknown env 'X'" in err and "Traceback" not in err
 
 
-def _rollout_worker_pids() -> list[int]:
-    pids = []
+def _cmdlines() -> dict[int, str]:
+    out = {}
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
             try:
-                cmd = (p / "cmdline").read_bytes().decode(errors="replace")
+                out[int(p.name)] = (p / "cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            if cmd.startswith("ray::RolloutWorker"):
-                pids.append(int(p.name))
-    return pids
+    return out
+
+
+def _rollout_worker_pids() -> list[int]:
+    return [pid for pid, cmd in _cmdlines().items() if cmd.startswith("ray::RolloutWorker")]
+
+
+def _pids_with(text: str) -> list[int]:
+    return [pid for pid, cmd in _cmdlines().items() if text in cmd and pid != os.getpid()]
 
 
 def test_killing_a_rollout_worker_does_not_stop_training(server, tmp_path) -> None:
@@ -241,3 +249,42 @@ def test_train_refuses_bad_input_with_a_message(server, tmp_path) -> None:
         code, _, err = finish(proc, timeout=60)
         assert code == 1 and message in err and "Traceback" not in err, (extra, err)
     assert not (tmp_path / "c" / "latest.pt").exists()
+
+
+def test_train_joins_an_existing_cluster(server, tmp_path) -> None:
+    """`--ray-address` joins a cluster started with `ray start` (on loopback, with Ray's
+    default token authentication) instead of starting one."""
+    client = TeacherClient(server.url)
+    client.create_experiment("dr", SMALL_LEVELS, {"kind": "random"})
+    ray_bin = Path(sys.executable).parent / "ray"
+    port = str(free_port())
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "token"}  # fmt: skip
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must stay short
+    start = [str(ray_bin), "start", "--head", "--port", port, "--node-ip-address", "127.0.0.1",
+             "--num-cpus", "3", "--include-dashboard=false", "--temp-dir", temp]  # fmt: skip
+    res = subprocess.run(start, capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    try:
+        args = train_args(server.url, tmp_path / "ckpt", 1000, "--ray-address", f"127.0.0.1:{port}")
+        code, out, err = finish(cli(*args), timeout=240)
+        assert code == 0, err[-3000:]
+        summary = json.loads(out)
+        assert summary["ray_gcs_address"] == f"127.0.0.1:{port}"
+        assert summary["env_steps"] >= 1000 and summary["episodes"] > 0
+        assert client.state("dr").counters.reports_accepted == summary["episodes"]
+        # The cluster outlives the job: training joined it, it did not own it.
+        status = subprocess.run([str(ray_bin), "status", "--address", f"127.0.0.1:{port}"],
+                                capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+        assert status.returncode == 0, status.stderr[-2000:]
+        code, _, err = finish(cli(*train_args(server.url, tmp_path / "c2", 10, "--ray-address",
+                                              "127.0.0.1:1")), timeout=120)  # fmt: skip
+        assert code == 1 and "could not join the Ray cluster" in err and "Traceback" not in err
+    finally:
+        # Stop this cluster only (`ray stop` would stop every Ray cluster of the user).
+        for _ in range(3):
+            for pid in _pids_with(temp):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+        assert not _pids_with(temp)
