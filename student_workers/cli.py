@@ -82,7 +82,6 @@ def _run_training(cfg: Any, quiet: bool = False) -> dict[str, Any]:
             return train(cfg, on_progress=on_progress)
     except (TrainingError, TeacherClientError) as exc:
         _fail(str(exc))
-    raise AssertionError("unreachable")
 
 
 @app.command()

@@ -248,6 +248,16 @@ class Rollout:
         return int(self.rewards.shape[1])
 
 
+def finish_rollout(rollout: Rollout, config: PPOConfig) -> Rollout:
+    """Fill in ``rollout``'s GAE advantages and returns (with ``config``'s gamma and lambda)
+    from the values it was collected with; returns it."""
+    rollout.advantages, rollout.returns = compute_gae(
+        rollout.rewards, rollout.values, rollout.dones, rollout.last_value,
+        rollout.last_done, config.gamma, config.gae_lambda,
+    )  # fmt: skip
+    return rollout
+
+
 def concat_rollouts(rollouts: list[Rollout]) -> Rollout:
     """Side-by-side rollouts of equal length (e.g. one per worker) as one, along the env axis."""
     if not rollouts:
@@ -261,17 +271,17 @@ def concat_rollouts(rollouts: list[Rollout]) -> Rollout:
     for name in Rollout.__dataclass_fields__:
         parts = [getattr(r, name) for r in rollouts]
         if name == "initial_state":
-            if any(p is None for p in parts):
-                out[name] = None if all(p is None for p in parts) else _mixed_states()
-            else:
-                out[name] = tuple(np.concatenate([p[i] for p in parts], axis=1) for i in (0, 1))
+            missing = sum(p is None for p in parts)
+            if 0 < missing < len(parts):
+                raise ValueError("cannot mix rollouts of recurrent and feed-forward agents")
+            out[name] = (
+                None
+                if missing
+                else tuple(np.concatenate([p[i] for p in parts], axis=1) for i in (0, 1))
+            )
         else:
             out[name] = np.concatenate(parts, axis=axis.get(name, 1))
     return Rollout(**out)
-
-
-def _mixed_states() -> None:
-    raise ValueError("cannot mix rollouts of recurrent and feed-forward agents")
 
 
 class EpisodeScorer:
@@ -329,6 +339,10 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
+# What the loss needs of each training step besides the re-computed policy and value.
+_TARGETS = ("old_logp", "advantages", "returns", "old_values")
+
+
 class PPOLearner:
     """The clipped PPO update on rollouts (optionally on a GPU).
 
@@ -363,12 +377,7 @@ class PPOLearner:
 
     def finish(self, rollout: Rollout) -> Rollout:
         """Fill in the rollout's GAE advantages and returns."""
-        c = self.config
-        rollout.advantages, rollout.returns = compute_gae(
-            rollout.rewards, rollout.values, rollout.dones, rollout.last_value,
-            rollout.last_done, c.gamma, c.gae_lambda,
-        )  # fmt: skip
-        return rollout
+        return finish_rollout(rollout, self.config)
 
     def update(self, rollout: Rollout) -> dict[str, float]:
         """PPO epochs over the rollout's train-mode steps; returns loss statistics.
@@ -410,8 +419,7 @@ class PPOLearner:
                     _, logp, ent, value, _ = self.agent.act(
                         flat["images"][idx], flat["directions"][idx], action=flat["actions"][idx]
                     )
-                    batch = {k: v[idx] for k, v in flat.items()}
-                    self._step(logp, ent, value, batch, stats)
+                    self._step(logp, ent, value, {k: flat[k][idx] for k in _TARGETS}, stats)
         self.updates += 1
         out = {k: float(np.mean(v)) for k, v in stats.items()}
         out["trained_steps"] = float(mask.sum())
@@ -431,7 +439,7 @@ class PPOLearner:
             torch.as_tensor(x, dtype=torch.float32, device=dev) for x in rollout.initial_state
         )
         dones = torch.as_tensor(rollout.dones, dtype=torch.float32, device=dev)
-        envs = torch.as_tensor(np.flatnonzero(mask.any(0).cpu().numpy()), device=dev)
+        envs = torch.nonzero(mask.any(0)).squeeze(1)  # envs with at least one train step
         per_mb = max(len(envs) // c.num_minibatches, 1)
         for _ in range(c.update_epochs):
             order = envs[torch.randperm(len(envs), generator=self.generator).to(dev)]
@@ -442,11 +450,7 @@ class PPOLearner:
                     dones[:, idx], (h0[:, idx], c0[:, idx]),
                 )  # fmt: skip
                 m = mask[:, idx]
-                batch = {
-                    k: v[:, idx][m]
-                    for k, v in data.items()
-                    if k not in ("images", "directions", "actions")
-                }
+                batch = {k: data[k][:, idx][m] for k in _TARGETS}
                 self._step(logp[m], ent[m], value[m], batch, stats)
 
     def _step(

@@ -26,7 +26,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from api_schemas.tasks import Task, TaskMode
 from env_generators.levels import empty_level
 from env_generators.minigrid_env import DEFAULT_VIEW, LevelEnv
-from student_workers.ppo import EpisodeScorer, MiniGridAgent, PPOConfig, Rollout, compute_gae
+from student_workers.ppo import EpisodeScorer, MiniGridAgent, PPOConfig, Rollout, finish_rollout
 from student_workers.rollout import RolloutCollector
 from teacher_service.client import TeacherClient
 
@@ -111,7 +111,7 @@ class RolloutWorker:
         self.scorer = EpisodeScorer(num_envs)
         for e in range(num_envs):
             self.collector.train_flags[e] = self._train_flag(self._env(e).task)
-        self.totals = {"env_steps": 0, "episodes": 0, "reports": 0}
+        self.totals = {"env_steps": 0, "episodes": 0}
 
     def _next_task(self) -> Task:
         return self.session.next_task(timeout=self.task_timeout)
@@ -142,10 +142,7 @@ class RolloutWorker:
         rollout, log = self.collector.collect(self.agent, self.ppo.num_steps, after_step)
         # GAE from this worker's own value estimates: the scores the teacher sees and the
         # advantages the learner trains on are the same numbers.
-        rollout.advantages, rollout.returns = compute_gae(
-            rollout.rewards, rollout.values, rollout.dones, rollout.last_value,
-            rollout.last_done, self.ppo.gamma, self.ppo.gae_lambda,
-        )  # fmt: skip
+        finish_rollout(rollout, self.ppo)
         scores = {(t, e): s for t, e, s in self.scorer.add(rollout)}
         returns = []
         for t, e, ret, length in log.episodes:
@@ -162,8 +159,7 @@ class RolloutWorker:
             returns.append(ret)
         steps = rollout.num_steps * rollout.num_envs
         self.totals["env_steps"] += steps
-        self.totals["episodes"] += len(returns)
-        self.totals["reports"] += len(returns)
+        self.totals["episodes"] += len(returns)  # = reports queued: one per episode
         stats = {
             "worker": self.worker_id,
             "env_steps": steps,
