@@ -30,8 +30,9 @@ class LearnerActor:
         ppo: hyper-parameters.
         view: agent view size.
         seed: network init and minibatch order.
-        resume_from: a checkpoint to start from when it exists (a restarted learner picks up
-            the driver's latest checkpoint instead of starting over).
+        resume_from: the driver's latest checkpoint: a learner that Ray re-creates after a
+            failure starts from it (when it exists) instead of starting over. A first start
+            never reads it, so a new run in an old directory starts fresh.
         threads: torch threads for the update on CPU.
     """
 
@@ -46,7 +47,7 @@ class LearnerActor:
         torch.set_num_threads(max(threads, 1))
         self.learner = PPOLearner(ppo, view=view, seed=seed)
         self.resumed = False
-        if resume_from and Path(resume_from).is_file():
+        if resume_from and _restarted_actor() and Path(resume_from).is_file():
             try:
                 loaded, _ = load_checkpoint(resume_from, device=str(self.learner.device))
             except CheckpointError as exc:
@@ -101,6 +102,15 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         raise RayConnectError(
             f"could not join the Ray cluster at {address}: nothing answers there ({exc})"
         ) from exc
+
+
+def _restarted_actor() -> bool:
+    """Whether this process is a Ray actor re-created after a failure (max_restarts)."""
+    import ray
+
+    if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
+        return False
+    return bool(ray.get_runtime_context().was_current_actor_reconstructed)
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:

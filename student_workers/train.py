@@ -3,7 +3,7 @@ an evaluator, all fed by a teacher experiment over HTTP (DESIGN.md §6).
 
 Each iteration is one synchronous PPO step, as in the reference implementations:
 
-1. the latest weights go into the object store once (``learner.weights``) and every rollout
+1. the latest weights go into the object store once (``ray.put``) and every rollout
    worker collects ``num_steps`` x ``envs_per_worker`` steps with them, reporting each
    finished episode (with its level scores) to the teacher;
 2. the rollouts go from the object store straight to the learner (the driver only sees
@@ -101,6 +101,11 @@ class TrainProgress:
     worker_failures: int
 
 
+def _mean(values: Any) -> float | None:
+    """Mean of a non-empty collection, ``None`` when empty."""
+    return sum(values) / len(values) if len(values) else None
+
+
 def _check_experiment(cfg: TrainConfig) -> str:
     with TeacherClient(cfg.server, token=cfg.token, retries=3) as client:
         exp = client.get_experiment(cfg.experiment)
@@ -191,13 +196,33 @@ def _loop(
 
     t0 = time.perf_counter()
     env_steps = trained_steps = episodes = updates = failures = lost_steps = 0
+    learner_failures = 0
     recent: deque[float] = deque(maxlen=200)
     last_eval: dict[str, Any] | None = None
     evaluations = 0
     eval_ref = None
     idle_rounds = 0
     last_error = ""
-    weights_ref = learner.weights.remote()
+
+    def learner_call(method: str, *args: Any) -> Any:
+        """Call the learner, waiting out a restart: Ray re-creates a dead learner (from the
+        latest checkpoint) and the call is made again on the new one."""
+        nonlocal learner_failures
+        deadline = time.monotonic() + cfg.worker_timeout
+        while True:
+            try:
+                return ray.get(getattr(learner, method).remote(*args), timeout=cfg.worker_timeout)
+            except (RayActorError, ActorUnavailableError) as exc:
+                learner_failures += 1
+                if time.monotonic() > deadline:
+                    raise TrainingError(f"the learner did not come back: {exc}") from exc
+                logger.warning("the learner failed during %s (%s); waiting for its restart",
+                               method, type(exc).__name__)  # fmt: skip
+                time.sleep(1.0)
+
+    # Through the driver into the object store once per round (a small network): a learner
+    # lost after an update can then never hand the workers a broken reference.
+    weights_ref = ray.put(learner_call("weights"))
     per_rollout = cfg.ppo.num_steps * cfg.envs_per_worker
 
     def save() -> None:
@@ -205,7 +230,7 @@ def _loop(
             "experiment": exp_id, "server": cfg.server, "env_steps": env_steps,
             "view": cfg.view, "evaluation": last_eval, "saved_at": time.time(),
         }  # fmt: skip
-        save_checkpoint(ray.get(learner.checkpoint.remote()), ckpt_path, **meta)
+        save_checkpoint(learner_call("checkpoint"), ckpt_path, **meta)
 
     def take_eval(ref: Any) -> None:
         nonlocal last_eval, evaluations
@@ -246,13 +271,8 @@ def _loop(
         idle_rounds = 0
         tu = time.perf_counter()
         collect_s += tu - tc
-        try:
-            ray.get(learner.update.remote(*rollouts))
-        except (RayActorError, ActorUnavailableError) as exc:
-            # A restarted learner resumes from the latest checkpoint (when it can see it).
-            failures += 1
-            logger.warning("the learner failed (%s); it restarts from the last checkpoint", exc)
-        weights_ref = learner.weights.remote()
+        learner_call("update", *rollouts)
+        weights_ref = ray.put(learner_call("weights"))
         updates += 1
         update_s += time.perf_counter() - tu
         if first_update is None:
@@ -272,8 +292,8 @@ def _loop(
                     total_steps=cfg.steps,
                     steps_per_s=env_steps / max(elapsed, 1e-9),
                     episodes=episodes,
-                    mean_return=sum(recent) / len(recent) if recent else None,
-                    train_solve_rate=sum(r > 0 for r in recent) / len(recent) if recent else None,
+                    mean_return=_mean(recent),
+                    train_solve_rate=_mean([r > 0 for r in recent]),
                     test_solve_rate=last_eval["solve_rate"] if last_eval else None,
                     updates=updates,
                     worker_failures=failures,
@@ -290,7 +310,7 @@ def _loop(
     if evaluator is not None:
         take_eval(evaluator.evaluate.remote(weights_ref, env_steps, str(ckpt_path)))
     save()
-    learner_info = ray.get(learner.info.remote())
+    learner_info = learner_call("info")
     summary = {
         "experiment": exp_id,
         "server": cfg.server,
@@ -300,11 +320,13 @@ def _loop(
         "trained_steps": trained_steps,
         "updates": updates,
         "episodes": episodes,
-        "mean_return_last_200": sum(recent) / len(recent) if recent else None,
-        "train_solve_rate_last_200": sum(r > 0 for r in recent) / len(recent) if recent else None,
+        "mean_return_last_200": _mean(recent),
+        "train_solve_rate_last_200": _mean([r > 0 for r in recent]),
         "evaluations": evaluations,
         "evaluation": last_eval,
         "worker_failures": failures,
+        "learner_failures": learner_failures,
+        "learner_resumed": learner_info["resumed"],
         "lost_env_steps": lost_steps,
         "wall_s": train_wall,
         "steps_per_s": env_steps / max(train_wall, 1e-9),

@@ -288,3 +288,25 @@ def test_train_joins_an_existing_cluster(server, tmp_path) -> None:
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.5)
         assert not _pids_with(temp)
+
+
+def test_killing_the_learner_resumes_from_the_last_checkpoint(server, tmp_path) -> None:
+    client = TeacherClient(server.url)
+    client.create_experiment("dr", SMALL_LEVELS, {"kind": "random"})
+    ckpt = tmp_path / "ckpt" / "latest.pt"
+    proc = cli(*train_args(server.url, ckpt.parent, 8000, "--eval-interval", "0"))
+    deadline = time.monotonic() + 120
+    while not ckpt.exists():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.2)
+    pids = [pid for pid, cmd in _cmdlines().items() if cmd.startswith("ray::LearnerActor")]
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGKILL)
+    code, out, err = finish(proc)
+    assert code == 0, err[-3000:]
+    summary = json.loads(out)
+    assert summary["env_steps"] >= 8000
+    assert summary["learner_failures"] >= 1 and summary["learner_resumed"] is True
+    learner, meta = load_checkpoint(ckpt)
+    assert meta["env_steps"] == summary["env_steps"] and learner.updates >= 2
