@@ -16,6 +16,8 @@ class _TeacherConfigBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     SPACES: ClassVar[tuple[str, ...]] = ()
+    #: Student roles the teacher issues tasks for (PAIRED); empty for one student.
+    ROLES: ClassVar[tuple[str, ...]] = ()
     DESCRIPTION: ClassVar[str] = ""
 
 
@@ -302,8 +304,178 @@ class LPTreeConfig(_TeacherConfigBase):
         return self
 
 
+ScoreFunction = Literal["positive_value_loss", "max_mc", "l1_value_loss"]
+
+#: The report score each level-scoring function needs from the student.
+SCORE_INPUTS: dict[str, str] = {
+    "positive_value_loss": "positive_value_loss",
+    "max_mc": "mean_value",
+    "l1_value_loss": "l1_value_loss",
+}
+
+
+class ReplayConfigBase(_TeacherConfigBase):
+    """Hyper-parameters of the level replay buffer shared by PLR and ACCEL
+    (ALGORITHMS.md §2; defaults are the MiniGrid maze settings of the papers)."""
+
+    SPACES: ClassVar[tuple[str, ...]] = ("level",)
+
+    buffer_size: int = Field(
+        default=4000, ge=2, le=100_000, description="Levels the replay buffer holds (4000)."
+    )
+    score: ScoreFunction = Field(
+        default="positive_value_loss",
+        description=(
+            "Level score from each report: mean positive GAE advantage "
+            "(report score 'positive_value_loss'), MaxMC = highest return seen on the level "
+            "minus the mean value ('mean_value'), or mean |GAE advantage| ('l1_value_loss')."
+        ),
+    )
+    prioritization: Literal["rank", "power"] = Field(
+        default="rank",
+        description="Score weights h = 1/rank(S) (rank) or h = S (power); P_S ~ h^(1/beta).",
+    )
+    temperature: float = Field(
+        default=0.3, gt=0.0, le=100.0, description="beta of P_S ~ h^(1/beta) (0.3)."
+    )
+    staleness_coef: float = Field(
+        default=0.3,
+        ge=0.0,
+        le=1.0,
+        description="rho of P = (1 - rho) P_S + rho P_C, P_C ~ episodes since last sampled (0.3).",
+    )
+    replay_prob: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Probability of a replayed level once the buffer is at least half full.",
+    )
+    robust: bool = Field(
+        default=True,
+        description=(
+            "PLR-robust (PLR⊥): new levels are only scored (mode 'explore'), gradient updates "
+            "happen on replayed levels only. False gives classic PLR (new levels are 'train')."
+        ),
+    )
+
+    @property
+    def score_input(self) -> str:
+        """The report score this config's score function reads."""
+        return SCORE_INPUTS[self.score]
+
+
+class PLRConfig(ReplayConfigBase):
+    """Robust Prioritized Level Replay (Jiang et al. 2021); ``robust=False`` is classic PLR."""
+
+    DESCRIPTION: ClassVar[str] = (
+        "Robust PLR: replays the levels with the highest regret scores (rank prioritisation "
+        "with staleness); new levels from the generator are scored without gradient updates."
+    )
+
+    kind: Literal["plr"] = "plr"
+
+
+class ACCELConfig(ReplayConfigBase):
+    """ACCEL (Parker-Holder et al. 2022): PLR⊥ plus an editor that mutates replayed levels;
+    new levels start as empty rooms."""
+
+    DESCRIPTION: ClassVar[str] = (
+        "ACCEL: Robust PLR whose new levels are empty rooms and whose replayed levels are "
+        "mutated by small edits; children are scored and kept when their regret is high."
+    )
+
+    kind: Literal["accel"] = "accel"
+    replay_prob: float = Field(
+        default=0.8,
+        ge=0.0,
+        le=1.0,
+        description="Probability of a replayed level once the buffer is at least half full (0.8).",
+    )
+    num_edits: int = Field(
+        default=5, ge=1, le=1000, description="Random tile edits per child level (5)."
+    )
+    edit_batch: int = Field(
+        default=32,
+        ge=1,
+        le=10_000,
+        description=(
+            "Replayed-level results gathered before an edit round; each round makes this "
+            "many children (the reference edits after every replay batch of 32 envs)."
+        ),
+    )
+    edit_parents: int = Field(
+        default=4,
+        ge=1,
+        le=10_000,
+        description=(
+            "Levels of an edit round that get edited: those with the lowest "
+            "return - |L1 value loss|, each copied to fill the batch (4)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_edit(self) -> ACCELConfig:
+        if self.edit_parents > self.edit_batch:
+            raise ValueError(
+                f"edit_parents ({self.edit_parents}) must be <= edit_batch ({self.edit_batch})"
+            )
+        return self
+
+
+class PAIREDConfig(_TeacherConfigBase):
+    """PAIRED (Dennis et al. 2020): an adversary policy inside the teacher builds each level
+    tile by tile; protagonist and antagonist students play it and the regret rewards it."""
+
+    SPACES: ClassVar[tuple[str, ...]] = ("level",)
+    ROLES: ClassVar[tuple[str, ...]] = ("protagonist", "antagonist")
+    DESCRIPTION: ClassVar[str] = (
+        "PAIRED: an adversary policy builds levels (goal, agent, then walls); rewarded by "
+        "the regret max(antagonist max return - protagonist mean return, 0)."
+    )
+
+    kind: Literal["paired"] = "paired"
+    max_walls: int | None = Field(
+        default=None,
+        ge=0,
+        le=10_000,
+        description=(
+            "Wall-placing steps of the adversary after goal and agent; default the level "
+            "space's max_walls (the published comparison uses 25 and 60)."
+        ),
+    )
+    episodes_per_role: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Episodes each role plays on a level (antagonist max, protagonist mean).",
+    )
+    hidden: int = Field(default=64, ge=4, le=1024, description="Adversary MLP hidden units.")
+    lr: float = Field(default=1e-3, gt=0.0, le=1.0, description="Adversary Adam step size.")
+    update_every: int = Field(
+        default=32, ge=1, le=10_000, description="Levels whose regrets make one adversary update."
+    )
+    entropy_coef: float = Field(
+        default=0.01, ge=0.0, le=10.0, description="Entropy bonus of the adversary policy."
+    )
+
+
+def teacher_roles(kind: str) -> tuple[str, ...]:
+    """The student roles a teacher kind issues tasks for (empty: a single student)."""
+    for cfg in TEACHER_CONFIGS:
+        if cfg.model_fields["kind"].default == kind:
+            return cfg.ROLES
+    raise KeyError(f"unknown teacher kind {kind!r}")
+
+
 TeacherConfig = Annotated[
-    RandomConfig | ALPGMMConfig | CovarGMMConfig | RIACConfig | LPTreeConfig,
+    RandomConfig
+    | ALPGMMConfig
+    | CovarGMMConfig
+    | RIACConfig
+    | LPTreeConfig
+    | PLRConfig
+    | ACCELConfig
+    | PAIREDConfig,
     Field(discriminator="kind"),
 ]
 
@@ -314,6 +486,9 @@ TEACHER_CONFIGS: tuple[type[_TeacherConfigBase], ...] = (
     CovarGMMConfig,
     RIACConfig,
     LPTreeConfig,
+    PLRConfig,
+    ACCELConfig,
+    PAIREDConfig,
 )
 
 

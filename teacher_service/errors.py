@@ -25,6 +25,12 @@ class TaskNotFoundError(ServiceError):
     status_code = 404
 
 
+class InvalidReportError(ServiceError):
+    """A report the teacher cannot use (e.g. PLR without the level score it needs)."""
+
+    status_code = 422
+
+
 class NameTakenError(ServiceError):
     """An experiment with that name exists."""
 

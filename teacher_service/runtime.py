@@ -26,7 +26,7 @@ from api_schemas.experiments import ExperimentCounters, ExperimentCreate, Experi
 from api_schemas.reports import Report, ReportAck
 from api_schemas.spaces import BoxSpace, DiscreteSpace, LevelSpace, SpaceError
 from api_schemas.tasks import Task
-from teacher_service.errors import BatchTooLargeError, TaskNotFoundError
+from teacher_service.errors import BatchTooLargeError, InvalidReportError, TaskNotFoundError
 from teacher_service.storage import ExperimentRecord, Store
 from teacher_service.teachers import TaskProposal, TaskResult, Teacher, make_teacher
 
@@ -207,7 +207,7 @@ class ExperimentRuntime:
         self._usable()
         try:
             return fn()
-        except TaskNotFoundError:
+        except (TaskNotFoundError, InvalidReportError):
             raise  # raised before any mutation
         except Exception:
             self.broken = True
@@ -324,6 +324,10 @@ class ExperimentRuntime:
             else:
                 seen.add(i)
                 new.append((i, r))
+        for i, r in new:  # the teacher may refuse a report it cannot use: before any change
+            reason = self.teacher.check_result(self.outstanding[i], r.scores)
+            if reason is not None:
+                raise InvalidReportError(f"report of task {r.task_id}: {reason}")
         self.counters.duplicates += duplicates
         self.counters.late_reports += expired
         if not new:

@@ -33,6 +33,11 @@ def test_health_teachers_and_metrics(client: httpx.Client) -> None:
         assert kinds[kind]["spaces"] == ["box"] and kinds[kind]["description"]
     assert kinds["riac"]["hyperparameters"]["properties"]["max_region_size"]["default"] == 200
     assert kinds["lp_tree"]["hyperparameters"]["properties"]["lp_window"]["default"] == 8
+    for kind, p in (("plr", 0.5), ("accel", 0.8)):  # ALGORITHMS.md §2-§3 defaults
+        props = kinds[kind]["hyperparameters"]["properties"]
+        assert kinds[kind]["spaces"] == ["level"]
+        assert props["replay_prob"]["default"] == p and props["buffer_size"]["default"] == 4000
+        assert props["temperature"]["default"] == 0.3 and props["staleness_coef"]["default"] == 0.3
     alp = kinds["alp_gmm"]
     assert alp["spaces"] == ["box"]
     assert alp["hyperparameters"]["properties"]["fit_rate"]["default"] == 250

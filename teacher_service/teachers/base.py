@@ -106,6 +106,11 @@ class Teacher(ABC):
         such calls off the event loop; all others run inline, which is much cheaper."""
         return False
 
+    def check_result(self, task: TaskProposal, scores: Mapping[str, float]) -> str | None:
+        """Why a report of ``task`` with these ``scores`` is unusable, or None when it is
+        fine. Called before anything is stored: a reason is answered with HTTP 422."""
+        return None
+
     def expire(self, tasks: Sequence[TaskProposal]) -> None:  # noqa: B027 - optional hook
         """Told when issued tasks expire unreported. Default: nothing to undo."""
 

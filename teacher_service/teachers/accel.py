@@ -1,0 +1,106 @@
+"""``accel``: ACCEL (Parker-Holder et al. 2022), PLR⊥ plus an editor (ALGORITHMS.md §3).
+
+New levels are empty rooms (agent and goal only); complexity comes from edits. After every
+``edit_batch`` reports of replayed levels, the ``edit_parents`` of them with the lowest
+``return - |L1 value loss|`` are copied to fill a batch of ``edit_batch`` children, each made
+by ``num_edits`` random edits (``env_generators.levels.mutate``). Children are issued next,
+with ``mode = explore`` (scored without gradient updates), and enter the buffer under PLR's
+replacement rule. Each level keeps its lineage: parent level id, edits since its empty-room
+ancestor, and depth.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from api_schemas.teachers import ACCELConfig, ReplayConfigBase
+from teacher_service.teachers.base import TaskProposal, TaskResult
+from teacher_service.teachers.level_buffer import Lineage
+from teacher_service.teachers.plr import PLRTeacher
+
+
+class ACCELTeacher(PLRTeacher):
+    """ACCEL on a MiniGrid level space. See the module docstring."""
+
+    kind: ClassVar[str] = "accel"
+    config_model: ClassVar[type[ReplayConfigBase]] = ACCELConfig
+
+    def __init__(self, space: Any, config: ACCELConfig, rng: np.random.Generator) -> None:
+        super().__init__(space, config, rng)
+        self._size = int(self._generator_config.size)  # type: ignore[attr-defined]
+        # replayed levels of the current edit round: (level, lineage, return - |value loss|)
+        self.candidates_: list[tuple[str, Lineage, float]] = []
+        self.children_: deque[TaskProposal] = deque()  # edited levels waiting to be issued
+        self.edit_rounds_ = 0
+
+    def _next_proposal(self) -> TaskProposal:
+        if self.children_:  # children are evaluated right after the replay that made them
+            return self.children_.popleft()
+        return super()._next_proposal()
+
+    def _new_level(self) -> str:
+        """ACCEL's new levels are empty rooms: complexity comes from the editor."""
+        from env_generators.levels import empty_level
+
+        return empty_level(self._size, self.rng).encode()
+
+    def _replayed(self, result: TaskResult, lineage: Lineage, score: float) -> None:
+        value_loss = abs(float(result.scores.get("l1_value_loss", score)))
+        key = float(result.episode_return) - value_loss
+        self.candidates_.append((result.task.level or "", lineage, key))
+        if len(self.candidates_) >= self.config.edit_batch:
+            self._edit_round()
+
+    def _edit_round(self) -> None:
+        from env_generators.levels import Level, mutate
+
+        cfg = self.config
+        keys = np.array([c[2] for c in self.candidates_])
+        # the edit_parents levels with the lowest return - |value loss|, copied to fill a batch
+        parents = [self.candidates_[int(i)] for i in np.argsort(keys, kind="stable")]
+        parents = parents[: cfg.edit_parents]
+        for k in range(cfg.edit_batch):
+            level, lineage, _ = parents[k % len(parents)]
+            child = mutate(Level.parse(level), self.rng, num_edits=cfg.num_edits).encode()
+            child_lineage = Lineage(
+                level_id=self._new_id(),
+                parent=lineage.level_id,
+                edits=lineage.edits + cfg.num_edits,
+                depth=lineage.depth + 1,
+            )
+            self.children_.append(self._proposal(child, child_lineage, "edit", self.new_mode))
+        self.candidates_ = []
+        self.edit_rounds_ += 1
+
+    def view(self) -> dict[str, Any]:
+        """PLR's view plus the editor's state."""
+        out = super().view()
+        out["editor"] = {
+            "rounds": self.edit_rounds_,
+            "children_waiting": len(self.children_),
+            "round_progress": len(self.candidates_),
+            "num_edits": self.config.num_edits,
+        }
+        return out
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            **super()._extra_state(),
+            "candidates": [[lv, list(_lineage_tuple(ln)), k] for lv, ln, k in self.candidates_],
+            "children": [p.to_dict() for p in self.children_],
+            "edit_rounds": self.edit_rounds_,
+        }
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        super()._load_extra_state(state)
+        self.candidates_ = [(lv, Lineage(*ln), float(k)) for lv, ln, k in state["candidates"]]
+        self.children_ = deque(TaskProposal.from_dict(d) for d in state["children"])
+        self.edit_rounds_ = int(state["edit_rounds"])
+
+
+def _lineage_tuple(lineage: Lineage) -> tuple[int, int | None, int, int]:
+    return (lineage.level_id, lineage.parent, lineage.edits, lineage.depth)
