@@ -17,6 +17,9 @@ _CLASSES: dict[str, str] = {
     "covar_gmm": "teacher_service.teachers.covar_gmm:CovarGMMTeacher",
     "riac": "teacher_service.teachers.riac:RIACTeacher",
     "lp_tree": "teacher_service.teachers.lp_tree:LPTreeTeacher",
+    "plr": "teacher_service.teachers.plr:PLRTeacher",
+    "accel": "teacher_service.teachers.accel:ACCELTeacher",
+    "paired": "teacher_service.teachers.paired:PAIREDTeacher",
 }
 
 
