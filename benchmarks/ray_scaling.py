@@ -37,7 +37,7 @@ from typing import Any
 from student_workers.ppo import PPOConfig
 from student_workers.train import TrainConfig, train
 from teacher_service.client import TeacherClient
-from teacher_service.machine import describe_machine
+from teacher_service.machine import describe_machine, gpu_name
 from teacher_service.testing import service_at
 
 RESULTS = Path(__file__).parent / "results" / "ray_scaling.json"
@@ -52,15 +52,6 @@ def default_counts(cores: int, cap: int = 16) -> list[int]:
     if min(cores, cap) not in counts:
         counts.append(min(cores, cap))
     return counts
-
-
-def gpu_name() -> str | None:
-    try:
-        import torch
-
-        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except Exception:
-        return None
 
 
 def run_one(url: str, workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:

@@ -31,3 +31,14 @@ def describe_machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "gpu": None,
     }
+
+
+def gpu_name() -> str | None:
+    """The first CUDA device's name when torch is installed and sees one, else None (torch is
+    imported here only, so the service never needs it)."""
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except Exception:  # no torch, or a broken driver: report no GPU
+        return None
