@@ -127,9 +127,7 @@ def run_one(url: str, method: str, seed: int, args: argparse.Namespace, tmp: Pat
         view = client.state(name).teacher
     per_env = (s.get("evaluation") or {}).get("per_env", {})
     solve = {env: per_env[env]["solve_rate"] for env in args.mazes}
-    ckpt = small_checkpoint(
-        Path(s["checkpoint"]), args.checkpoints / f"{method}-seed{seed}.pt"
-    )
+    ckpt = small_checkpoint(Path(s["checkpoint"]), args.checkpoints / f"{method}-seed{seed}.pt")
     return {
         "method": method,
         "seed": seed,
