@@ -17,14 +17,15 @@ from typing import Any
 import torch
 
 from student_workers.evaluation import CheckpointError, load_checkpoint
-from student_workers.ppo import PPOConfig, PPOLearner, concat_rollouts
+from student_workers.ppo import PPOConfig, PPOLearner, concat_rollouts, role_rollout
 
 logger = logging.getLogger(__name__)
 
 
 class LearnerActor:
     """The PPO learner behind Ray: concatenates the workers' rollouts, updates, and serves
-    the weights the driver broadcasts.
+    the weights the driver broadcasts. With student roles there is one per role, each
+    training only on the steps its role's policy took.
 
     Args:
         ppo: hyper-parameters.
@@ -34,6 +35,9 @@ class LearnerActor:
             failure starts from it (when it exists) instead of starting over. A first start
             never reads it, so a new run in an old directory starts fresh.
         threads: torch threads for the update on CPU.
+        role_index: with student roles, this learner's role (its index in the experiment's
+            roles): each update keeps only the rollout steps of that role
+            (:func:`~student_workers.ppo.role_rollout`). ``None``: one student.
     """
 
     def __init__(
@@ -43,8 +47,10 @@ class LearnerActor:
         seed: int,
         resume_from: str | None = None,
         threads: int = 1,
+        role_index: int | None = None,
     ) -> None:
         torch.set_num_threads(max(threads, 1))
+        self.role_index = role_index
         self.learner = PPOLearner(ppo, view=view, seed=seed)
         self.resumed = False
         if resume_from and _restarted_actor() and Path(resume_from).is_file():
@@ -57,8 +63,12 @@ class LearnerActor:
                 self.resumed = True
 
     def update(self, *rollouts: Any) -> dict[str, float]:
-        """One PPO update on the rollouts (Ray resolves the object refs before the call)."""
-        stats = self.learner.update(concat_rollouts(list(rollouts)))
+        """One PPO update on the rollouts (Ray resolves the object refs before the call);
+        with a role, on that role's train steps only."""
+        rollout = concat_rollouts(list(rollouts))
+        if self.role_index is not None:
+            rollout = role_rollout(rollout, self.role_index)
+        stats = self.learner.update(rollout)
         stats["updates"] = float(self.learner.updates)
         return stats
 

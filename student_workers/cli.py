@@ -91,7 +91,11 @@ def train(
     workers: Annotated[int, typer.Option(help="Rollout worker actors.")] = 2,
     steps: Annotated[int, typer.Option(help="Env steps to train for (all workers).")] = 1_000_000,
     checkpoint_dir: Annotated[
-        Path, typer.Option(help="Where latest.pt and summary.json are written.")
+        Path,
+        typer.Option(
+            help="Where latest.pt and summary.json are written (with student roles, e.g. "
+            "PAIRED: latest.pt is the first role's student, <role>.pt each other role's)."
+        ),
     ] = Path("checkpoints"),
     ray_address: Annotated[
         str | None, typer.Option(help="Join this Ray cluster instead of starting a local one.")

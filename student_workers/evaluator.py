@@ -39,6 +39,8 @@ class Evaluator:
         ppo: the network shape (hidden width, LSTM).
         view: agent view size.
         seed: seeds the evaluation episodes (the same episodes at every evaluation).
+        role: with student roles, the role evaluated: :meth:`evaluate` then takes the
+            broadcast dict role -> weights and plays this role's (PAIRED: the protagonist).
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class Evaluator:
         ppo: PPOConfig | None = None,
         view: int = DEFAULT_VIEW,
         seed: int = 0,
+        role: str | None = None,
     ) -> None:
         if episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -60,16 +63,22 @@ class Evaluator:
         self.experiment = experiment
         self.episodes = episodes
         self.seed = seed
+        self.role = role
         self.agent = MiniGridAgent(view, 3, ppo.hidden, ppo.lstm)
         self.envs = {name: make_eval_env(name, view) for name in envs}
         self.client = TeacherClient(server, token=token) if server else None
 
     def evaluate(
-        self, weights: dict[str, torch.Tensor], env_steps: int, checkpoint: str | None = None
+        self,
+        weights: dict[str, torch.Tensor] | dict[str, dict[str, torch.Tensor]],
+        env_steps: int,
+        checkpoint: str | None = None,
     ) -> dict[str, Any]:
-        """Evaluate ``weights`` on every env; post the results; return
+        """Evaluate ``weights`` (with a ``role``: ``weights[role]``) on every env; post the
+        results; return
         ``{"env_steps", "solve_rate" (mean over envs), "per_env": {env: result}, "posted"}``."""
-        self.agent.load_state_dict(weights)
+        own = weights if self.role is None else weights[self.role]
+        self.agent.load_state_dict(own)  # type: ignore[arg-type]
         per_env = {
             name: run_episodes(self.agent, env, self.episodes, seed=self.seed)
             for name, env in self.envs.items()

@@ -9,7 +9,7 @@ PLR-style teachers need (:class:`EpisodeScorer`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -236,6 +236,10 @@ class Rollout:
     returns: np.ndarray = field(default_factory=lambda: np.zeros(0))
     # LSTM agents: the (h, c) state before the first step, each (1, envs, hidden).
     initial_state: tuple[np.ndarray, np.ndarray] | None = None
+    # Rollouts of several policies (student roles, e.g. PAIRED's protagonist and antagonist):
+    # (steps, envs) index of the policy that acted at each step; None for a single policy.
+    # A learner trains on one role's steps only: see :func:`role_rollout`.
+    role_index: np.ndarray | None = None
 
     @property
     def num_steps(self) -> int:
@@ -270,7 +274,12 @@ def concat_rollouts(rollouts: list[Rollout]) -> Rollout:
     out: dict[str, Any] = {}
     for name in Rollout.__dataclass_fields__:
         parts = [getattr(r, name) for r in rollouts]
-        if name == "initial_state":
+        if name == "role_index":
+            missing = sum(p is None for p in parts)
+            if 0 < missing < len(parts):
+                raise ValueError("cannot mix rollouts of one policy and of several roles")
+            out[name] = None if missing else np.concatenate(parts, axis=1)
+        elif name == "initial_state":
             missing = sum(p is None for p in parts)
             if 0 < missing < len(parts):
                 raise ValueError("cannot mix rollouts of recurrent and feed-forward agents")
@@ -282,6 +291,20 @@ def concat_rollouts(rollouts: list[Rollout]) -> Rollout:
         else:
             out[name] = np.concatenate(parts, axis=axis.get(name, 1))
     return Rollout(**out)
+
+
+def role_rollout(rollout: Rollout, index: int) -> Rollout:
+    """The part of a several-policy rollout that the learner of role ``index`` trains on.
+
+    Returns a shallow copy (the arrays are shared) whose ``train_mask`` also masks out every
+    step another role's policy took, and whose ``role_index`` is ``None``. The advantages were
+    computed per env with the acting policies' values, and an episode never spans two roles
+    (the role changes only at a reset), so this role's steps carry its own GAE targets.
+    """
+    if rollout.role_index is None:
+        raise ValueError("the rollout has no role_index: it was collected by a single policy")
+    mine = (rollout.role_index == index).astype(rollout.train_mask.dtype)
+    return replace(rollout, train_mask=rollout.train_mask * mine, role_index=None)
 
 
 class EpisodeScorer:
@@ -387,6 +410,11 @@ class PPOLearner:
         CleanRL's recurrent PPO), with explore-mode steps masked out of every loss.
         """
         c = self.config
+        if rollout.role_index is not None:
+            raise ValueError(
+                "the rollout mixes the steps of several roles' policies: pick this learner's "
+                "role with role_rollout() first"
+            )
         mask = rollout.train_mask.astype(bool)
         if not mask.any():
             return {"trained_steps": 0.0}

@@ -1,9 +1,13 @@
 """Collecting PPO rollouts from a gymnasium vector env of MiniGrid envs (dict observations
-with ``image`` and ``direction``), shared by the rollout workers and the local trainer."""
+with ``image`` and ``direction``), shared by the rollout workers and the local trainer.
+
+One policy acts in every env, or, for teachers with student roles (PAIRED's protagonist and
+antagonist), each env acts with the policy of its current role (:attr:`RolloutCollector.policy`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,23 +48,41 @@ class RolloutCollector:
         self._ret = np.zeros(self.num_envs)
         self._len = np.zeros(self.num_envs, dtype=np.int64)
         self.train_flags = np.ones(self.num_envs)  # 0 while an env plays an explore task
+        # With several policies: the index of the one each env acts with. Like train_flags it
+        # is set by the caller from an episode's task, so it changes only at a reset.
+        self.policy = np.zeros(self.num_envs, dtype=np.int64)
         self.state: Any = None  # the agent's recurrent state (LSTM agents), kept across rollouts
 
     def collect(
         self,
-        agent: MiniGridAgent,
+        agent: MiniGridAgent | Sequence[MiniGridAgent],
         num_steps: int,
         after_step: Callable[[int, np.ndarray], None] | None = None,
     ) -> tuple[Rollout, EpisodeLog]:
         """``num_steps`` steps of every env with ``agent`` (no gradients).
 
+        ``agent`` may be a sequence of feed-forward agents (one per student role): env ``e``
+        then acts, and is valued, with ``agent[policy[e]]``; the rollout's ``role_index``
+        records which one acted at every step, and the bootstrap value after the last step
+        comes from the policy of each env's current role. With one agent (not a sequence)
+        every env acts with it in one batch and ``role_index`` is ``None``.
+
         ``after_step(t, ended)`` runs after every env step with the mask of envs whose episode
         just ended (and whose next one has already begun); a rollout worker uses it to set
-        :attr:`train_flags` from the new episode's task.
+        :attr:`train_flags` (and :attr:`policy`) from the new episode's task.
         """
+        roles = not isinstance(agent, MiniGridAgent)
+        agents = [agent] if isinstance(agent, MiniGridAgent) else list(agent)
+        if not agents:
+            raise ValueError("no agents to act with")
+        if roles:
+            if any(a.recurrent for a in agents):
+                raise ValueError("several policies are supported for feed-forward agents only")
+            if self.policy.min() < 0 or self.policy.max() >= len(agents):
+                raise ValueError(f"policy indices {self.policy} out of range for {len(agents)}")
         n = self.num_envs
-        if agent.recurrent and self.state is None:
-            self.state = agent.initial_state(n)
+        if agents[0].recurrent and self.state is None:
+            self.state = agents[0].initial_state(n)
         initial_state = None
         if self.state is not None:
             initial_state = tuple(x.cpu().numpy().copy() for x in self.state)
@@ -73,19 +95,26 @@ class RolloutCollector:
         dones = np.zeros((num_steps, n), dtype=np.float32)
         values = np.zeros((num_steps, n), dtype=np.float32)
         train_mask = np.zeros((num_steps, n), dtype=np.float32)
+        role_index = np.zeros((num_steps, n), dtype=np.int8) if roles else None
         log = EpisodeLog()
         for t in range(num_steps):
             images[t], directions[t], dones[t] = self.obs["image"], self.obs["direction"], self.done
             train_mask[t] = self.train_flags
-            with torch.no_grad():
-                a, lp, _, v, self.state = agent.act(
-                    torch.as_tensor(images[t], device=self.device),
-                    torch.as_tensor(directions[t], device=self.device),
-                    self.state,
-                    torch.as_tensor(dones[t], device=self.device),
-                    generator=self.generator,
-                )
-            actions[t], logprobs[t], values[t] = a.cpu().numpy(), lp.cpu().numpy(), v.cpu().numpy()
+            if role_index is not None:
+                role_index[t] = self.policy
+            for p, envs in self._groups(roles):
+                with torch.no_grad():
+                    a, lp, _, v, state = agents[p].act(
+                        torch.as_tensor(images[t][envs], device=self.device),
+                        torch.as_tensor(directions[t][envs], device=self.device),
+                        self.state,
+                        torch.as_tensor(dones[t][envs], device=self.device),
+                        generator=self.generator,
+                    )
+                if not roles:
+                    self.state = state
+                actions[t, envs], logprobs[t, envs] = a.cpu().numpy(), lp.cpu().numpy()
+                values[t, envs] = v.cpu().numpy()
             self.obs, r, term, trunc, _ = self.envs.step(actions[t])
             rewards[t] = r
             self._ret += r
@@ -98,21 +127,29 @@ class RolloutCollector:
             # Truncated episodes are cut like terminated ones (no bootstrap), as in CleanRL.
             self.done = ended.astype(np.float32)
             if after_step is not None:
-                after_step(t, ended)
-        with torch.no_grad():
-            last_value = (
-                agent.value(
-                    torch.as_tensor(self.obs["image"], device=self.device),
-                    torch.as_tensor(self.obs["direction"], device=self.device),
+                after_step(t, ended)  # may switch the policy of the envs that just reset
+        last_value = np.zeros(n, dtype=np.float32)
+        for p, envs in self._groups(roles):
+            with torch.no_grad():
+                v = agents[p].value(
+                    torch.as_tensor(self.obs["image"][envs], device=self.device),
+                    torch.as_tensor(self.obs["direction"][envs], device=self.device),
                     self.state,
-                    torch.as_tensor(self.done, device=self.device),
+                    torch.as_tensor(self.done[envs], device=self.device),
                 )
-                .cpu()
-                .numpy()
-            )
+            last_value[envs] = v.cpu().numpy()
         rollout = Rollout(
             images=images, directions=directions, actions=actions, logprobs=logprobs,
             rewards=rewards, dones=dones, values=values, last_value=last_value,
             last_done=self.done.copy(), train_mask=train_mask, initial_state=initial_state,
+            role_index=role_index,
         )  # fmt: skip
         return rollout, log
+
+    def _groups(self, roles: bool) -> list[tuple[int, np.ndarray | slice]]:
+        """(policy, envs) pairs that cover every env once: one full slice for a single
+        policy, or when every env has the same role (no gather and scatter then)."""
+        first = int(self.policy[0]) if roles else 0
+        if not roles or (self.policy == first).all():
+            return [(first, slice(None))]
+        return [(int(p), np.flatnonzero(self.policy == p)) for p in np.unique(self.policy)]

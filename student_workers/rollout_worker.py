@@ -10,6 +10,12 @@ Ray actor. Per rollout it
    ALGORITHMS.md §2), and queues one report per episode with those scores;
 3. returns the rollout (with advantages) for the learner. Steps of ``explore`` tasks are
    played and scored but masked out of the gradient (Robust PLR, ACCEL children).
+
+With student roles (PAIRED's protagonist and antagonist; the teacher sets ``task.role``) the
+worker holds one policy per role and each env acts with the policy of its current task's role
+(so the role changes only at a reset). The rollout records which role acted at every step
+(``role_index``); its GAE and scores use the acting policy's values, and each role's learner
+keeps only its own steps (:func:`~student_workers.ppo.role_rollout`).
 """
 
 from __future__ import annotations
@@ -71,6 +77,9 @@ class RolloutWorker:
         session: use this :class:`~teacher_service.client.CurriculumSession` (or an object
             with its ``next_task``/``report``/``flush``/``close``/``stats``) instead of opening
             one on ``server``.
+        roles: the experiment's student roles (``teacher.ROLES``); empty for one student.
+            With roles, :meth:`collect` takes weights per role and every task must carry one
+            of them as its ``role``.
     """
 
     def __init__(
@@ -86,11 +95,17 @@ class RolloutWorker:
         seed: int = 0,
         task_timeout: float = 120.0,
         session: Any = None,
+        roles: tuple[str, ...] = (),
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        torch.set_num_threads(1)  # one core per worker: threads would only contend
         self.ppo = ppo or PPOConfig()
+        self.roles = tuple(roles)
+        if len(set(self.roles)) != len(self.roles):
+            raise ValueError(f"duplicate student roles: {self.roles}")
+        if self.roles and self.ppo.lstm:
+            raise ValueError("student roles need feed-forward agents (no LSTM)")
+        torch.set_num_threads(1)  # one core per worker: threads would only contend
         self.worker_id = worker_id
         self.task_timeout = task_timeout
         self.client = None if session is not None else TeacherClient(server, token=token)
@@ -99,7 +114,12 @@ class RolloutWorker:
             experiment, prefetch=2 * num_envs, report_batch=64, flush_interval=0.5,
             worker=worker_id,
         )  # fmt: skip
-        self.agent = MiniGridAgent(view, 3, self.ppo.hidden, self.ppo.lstm)
+        # One policy per role (the first role's is also ``agent``); one without roles.
+        self.agents = {
+            role: MiniGridAgent(view, 3, self.ppo.hidden, self.ppo.lstm)
+            for role in self.roles or ("",)
+        }
+        self.agent = next(iter(self.agents.values()))
         rng = np.random.default_rng(seed)
         placeholder = empty_level(5, rng)  # replaced by the first task at the first reset
         fns = [
@@ -110,7 +130,7 @@ class RolloutWorker:
         self.collector = RolloutCollector(self.envs, seed=seed)
         self.scorer = EpisodeScorer(num_envs)
         for e in range(num_envs):
-            self.collector.train_flags[e] = self._train_flag(self._env(e).task)
+            self._start_episode(e)
         self.totals = {"env_steps": 0, "episodes": 0}
 
     def _next_task(self) -> Task:
@@ -124,29 +144,64 @@ class RolloutWorker:
         # Only train-mode tasks feed gradients; explore (and evaluate) tasks are scored only.
         return 1.0 if task is None or task.mode == TaskMode.TRAIN else 0.0
 
-    def collect(self, weights: dict[str, torch.Tensor]) -> tuple[Rollout, dict[str, Any]]:
+    def _role_index(self, task: Task | None) -> int:
+        """Index in :attr:`roles` of the policy that plays ``task``."""
+        if task is None or task.role not in self.roles:
+            role = None if task is None else task.role
+            raise ValueError(
+                f"task {getattr(task, 'id', None)} has role {role!r}; the experiment's teacher "
+                f"issues tasks for the roles {list(self.roles)}"
+            )
+        return self.roles.index(task.role)
+
+    def _start_episode(self, e: int) -> None:
+        """Set env ``e``'s gradient flag (and policy, with roles) from its new task."""
+        task = self._env(e).task
+        self.collector.train_flags[e] = self._train_flag(task)
+        if self.roles:
+            self.collector.policy[e] = self._role_index(task)
+
+    def collect(
+        self, weights: dict[str, torch.Tensor] | dict[str, dict[str, torch.Tensor]]
+    ) -> tuple[Rollout, dict[str, Any]]:
         """One rollout with ``weights``: (rollout with advantages, statistics).
 
+        ``weights`` is one network's state dict, or with roles a dict role -> state dict; the
+        rollout's ``role_index`` then gives the role (index in :attr:`roles`) of every step.
+
         Statistics: ``env_steps``, ``train_steps`` (steps of train-mode tasks),
-        ``episodes``, ``returns`` (of the finished episodes), ``solved``, ``worker``.
+        ``episodes``, ``returns`` (of the finished episodes), ``solved``, ``worker``; with
+        roles also ``roles``: role -> ``{"train_steps", "episodes", "returns"}``.
         """
-        self.agent.load_state_dict(weights)
+        if self.roles:
+            missing = set(self.roles) - set(weights)
+            if missing:
+                raise ValueError(f"no weights for the roles {sorted(missing)}")
+            for role, agent in self.agents.items():
+                agent.load_state_dict(weights[role])  # type: ignore[arg-type]
+        else:
+            self.agent.load_state_dict(weights)  # type: ignore[arg-type]
         ended_tasks: dict[tuple[int, int], Task] = {}
 
         def after_step(t: int, ended: np.ndarray) -> None:
             for e in np.flatnonzero(ended):
-                env = self._env(int(e))
-                ended_tasks[(t, int(e))] = env.previous_task
-                self.collector.train_flags[e] = self._train_flag(env.task)
+                ended_tasks[(t, int(e))] = self._env(int(e)).previous_task
+                self._start_episode(int(e))
 
-        rollout, log = self.collector.collect(self.agent, self.ppo.num_steps, after_step)
+        policy = list(self.agents.values()) if self.roles else self.agent
+        rollout, log = self.collector.collect(policy, self.ppo.num_steps, after_step)
         # GAE from this worker's own value estimates: the scores the teacher sees and the
         # advantages the learner trains on are the same numbers.
         finish_rollout(rollout, self.ppo)
         scores = {(t, e): s for t, e, s in self.scorer.add(rollout)}
         returns = []
+        per_role: dict[str, dict[str, Any]] = {
+            role: {"train_steps": 0, "episodes": 0, "returns": []} for role in self.roles
+        }
         for t, e, ret, length in log.episodes:
             task = ended_tasks[(t, e)]
+            if self.roles:  # its role was checked when the episode began
+                per_role[str(task.role)]["returns"].append(ret)
             self.session.report(
                 {
                     "task_id": task.id,
@@ -168,6 +223,13 @@ class RolloutWorker:
             "returns": returns,
             "solved": int(sum(r > 0 for r in returns)),
         }
+        if self.roles:
+            assert rollout.role_index is not None
+            for i, role in enumerate(self.roles):
+                mine = rollout.role_index == i
+                per_role[role]["train_steps"] = int(rollout.train_mask[mine].sum())
+                per_role[role]["episodes"] = len(per_role[role]["returns"])
+            stats["roles"] = per_role
         return rollout, stats
 
     def flush(self, timeout: float = 60.0) -> dict[str, Any]:

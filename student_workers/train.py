@@ -1,5 +1,5 @@
-"""The training driver behind ``autocurriculum train``: Ray rollout workers, one PPO learner,
-an evaluator, all fed by a teacher experiment over HTTP (DESIGN.md §6).
+"""The training driver behind ``autocurriculum train``: Ray rollout workers, one PPO learner
+(one per student role), an evaluator, all fed by a teacher experiment over HTTP (DESIGN.md §6).
 
 Each iteration is one synchronous PPO step, as in the reference implementations:
 
@@ -14,6 +14,13 @@ Each iteration is one synchronous PPO step, as in the reference implementations:
 
 A worker that dies mid-rollout costs that rollout (its episodes in flight); Ray restarts it
 and the next iteration uses it again.
+
+Student roles: a teacher may issue tasks for several students (``teacher.ROLES``; PAIRED's
+protagonist and antagonist, each task's ``role`` says which). Then there is one learner per role
+(same PPO settings, different seeds), the weights go out as one dict role -> weights, each env of
+a worker acts with its current task's role's policy, and each learner trains only on its role's
+steps. The first role (PAIRED's protagonist) is the one evaluated and saved as ``latest.pt``;
+the others are saved as ``<role>.pt``.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "latest.pt"
 SUMMARY_NAME = "summary.json"
+#: Seed offset between the learners of successive student roles (the first keeps ``seed``).
+ROLE_SEED_STRIDE = 1_000_003
 
 
 class TrainingError(RuntimeError):
@@ -59,7 +68,10 @@ class TrainConfig(BaseModel):
     max_minutes: float | None = Field(
         default=None, gt=0, description="Also stop after this much training time."
     )
-    checkpoint_dir: Path = Field(description="Where latest.pt and summary.json go.")
+    checkpoint_dir: Path = Field(
+        description="Where latest.pt (the first student role's) and summary.json go; "
+        "<role>.pt for each other student role."
+    )
     ray_address: str | None = Field(default=None, description="Join this Ray cluster.")
     num_cpus: int | None = Field(
         default=None, ge=1, description="CPUs of the local cluster (default: enough for all)."
@@ -106,7 +118,15 @@ def _mean(values: Any) -> float | None:
     return sum(values) / len(values) if len(values) else None
 
 
-def _check_experiment(cfg: TrainConfig) -> str:
+def checkpoint_paths(checkpoint_dir: Path, roles: tuple[str, ...]) -> list[Path]:
+    """Checkpoint file of each learner: ``latest.pt`` for the only (or the first role's)
+    learner, ``<role>.pt`` for the other roles'."""
+    names = [CHECKPOINT_NAME] + [f"{role}.pt" for role in roles[1:]]
+    return [checkpoint_dir / name for name in names]
+
+
+def _check_experiment(cfg: TrainConfig) -> tuple[str, tuple[str, ...]]:
+    """(experiment id, student roles of its teacher) after checking the students can train."""
     with TeacherClient(cfg.server, token=cfg.token, retries=3) as client:
         exp = client.get_experiment(cfg.experiment)
     if exp.space.kind != "level":
@@ -114,7 +134,16 @@ def _check_experiment(cfg: TrainConfig) -> str:
             f"experiment {exp.name!r} has a {exp.space.kind!r} space; the Ray students play "
             "MiniGrid levels (create the experiment with a level space)"
         )
-    return exp.id
+    roles = tuple(exp.teacher.ROLES)
+    if roles and cfg.ppo.lstm:
+        raise TrainingError(
+            f"experiment {exp.name!r}: the {exp.teacher.kind!r} teacher trains one student per "
+            f"role ({', '.join(roles)}), which needs feed-forward students; drop --lstm"
+        )
+    bad = [r for r in roles if not r.isidentifier() or f"{r}.pt" == CHECKPOINT_NAME]
+    if len(set(roles)) != len(roles) or bad:
+        raise TrainingError(f"the {exp.teacher.kind!r} teacher declares bad roles {roles}")
+    return exp.id, roles
 
 
 def train(
@@ -123,24 +152,32 @@ def train(
     """Run a training job; return its summary (also written to ``summary.json``)."""
     from student_workers.actors import RayConnectError, remote_classes, start_ray
 
-    exp_id = _check_experiment(cfg)
-    local_cpus = cfg.num_cpus or max(os.cpu_count() or 1, cfg.workers + 1)
+    exp_id, roles = _check_experiment(cfg)
+    n_learners = max(len(roles), 1)
+    local_cpus = cfg.num_cpus or max(os.cpu_count() or 1, cfg.workers + n_learners)
     try:
         started = start_ray(cfg.ray_address, num_cpus=None if cfg.ray_address else local_cpus)
     except RayConnectError as exc:
         raise TrainingError(str(exc)) from exc
     import ray
 
-    ckpt_path = cfg.checkpoint_dir / CHECKPOINT_NAME
+    ckpt_paths = checkpoint_paths(cfg.checkpoint_dir, roles)
     workers: list[Any] = []
     try:
         classes = remote_classes(cfg.max_restarts)
         gpu = ray.cluster_resources().get("GPU", 0) >= 1
-        learner = (
-            classes["learner"]
-            .options(num_cpus=1, num_gpus=1 if gpu else 0)
-            .remote(cfg.ppo, cfg.view, cfg.seed, str(ckpt_path.resolve()), 1)
-        )
+        learner_cls = classes["learner"].options(num_cpus=1, num_gpus=1 / n_learners if gpu else 0)
+        if roles:
+            # One learner per role, each resuming from (and saved to) its own file.
+            seeds = [cfg.seed + ROLE_SEED_STRIDE * i for i in range(len(roles))]
+            learners = [
+                learner_cls.remote(cfg.ppo, cfg.view, seeds[i], str(path.resolve()), 1, i)
+                for i, path in enumerate(ckpt_paths)
+            ]
+        else:
+            learners = [
+                learner_cls.remote(cfg.ppo, cfg.view, cfg.seed, str(ckpt_paths[0].resolve()), 1)
+            ]
         workers = [
             classes["worker"].remote(
                 cfg.server,
@@ -151,16 +188,19 @@ def train(
                 ppo=cfg.ppo,
                 view=cfg.view,
                 seed=cfg.seed * 100_003 + i,
+                roles=roles,
             )
             for i in range(cfg.workers)
         ]
         evaluator = None
         if cfg.eval_interval:
+            # With roles it plays the first role's weights (PAIRED evaluates the protagonist).
             evaluator = classes["evaluator"].remote(
                 cfg.server, exp_id, token=cfg.token, envs=cfg.eval_envs,
                 episodes=cfg.eval_episodes, ppo=cfg.ppo, view=cfg.view, seed=cfg.seed,
+                role=roles[0] if roles else None,
             )  # fmt: skip
-        return _loop(cfg, exp_id, learner, workers, evaluator, ckpt_path, on_progress, gpu)
+        return _loop(cfg, exp_id, roles, learners, workers, evaluator, ckpt_paths, on_progress, gpu)
     finally:
         if workers:
             _close_workers(workers)
@@ -182,10 +222,11 @@ def _close_workers(workers: list[Any]) -> None:
 def _loop(
     cfg: TrainConfig,
     exp_id: str,
-    learner: Any,
+    roles: tuple[str, ...],
+    learners: list[Any],
     workers: list[Any],
     evaluator: Any,
-    ckpt_path: Path,
+    ckpt_paths: list[Path],
     on_progress: Callable[[TrainProgress], None] | None,
     gpu: bool,
 ) -> dict[str, Any]:
@@ -196,33 +237,50 @@ def _loop(
 
     t0 = time.perf_counter()
     env_steps = trained_steps = episodes = updates = failures = lost_steps = 0
-    learner_failures = 0
+    learner_failures = [0] * len(learners)
     recent: deque[float] = deque(maxlen=200)
+    # Per role: train steps, episodes and the last 200 returns of its own episodes.
+    role_trained = dict.fromkeys(roles, 0)
+    role_episodes = dict.fromkeys(roles, 0)
+    role_recent: dict[str, deque[float]] = {role: deque(maxlen=200) for role in roles}
     last_eval: dict[str, Any] | None = None
     evaluations = 0
     eval_ref = None
     idle_rounds = 0
     last_error = ""
 
-    def learner_call(method: str, *args: Any) -> Any:
-        """Call the learner, waiting out a restart: Ray re-creates a dead learner (from the
-        latest checkpoint) and the call is made again on the new one."""
-        nonlocal learner_failures
+    def learner_call(i: int, method: str, *args: Any, ref: Any = None) -> Any:
+        """Call learner ``i`` (``ref``: a call already made), waiting out a restart: Ray
+        re-creates a dead learner (from its latest checkpoint) and the call is made again on
+        the new one."""
         deadline = time.monotonic() + cfg.worker_timeout
         while True:
+            if ref is None:
+                ref = getattr(learners[i], method).remote(*args)
             try:
-                return ray.get(getattr(learner, method).remote(*args), timeout=cfg.worker_timeout)
+                return ray.get(ref, timeout=cfg.worker_timeout)
             except (RayActorError, ActorUnavailableError) as exc:
-                learner_failures += 1
+                learner_failures[i] += 1
+                ref = None
                 if time.monotonic() > deadline:
                     raise TrainingError(f"the learner did not come back: {exc}") from exc
                 logger.warning("the learner failed during %s (%s); waiting for its restart",
                                method, type(exc).__name__)  # fmt: skip
                 time.sleep(1.0)
 
-    # Through the driver into the object store once per round (a small network): a learner
-    # lost after an update can then never hand the workers a broken reference.
-    weights_ref = ray.put(learner_call("weights"))
+    def call_learners(method: str, *args: Any) -> list[Any]:
+        """The same call on every learner, run side by side."""
+        refs = [getattr(learner, method).remote(*args) for learner in learners]
+        return [learner_call(i, method, *args, ref=ref) for i, ref in enumerate(refs)]
+
+    def broadcast() -> Any:
+        """The learners' weights (a dict role -> weights with roles) in the object store."""
+        # Through the driver into the object store once per round (a small network): a learner
+        # lost after an update can then never hand the workers a broken reference.
+        weights = call_learners("weights")
+        return ray.put(dict(zip(roles, weights, strict=True)) if roles else weights[0])
+
+    weights_ref = broadcast()
     per_rollout = cfg.ppo.num_steps * cfg.envs_per_worker
 
     def save() -> None:
@@ -230,7 +288,9 @@ def _loop(
             "experiment": exp_id, "server": cfg.server, "env_steps": env_steps,
             "view": cfg.view, "evaluation": last_eval, "saved_at": time.time(),
         }  # fmt: skip
-        save_checkpoint(learner_call("checkpoint"), ckpt_path, **meta)
+        for i, ckpt in enumerate(call_learners("checkpoint")):
+            role = {"role": roles[i]} if roles else {}
+            save_checkpoint(ckpt, ckpt_paths[i], **meta, **role)
 
     def take_eval(ref: Any) -> None:
         nonlocal last_eval, evaluations
@@ -262,6 +322,10 @@ def _loop(
             trained_steps += stats["train_steps"]
             episodes += stats["episodes"]
             recent.extend(stats["returns"])
+            for role, rs in stats.get("roles", {}).items():
+                role_trained[role] += rs["train_steps"]
+                role_episodes[role] += rs["episodes"]
+                role_recent[role].extend(rs["returns"])
         if not rollouts:
             idle_rounds += 1
             if idle_rounds >= 3:
@@ -271,8 +335,10 @@ def _loop(
         idle_rounds = 0
         tu = time.perf_counter()
         collect_s += tu - tc
-        learner_call("update", *rollouts)
-        weights_ref = ray.put(learner_call("weights"))
+        # Every learner reads the same rollouts from the object store; with roles each keeps
+        # only the steps its role's policy took.
+        call_learners("update", *rollouts)
+        weights_ref = broadcast()
         updates += 1
         update_s += time.perf_counter() - tu
         if first_update is None:
@@ -308,9 +374,9 @@ def _loop(
     if eval_ref is not None:
         take_eval(eval_ref)
     if evaluator is not None:
-        take_eval(evaluator.evaluate.remote(weights_ref, env_steps, str(ckpt_path)))
+        take_eval(evaluator.evaluate.remote(weights_ref, env_steps, str(ckpt_paths[0])))
     save()
-    learner_info = learner_call("info")
+    infos = call_learners("info")
     summary = {
         "experiment": exp_id,
         "server": cfg.server,
@@ -318,27 +384,42 @@ def _loop(
         "envs_per_worker": cfg.envs_per_worker,
         "env_steps": env_steps,
         "trained_steps": trained_steps,
-        "updates": updates,
+        # With roles: the first role's learner (the one in latest.pt); else the rounds.
+        "updates": infos[0]["updates"] if roles else updates,
         "episodes": episodes,
         "mean_return_last_200": _mean(recent),
         "train_solve_rate_last_200": _mean([r > 0 for r in recent]),
         "evaluations": evaluations,
         "evaluation": last_eval,
         "worker_failures": failures,
-        "learner_failures": learner_failures,
-        "learner_resumed": learner_info["resumed"],
+        "learner_failures": sum(learner_failures),
+        "learner_resumed": any(info["resumed"] for info in infos),
         "lost_env_steps": lost_steps,
         "wall_s": train_wall,
         "steps_per_s": env_steps / max(train_wall, 1e-9),
         # After the first update (actors started, imports done): the rate a long run sees.
         "steady_steps_per_s": steady,
         "collect_s": collect_s,  # waiting for the workers' rollouts (incl. the first start)
-        "update_s": update_s,  # PPO updates on the learner
-        "learner_device": learner_info["device"],
+        "update_s": update_s,  # PPO updates on the learner(s)
+        "learner_device": infos[0]["device"],
         "ray_gcs_address": ray.get_runtime_context().gcs_address,
         "gpu": gpu,
-        "checkpoint": str(ckpt_path),
+        "checkpoint": str(ckpt_paths[0]),
         "ppo": cfg.ppo.model_dump(),
     }
+    if roles:
+        summary["roles"] = {
+            role: {
+                "updates": infos[i]["updates"],
+                "trained_steps": role_trained[role],
+                "episodes": role_episodes[role],
+                "mean_return_last_200": _mean(role_recent[role]),
+                "train_solve_rate_last_200": _mean([r > 0 for r in role_recent[role]]),
+                "learner_failures": learner_failures[i],
+                "learner_resumed": infos[i]["resumed"],
+                "checkpoint": str(ckpt_paths[i]),
+            }
+            for i, role in enumerate(roles)
+        }
     (cfg.checkpoint_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
     return summary

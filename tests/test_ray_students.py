@@ -32,13 +32,33 @@ SMALL_LEVELS = {"kind": "level", "config": {"size": 9, "max_walls": 10}}
 ENVS = 4
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
 def cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "student_workers", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    _STARTED.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def stop_leftover_cli():
+    """A test that fails mid-run must not leave its ``train`` (and its Ray cluster) running."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.terminate()  # its embedded Ray cluster goes with it
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
@@ -136,8 +156,32 @@ def _cmdlines() -> dict[int, str]:
     return out
 
 
-def _rollout_worker_pids() -> list[int]:
-    return [pid for pid, cmd in _cmdlines().items() if cmd.startswith("ray::RolloutWorker")]
+def _descendants(root: int) -> set[int]:
+    """Processes below ``root`` (its embedded Ray cluster's actors among them): other Ray jobs
+    on a shared machine must not count."""
+    children: dict[int, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(p.name))
+    out, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def _actor_pids(root: int, actor: str) -> list[int]:
+    """Processes of Ray actors of class ``actor`` below ``root``."""
+    mine = _descendants(root)
+    return [
+        pid for pid, cmd in _cmdlines().items() if pid in mine and cmd.startswith(f"ray::{actor}")
+    ]
 
 
 def _pids_with(text: str) -> list[int]:
@@ -153,7 +197,7 @@ def test_killing_a_rollout_worker_does_not_stop_training(server, tmp_path) -> No
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.monotonic() < deadline, "no reports arrived"
         time.sleep(0.5)
-    pids = _rollout_worker_pids()
+    pids = _actor_pids(proc.pid, "RolloutWorker")
     assert len(pids) == 2, pids
     os.kill(pids[0], signal.SIGKILL)
     at_kill = client.state("dr").counters.reports_accepted
@@ -300,7 +344,7 @@ def test_killing_the_learner_resumes_from_the_last_checkpoint(server, tmp_path) 
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.monotonic() < deadline, "no checkpoint was written"
         time.sleep(0.2)
-    pids = [pid for pid, cmd in _cmdlines().items() if cmd.startswith("ray::LearnerActor")]
+    pids = _actor_pids(proc.pid, "LearnerActor")
     assert len(pids) == 1, pids
     os.kill(pids[0], signal.SIGKILL)
     code, out, err = finish(proc)
