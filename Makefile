@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test install bench lint clean
+.PHONY: demo test install bench bench-ued lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: install
 	$(PY) benchmarks/wrapper_overhead.py
 	$(PY) benchmarks/ray_scaling.py
 	$(PY) -m teacher_service bench teachers --seeds 8
+
+# DR vs PLR vs ACCEL with the Ray students (about 22 minutes on 2 cores; see README Results).
+bench-ued: install
+	$(PY) benchmarks/minigrid_ued.py $(UED_ARGS)
 
 lint: install
 	$(PY) -m ruff check .

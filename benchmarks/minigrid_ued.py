@@ -11,7 +11,7 @@ held-out mazes (``--eval-episodes`` stochastic-policy episodes each); solved = r
 
 Writes ``benchmarks/results/minigrid_ued.json`` (per-run and per-method per-maze solve rates,
 mean, env steps, wall time, the teacher's final view summary, machine), a plot
-``minigrid_ued.png`` and small checkpoints (weights only, ~0.4 MB each) under
+``minigrid_ued.png`` and small checkpoints (weights only, ~85 kB each) under
 ``benchmarks/results/checkpoints/minigrid_ued/`` that ``autocurriculum evaluate --checkpoint``
 scores on any MiniGrid env id.
 

@@ -544,6 +544,7 @@ class PPOLearner:
             device=device,
         )  # fmt: skip
         learner.agent.load_state_dict(ckpt["weights"])
-        learner.optimizer.load_state_dict(ckpt["optimizer"])
+        if "optimizer" in ckpt:  # absent from weights-only checkpoints (evaluation only)
+            learner.optimizer.load_state_dict(ckpt["optimizer"])
         learner.updates = int(ckpt["updates"])
         return learner

@@ -1,0 +1,47 @@
+"""Smoke test of ``benchmarks/minigrid_ued.py``: three methods (PAIRED with two learners), one seed, a few thousand steps;
+checks the JSON, the plot and that the saved (weights-only) checkpoints score on a MiniGrid env
+id through ``autocurriculum evaluate`` (the measured figures come from full runs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(400)
+def test_minigrid_ued_benchmark_runs_and_checkpoints_evaluate(tmp_path: Path) -> None:
+    out, png, ckpts = tmp_path / "ued.json", tmp_path / "ued.png", tmp_path / "ckpt"
+    cmd = [
+        sys.executable, str(REPO / "benchmarks" / "minigrid_ued.py"),
+        "--methods", "random", "accel", "paired", "--seeds", "0", "--steps", "4096", "--workers", "1",
+        "--eval-episodes", "1", "--mazes", "FourRooms", "Corridor", "--buffer-size", "16",
+        "--out", str(out), "--plot", str(png), "--checkpoints", str(ckpts),
+    ]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=380, cwd=REPO)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "minigrid_ued" and data["machine"]["cores"] >= 1
+    assert set(data["methods"]) == {"random", "accel", "paired"}
+    for run in data["runs"]:
+        assert run["env_steps"] >= 4096 and set(run["solve_rate"]) == {"FourRooms", "Corridor"}
+        assert 0.0 <= run["mean_solve_rate"] <= 1.0
+    accel = next(r for r in data["runs"] if r["method"] == "accel")
+    assert accel["teacher"]["proposals"]["new"] > 0 and accel["trained_steps"] < 4096
+    assert data["methods"]["accel"]["published_solve_rate"] == 0.88
+    assert png.stat().st_size > 1000
+    ckpt = Path(accel["checkpoint"])
+    assert ckpt.parent == ckpts and ckpt.stat().st_size < 500_000  # weights only: small
+    res = subprocess.run(
+        [sys.executable, "-m", "student_workers", "evaluate", "--checkpoint", str(ckpt),
+         "--env", "MiniGrid-Empty-5x5-v0", "--episodes", "2"],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["env"] == "MiniGrid-Empty-5x5-v0" and got["episodes"] == 2
