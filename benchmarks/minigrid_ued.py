@@ -120,7 +120,7 @@ def run_one(url: str, method: str, seed: int, args: argparse.Namespace, tmp: Pat
         checkpoint_dir=tmp / name, checkpoint_interval=10**6,
         eval_interval=10**9,  # no evaluation during training: only the final one
         eval_envs=tuple(args.mazes), eval_episodes=args.eval_episodes,
-        num_cpus=max(args.workers + 1, os.cpu_count() or 1), seed=seed, ppo=ppo_config(args),
+        num_cpus=None, seed=seed, ppo=ppo_config(args),  # enough for all actors
     )  # fmt: skip
     s = train(cfg)
     with TeacherClient(url) as client:

@@ -155,6 +155,12 @@ def train(
     exp_id, roles = _check_experiment(cfg)
     n_learners = max(len(roles), 1)
     local_cpus = cfg.num_cpus or max(os.cpu_count() or 1, cfg.workers + n_learners)
+    if not cfg.ray_address and local_cpus < cfg.workers + n_learners:
+        # Every worker and learner actor holds one CPU: fewer would wait forever.
+        raise TrainingError(
+            f"--num-cpus {local_cpus} is too few for {cfg.workers} workers + {n_learners} "
+            f"learner(s): give at least {cfg.workers + n_learners}"
+        )
     try:
         started = start_ray(cfg.ray_address, num_cpus=None if cfg.ray_address else local_cpus)
     except RayConnectError as exc:

@@ -1,6 +1,7 @@
-"""Smoke test of ``benchmarks/minigrid_ued.py``: three methods (PAIRED with two learners), one seed, a few thousand steps;
-checks the JSON, the plot and that the saved (weights-only) checkpoints score on a MiniGrid env
-id through ``autocurriculum evaluate`` (the measured figures come from full runs)."""
+"""Smoke test of ``benchmarks/minigrid_ued.py``: three methods (PAIRED with two learners), one
+seed, a few thousand steps; checks the JSON, the plot and that the saved (weights-only)
+checkpoints score on a MiniGrid env id through ``autocurriculum evaluate`` (the measured
+figures come from full runs)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def test_minigrid_ued_benchmark_runs_and_checkpoints_evaluate(tmp_path: Path) ->
     out, png, ckpts = tmp_path / "ued.json", tmp_path / "ued.png", tmp_path / "ckpt"
     cmd = [
         sys.executable, str(REPO / "benchmarks" / "minigrid_ued.py"),
-        "--methods", "random", "accel", "paired", "--seeds", "0", "--steps", "4096", "--workers", "1",
+        "--methods", "random", "accel", "paired", "--seeds", "0", "--steps", "4096",
+        "--workers", "1",
         "--eval-episodes", "1", "--mazes", "FourRooms", "Corridor", "--buffer-size", "16",
         "--out", str(out), "--plot", str(png), "--checkpoints", str(ckpts),
     ]  # fmt: skip

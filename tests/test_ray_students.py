@@ -280,8 +280,10 @@ def test_train_refuses_bad_input_with_a_message(server, tmp_path) -> None:
         {"kind": "box", "dims": [{"name": "x", "low": 0, "high": 1}]},
         {"kind": "random"},
     )
+    client.create_experiment("lvl", SMALL_LEVELS, {"kind": "random"})
     cases = [
         (["--experiment", "boxy"], "level space"),
+        (["--experiment", "lvl", "--workers", "2", "--num-cpus", "2"], "--num-cpus 2 is too few"),
         (["--experiment", "missing"], "no experiment"),
         (["--experiment", "boxy", "--lr", "-1"], "learning_rate"),
         (["--experiment", "boxy", "--workers", "0"], "--workers"),
