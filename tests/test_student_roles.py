@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from api_schemas.tasks import Task, TaskMode
-from env_generators.generators import generator_config, get_generator
 from student_workers.actors import LearnerActor
 from student_workers.evaluation import load_checkpoint
 from student_workers.ppo import (
@@ -29,6 +28,7 @@ from student_workers.rollout_worker import RolloutWorker
 from teacher_service.client import TeacherClient
 from teacher_service.storage.store import Store
 from tests.test_ray_students import (  # noqa: F401  (fixtures: server, stop_leftover_cli)
+    FakeSession,
     cli,
     finish,
     logged_reports,
@@ -45,36 +45,20 @@ SMALL_LEVELS = {
 }
 
 
-class RoleSession:
+class RoleSession(FakeSession):
     """Hands out small levels for alternating roles (every third one an explore task, so that
     every role/mode pair occurs); records reports."""
 
     def __init__(self, roles: tuple[str | None, ...] = ROLES) -> None:
+        super().__init__()
         self.roles = roles
-        self.rng = np.random.default_rng(0)
-        self.config = generator_config("minigrid", {"size": 7, "max_walls": 3})
-        self.issued: list[Task] = []
-        self.reports: list[dict] = []
-        self.stats = {"accepted": 0}
 
     def next_task(self, timeout: float | None = None) -> Task:
-        i = len(self.issued)
-        role = self.roles[i % len(self.roles)]
-        mode = TaskMode.EXPLORE if i % 3 == 2 else TaskMode.TRAIN
-        level = get_generator("minigrid").sample(self.rng, self.config)
-        task = Task(id=f"t{i}", level=level.encode(), mode=mode, role=role, agent_id=role,
-                    lease_expires_at=0.0)  # fmt: skip
-        self.issued.append(task)
+        task = super().next_task(timeout)
+        role = self.roles[(len(self.issued) - 1) % len(self.roles)]
+        task = task.model_copy(update={"role": role, "agent_id": role})
+        self.issued[-1] = task
         return task
-
-    def report(self, report: dict) -> None:
-        self.reports.append(report)
-
-    def flush(self, timeout: float | None = None) -> None:
-        pass
-
-    def close(self, timeout: float | None = None) -> None:
-        pass
 
 
 def _role_weights(worker: RolloutWorker) -> dict[str, dict[str, torch.Tensor]]:
