@@ -126,10 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
+
+    def rate(x: float | None) -> str:  # None: too short a run for a steady rate
+        return "        -" if x is None else f"{x:9.0f}"
+
     for r in rows:
         print(
-            f"{r['workers']:3d} workers: {r['steps_per_s']:9.0f} steps/s "
-            f"(scaling {r['scaling'] or 0:.2f}); collection {r['collect_steps_per_s']:9.0f} "
+            f"{r['workers']:3d} workers: {rate(r['steps_per_s'])} steps/s "
+            f"(scaling {r['scaling'] or 0:.2f}); collection {rate(r['collect_steps_per_s'])} "
             f"steps/s (scaling {r['collect_scaling'] or 0:.2f})"
         )
     print(f"wrote {args.out}")
