@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import astuple
 from typing import Any, ClassVar
 
 import numpy as np
@@ -90,7 +91,7 @@ class ACCELTeacher(PLRTeacher):
     def _extra_state(self) -> dict[str, Any]:
         return {
             **super()._extra_state(),
-            "candidates": [[lv, list(_lineage_tuple(ln)), k] for lv, ln, k in self.candidates_],
+            "candidates": [[lv, list(astuple(ln)), k] for lv, ln, k in self.candidates_],
             "children": [p.to_dict() for p in self.children_],
             "edit_rounds": self.edit_rounds_,
         }
@@ -100,7 +101,3 @@ class ACCELTeacher(PLRTeacher):
         self.candidates_ = [(lv, Lineage(*ln), float(k)) for lv, ln, k in state["candidates"]]
         self.children_ = deque(TaskProposal.from_dict(d) for d in state["children"])
         self.edit_rounds_ = int(state["edit_rounds"])
-
-
-def _lineage_tuple(lineage: Lineage) -> tuple[int, int | None, int, int]:
-    return (lineage.level_id, lineage.parent, lineage.edits, lineage.depth)
