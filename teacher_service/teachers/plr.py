@@ -61,7 +61,6 @@ class PLRTeacher(Teacher):
         self.buffer = LevelBuffer(
             config.buffer_size, config.prioritization, config.temperature, config.staleness_coef
         )
-        self.episodes_ = 0  # PLR's global episode counter c: proposals issued so far
         self.next_level_id_ = 0
         self.results_ = 0
         self.proposed_ = dict.fromkeys(ORIGINS, 0)
@@ -69,6 +68,11 @@ class PLRTeacher(Teacher):
         self.recent_ = np.full(RECENT, -1, dtype=np.int64)  # ring of recent proposal origins
 
     # ------------------------------------------------------------------ proposals
+    @property
+    def episodes(self) -> int:
+        """PLR's global episode counter c: the proposals issued so far."""
+        return sum(self.proposed_.values())
+
     @property
     def new_mode(self) -> TaskMode:
         """Mode of a level that is not a replay: PLR⊥ only scores it (no gradient)."""
@@ -80,9 +84,8 @@ class PLRTeacher(Teacher):
         for _ in range(n):
             proposal = self._next_proposal()
             origin = ORIGINS.index(proposal.params["origin"])  # type: ignore[index]
-            self.recent_[self.episodes_ % RECENT] = origin
+            self.recent_[self.episodes % RECENT] = origin
             self.proposed_[ORIGINS[origin]] += 1
-            self.episodes_ += 1
             out.append(proposal)
         return out
 
@@ -90,7 +93,7 @@ class PLRTeacher(Teacher):
         # Replay with probability p once the buffer is at least half full -- p itself, not
         # the filled fraction that one reference implementation uses (ALGORITHMS.md §2).
         if self.buffer.half_full() and self.rng.random() < self.config.replay_prob:
-            slot = self.buffer.sample(self.rng, self.episodes_)
+            slot = self.buffer.sample(self.rng, self.episodes)
             return self._proposal(
                 self.buffer.levels[slot], self.buffer.lineage(slot), "replay", TaskMode.TRAIN
             )
@@ -159,7 +162,7 @@ class PLRTeacher(Teacher):
                 buf.update(slot, score, ret)
                 self.outcomes_[Outcome.UPDATED] += 1
             else:  # new, an edited child, or a replayed level evicted since it was issued
-                outcome, _ = buf.consider(level, score, ret, self.episodes_, lineage)
+                outcome, _ = buf.consider(level, score, ret, self.episodes, lineage)
                 self.outcomes_[outcome] += 1
 
     def _replayed(self, result: TaskResult, lineage: Lineage, score: float) -> None:
@@ -173,7 +176,7 @@ class PLRTeacher(Teacher):
         n = buf.size
         scores = buf.scores[:n]
         recent = self.recent_[self.recent_ >= 0]
-        stale = (self.episodes_ - buf.last_sampled[:n]).astype(np.float64)
+        stale = (self.episodes - buf.last_sampled[:n]).astype(np.float64)
         hist: dict[str, list[float] | list[int]] = {"edges": [], "counts": []}
         if n:
             counts, edges = np.histogram(scores, bins=HIST_BINS)
@@ -182,11 +185,11 @@ class PLRTeacher(Teacher):
         top = np.argsort(-scores, kind="stable")[:TOP_LEVELS]
         return {
             "buffer": {"size": n, "capacity": buf.capacity, "fill": n / buf.capacity},
-            "episodes": self.episodes_,
+            "episodes": self.episodes,
             "results": self.results_,
             "robust": self.config.robust,
             "replaying": buf.half_full(),
-            "replay_rate": self.proposed_["replay"] / self.episodes_ if self.episodes_ else None,
+            "replay_rate": self.proposed_["replay"] / self.episodes if self.episodes else None,
             "replay_rate_recent": float(np.mean(recent == 1)) if recent.size else None,
             "proposals": dict(self.proposed_),
             "outcomes": dict(self.outcomes_),
@@ -210,7 +213,7 @@ class PLRTeacher(Teacher):
                     "score": float(buf.scores[i]),
                     "max_return": float(buf.max_returns[i]),
                     "replays": int(buf.replays[i]),
-                    "staleness": int(self.episodes_ - buf.last_sampled[i]),
+                    "staleness": int(self.episodes - buf.last_sampled[i]),
                     "level": buf.levels[int(i)],
                 }
                 for i in top
@@ -221,7 +224,6 @@ class PLRTeacher(Teacher):
     def _extra_state(self) -> dict[str, Any]:
         return {
             "buffer": self.buffer.state_dict(),
-            "episodes": self.episodes_,
             "next_level_id": self.next_level_id_,
             "results": self.results_,
             "proposed": dict(self.proposed_),
@@ -231,7 +233,6 @@ class PLRTeacher(Teacher):
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
         self.buffer.load_state_dict(state["buffer"])
-        self.episodes_ = int(state["episodes"])
         self.next_level_id_ = int(state["next_level_id"])
         self.results_ = int(state["results"])
         self.proposed_ = {k: int(v) for k, v in state["proposed"].items()}
