@@ -43,7 +43,7 @@ from student_workers.evaluator import DEFAULT_EVAL_MAZES
 from student_workers.ppo import PPOConfig
 from student_workers.train import TrainConfig, train
 from teacher_service.client import TeacherClient
-from teacher_service.machine import describe_machine, gpu_name
+from teacher_service.machine import describe_machine
 from teacher_service.testing import service_at
 
 RESULTS = Path(__file__).parent / "results"
@@ -238,12 +238,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"({row['wall_s']:.0f} s)",
                     file=sys.stderr,
                 )
-    machine = describe_machine()
-    machine["gpu"] = gpu_name()
     result = {
         "benchmark": "minigrid_ued",
         "command": "python benchmarks/minigrid_ued.py " + " ".join(argv or sys.argv[1:]),
-        "machine": machine,
+        "machine": describe_machine(with_gpu=True),
         "total_wall_s": round(time.time() - t0, 1),
         "settings": {
             "steps": args.steps,

@@ -37,7 +37,7 @@ from typing import Any
 from student_workers.ppo import PPOConfig
 from student_workers.train import TrainConfig, train
 from teacher_service.client import TeacherClient
-from teacher_service.machine import describe_machine, gpu_name
+from teacher_service.machine import describe_machine
 from teacher_service.testing import service_at
 
 RESULTS = Path(__file__).parent / "results" / "ray_scaling.json"
@@ -108,12 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         for key, out in (("steps_per_s", "scaling"), ("collect_steps_per_s", "collect_scaling")):
             ok = base and base[key] and r[key]
             r[out] = r[key] / (r["workers"] * base[key]) if ok else None
-    machine = describe_machine()
-    machine["gpu"] = gpu_name()
     result = {
         "benchmark": "ray_scaling",
         "command": "python benchmarks/ray_scaling.py " + " ".join(argv or sys.argv[1:]),
-        "machine": machine,
+        "machine": describe_machine(with_gpu=True),
         "settings": {
             "seconds_per_count": args.seconds,
             "envs_per_worker": args.envs_per_worker,

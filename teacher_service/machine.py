@@ -7,8 +7,9 @@ import platform
 from typing import Any
 
 
-def describe_machine() -> dict[str, Any]:
-    """CPU model, core count, memory, OS and Python version."""
+def describe_machine(with_gpu: bool = False) -> dict[str, Any]:
+    """CPU model, core count, memory, OS and Python version; with ``with_gpu`` also the GPU
+    torch sees (:func:`gpu_name`; otherwise ``gpu`` is None and torch is not imported)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -29,7 +30,7 @@ def describe_machine() -> dict[str, Any]:
         "memory_gib": mem_gib,
         "os": platform.platform(),
         "python": platform.python_version(),
-        "gpu": None,
+        "gpu": gpu_name() if with_gpu else None,
     }
 
 
