@@ -118,12 +118,7 @@ class LevelAdversary:
             raise ValueError("no allowed action")
         logp = self.log_probs(obs, mask)
         p = np.exp(logp)
-        cum = np.cumsum(p)
-        # Inverse CDF; masked actions have zero width so they are never hit. The guard
-        # covers u * total rounding up to the total.
-        a = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
-        if a >= self.n_actions or not mask[a]:
-            a = int(np.flatnonzero(mask)[-1])
+        a = int(rng.choice(self.n_actions, p=p))  # masked actions have probability 0
         entropy = float(-(p[mask] * logp[mask]).sum())
         return a, float(logp[a]), entropy
 
