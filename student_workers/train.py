@@ -309,7 +309,11 @@ def _loop(
     collect_s = update_s = 0.0
     first_update: tuple[float, int] | None = None  # (time, env steps) once actors are warm
     deadline = None if cfg.max_minutes is None else t0 + 60.0 * cfg.max_minutes
-    while env_steps < cfg.steps and (deadline is None or time.perf_counter() < deadline):
+    # --max-minutes counts from the start, actor start-up included, but a run always makes
+    # at least one update (a budget spent starting actors must not end with nothing).
+    while env_steps < cfg.steps and (
+        deadline is None or updates == 0 or time.perf_counter() < deadline
+    ):
         tc = time.perf_counter()
         calls = [w.collect.options(num_returns=2).remote(weights_ref) for w in workers]
         rollouts = []
