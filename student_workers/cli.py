@@ -227,7 +227,7 @@ def demo(
         console.print(
             f"experiment [cyan]{name}[/cyan]: teacher {teacher} proposes 15x15 MiniGrid levels; "
             f"{n_workers} Ray rollout workers + 1 PPO learner train for {minutes:g} min; "
-            f"state: {url}/v1/experiments/{name}/state"
+            f"live dashboard: [bold]{url}/?exp={name}[/bold]"
         )
         cfg = TrainConfig(
             server=url, experiment=name, workers=n_workers, envs_per_worker=8,

@@ -12,11 +12,22 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from teacher_service.api import evaluations, experiments, health, reports, tasks, teachers
+from teacher_service.api import (
+    dashboard,
+    evaluations,
+    experiments,
+    export,
+    health,
+    reports,
+    tasks,
+    teachers,
+)
 from teacher_service.api.deps import require_token
+from teacher_service.dashboard.history import DashboardHub
 from teacher_service.errors import ServiceError
 from teacher_service.manager import ExperimentManager
 from teacher_service.metrics import Metrics
@@ -120,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(manager.load_all)
         app.state.store = store
         app.state.manager = manager
+        app.state.dashboard = DashboardHub(store)
         sweeper = asyncio.create_task(_sweep(manager, settings.sweep_interval))
         try:
             yield
@@ -159,6 +171,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
 
     app.include_router(health.router)
+    app.include_router(dashboard.pages)  # the page itself holds no data: no token
+    app.mount("/dashboard/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
     auth = [Depends(require_token)]
     for r in (
         teachers.router,
@@ -166,6 +180,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks.router,
         reports.router,
         evaluations.router,
+        export.router,
+        dashboard.router,
     ):
         app.include_router(r, dependencies=auth)
     app.add_middleware(_LimitsAndTiming, max_body=settings.max_body_bytes, metrics=metrics)

@@ -11,6 +11,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+#: Seconds a stopping server waits for open responses (live dashboard streams never end).
+GRACEFUL_SHUTDOWN_S = 3
+
 app = typer.Typer(
     help="autocurriculum: curriculum teachers for reinforcement learning, served over HTTP.",
     no_args_is_help=True,
@@ -104,6 +107,8 @@ def serve(
             port=port,
             log_level=log_level.lower(),
             access_log=False,
+            # Dashboard streams never end by themselves: cut them on shutdown.
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
     except Exception as exc:
         _fail(f"server failed: {exc}")
@@ -223,6 +228,42 @@ def experiments_show(
         if state:
             out["state"] = _run_client_call(lambda: c.state(experiment)).model_dump(mode="json")
     _echo_json(out)
+
+
+@app.command("export")
+def export_history(
+    experiment: Annotated[str, typer.Argument(help="Experiment id or name.")],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="jsonl (JSON lines) or parquet (needs pyarrow on the server)."
+        ),
+    ] = "jsonl",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="File to write (default: <experiment>.<format>)."),
+    ] = None,
+    server: Annotated[
+        str,
+        typer.Option(
+            "--server",
+            "--url",
+            envvar="AUTOCURRICULUM_SERVER",
+            help="Base URL of the teacher service.",
+        ),
+    ] = "http://127.0.0.1:8000",
+    token: TokenOpt = None,
+) -> None:
+    """Download an experiment's full history (tasks, reports, expiries, evaluations) for
+    analysis; read it back with teacher_service.export.read_export or export_dataframe."""
+    if fmt not in ("jsonl", "parquet"):
+        _fail(f"--format must be jsonl or parquet, got {fmt!r}")
+    with _client(server, token) as c:
+        try:
+            path = _run_client_call(lambda: c.export(experiment, out, format=fmt))
+        except OSError as exc:
+            _fail(f"cannot write the export: {exc}")
+    typer.echo(f"wrote {path} ({path.stat().st_size} bytes)")
 
 
 @bench_app.command("teachers")
@@ -393,7 +434,11 @@ def demo_toy(
     Path(db).parent.mkdir(parents=True, exist_ok=True)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(Settings(db=db, port=port)), host="127.0.0.1", port=port, log_level="warning"
+            create_app(Settings(db=db, port=port)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
@@ -411,7 +456,8 @@ def demo_toy(
             exp = client.create_experiment(name, TOY_SPACE, {"kind": teacher}, seed=seed)
             console.print(
                 f"experiment [cyan]{name}[/cyan]: teacher {teacher} drives the simulated student "
-                f"(ALGORITHMS.md §7) for {episodes} episodes"
+                f"(ALGORITHMS.md §7) for {episodes} episodes; "
+                f"live dashboard: [bold]{url}/?exp={name}[/bold]"
             )
             with (
                 client.session(exp.id, prefetch=128, report_batch=64) as session,

@@ -28,12 +28,14 @@ Example::
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -493,6 +495,75 @@ class TeacherClient:
         """The experiment's stored evaluations, oldest first."""
         data = self._json("GET", self._exp_path(experiment, "/evaluations"), idempotent=True)
         return EvaluationList.model_validate(data).data
+
+    def export(
+        self,
+        experiment: str,
+        path: str | os.PathLike[str] | None = None,
+        format: str = "jsonl",
+    ) -> Path:
+        """Download the experiment's full history (``GET .../export``), streamed to a file.
+
+        Re-import it with :func:`teacher_service.export.read_export` (rows as dicts) or
+        :func:`teacher_service.export.export_dataframe` (pandas). The file appears only once
+        the download is complete (it is written to ``<path>.part`` first); a transient failure,
+        even mid-stream, restarts the download, up to ``retries`` times.
+
+        Args:
+            experiment: experiment id or name.
+            path: where to write; default ``<experiment>.<format>`` in the current directory.
+            format: ``"jsonl"`` (JSON lines) or ``"parquet"`` (needs pyarrow on the server).
+
+        Returns:
+            The path written.
+
+        Raises:
+            NotFoundError: unknown experiment.
+            InvalidRequestError: unknown format.
+            ApiError: 406 when the server cannot write Parquet (no pyarrow there).
+            ServerUnavailableError: every attempt failed transiently.
+        """
+        if self._closed:
+            raise TeacherClientError("the client is closed")
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
+        dest = Path(path) if path is not None else Path(f"{safe}.{format}")
+        part = dest.with_name(dest.name + ".part")
+        url = self._exp_path(experiment, "/export")
+        attempt = 0
+        while True:
+            status: int | None = None
+            try:
+                with self._http.stream(
+                    "GET", url, params={"format": format}, headers={"Accept": "*/*"}
+                ) as resp:
+                    status = resp.status_code
+                    if status >= 400:
+                        resp.read()
+                        if status not in _RETRY_ALWAYS and status != 500:
+                            raise _api_error(resp, attempt + 1)
+                        why = f"HTTP {status}: {_detail(resp)}"
+                    else:
+                        with open(part, "wb") as f:
+                            for chunk in resp.iter_bytes():
+                                f.write(chunk)
+                        part.replace(dest)
+                        return dest
+            except httpx.TransportError as exc:  # includes a stream cut short
+                why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            finally:
+                part.unlink(missing_ok=True)
+            attempt += 1
+            if attempt > self.retries:
+                raise ServerUnavailableError(
+                    f"GET {self.base_url}{url} failed after {attempt} attempts; last: {why}",
+                    attempts=attempt,
+                    last_status=status,
+                )
+            delay = self._delay(attempt)
+            log.warning(
+                "export of %s failed (%s); retry %d in %.2fs", experiment, why, attempt, delay
+            )
+            time.sleep(delay)
 
     def report(self, experiment: str, reports: Sequence[Report | Mapping[str, Any]]) -> ReportAck:
         """Report finished tasks (one batch, all-or-nothing on unknown task ids).

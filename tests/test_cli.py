@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ def test_every_command_has_help() -> None:
         ["demo-toy"],
         ["train"],
         ["evaluate"],
+        ["export"],
     ):
         res = cli(*cmd, "--help")
         assert res.returncode == 0, res.stderr
@@ -205,3 +207,5 @@ def test_demo_runs_a_curriculum_and_stores_every_report(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "Reports stored: 600" in res.stdout
     assert "http://127.0.0.1:" in res.stdout and db.exists()
+    # the live dashboard's address is printed, pointing at this experiment
+    assert re.search(r"live dashboard:\s+http://127\.0\.0\.1:\d+/\?exp=demo-", res.stdout)

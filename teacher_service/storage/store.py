@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, insert, select
+from sqlalchemy import create_engine, delete, event, func, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -173,6 +173,36 @@ class Store:
                 .limit(limit)
             ).all()
         return [(r.payload, r.created_at) for r in reversed(rows)]
+
+    def evaluation_bounds(self, experiment_id: str) -> tuple[int, int]:
+        """(count, highest row id) of the experiment's stored evaluations."""
+        with self.engine.connect() as conn:
+            count, top = conn.execute(
+                select(func.count(evaluations.c.id), func.max(evaluations.c.id)).where(
+                    evaluations.c.experiment_id == experiment_id
+                )
+            ).one()
+        return int(count or 0), int(top or 0)
+
+    def iter_evaluations(
+        self, experiment_id: str, after_id: int = 0, chunk: int = 2000
+    ) -> Iterator[tuple[int, str, float]]:
+        """Yield ``(row id, payload JSON, time)`` of the experiment's evaluations with
+        ``row id > after_id``, in arrival order, in chunks (for incremental readers)."""
+        last = after_id
+        while True:
+            with self.engine.connect() as conn:
+                res = conn.execute(
+                    select(evaluations.c.id, evaluations.c.payload, evaluations.c.created_at)
+                    .where(evaluations.c.experiment_id == experiment_id, evaluations.c.id > last)
+                    .order_by(evaluations.c.id)
+                    .limit(chunk)
+                ).all()
+            if not res:
+                return
+            for r in res:
+                yield r.id, r.payload, r.created_at
+            last = res[-1].id
 
     def barrier(self) -> Future:
         """A future that resolves once everything queued before it is committed."""

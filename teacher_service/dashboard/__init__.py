@@ -1,0 +1,1 @@
+"""The live dashboard: incremental history of each experiment and the page's static files."""

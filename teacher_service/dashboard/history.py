@@ -1,0 +1,146 @@
+"""The dashboard's picture of an experiment's past, folded incrementally from storage.
+
+The history is read from the durable log (and the evaluations table), not kept by the
+runtime: it survives restarts, covers events from before the last snapshot, and costs
+the request path nothing. Each refresh reads only the events logged since the previous
+one, so a page open on a fast experiment costs O(new events) per frame.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+
+import orjson
+
+from api_schemas.dashboard import DashboardFrame, Throughput
+from teacher_service.dashboard.series import EvaluationTrack, RateWindow, ReportSeries
+from teacher_service.runtime import ExperimentRuntime
+from teacher_service.storage import Store
+
+#: Points kept per series in memory (frames downsample further to what the page asks).
+CAPACITY = 2048
+
+
+class ExperimentHistory:
+    """Counts, the report series, throughput and per-env evaluation tracks of one experiment.
+
+    Args:
+        store: where the log and the evaluations are read from.
+        experiment_id: whose history.
+        capacity: most points kept per series.
+        window_s: throughput window in seconds.
+        clock: wall clock (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        experiment_id: str,
+        *,
+        capacity: int = CAPACITY,
+        window_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.experiment_id = experiment_id
+        self.capacity = capacity
+        self.clock = clock
+        self.seq = 0  # last event folded
+        self.evaluation_id = 0  # last evaluation row folded
+        self.evaluations = 0
+        self.expired = 0
+        self.series = ReportSeries(capacity)
+        self.rates = RateWindow(window_s)
+        self.tracks: dict[str, EvaluationTrack] = {}
+        # Several pages may refresh the same history at once: one folds, the others wait.
+        self._lock = threading.Lock()
+
+    def refresh(self) -> bool:
+        """Fold whatever was logged since the last refresh. Returns True if anything was."""
+        with self._lock:
+            before = (self.seq, self.evaluation_id)
+            for ev in self.store.iter_events(self.experiment_id, after_seq=self.seq):
+                self._fold_event(ev.kind, ev.payload, ev.created_at)
+                self.seq = ev.seq
+            for row_id, payload, t in self.store.iter_evaluations(
+                self.experiment_id, after_id=self.evaluation_id
+            ):
+                e = json.loads(payload)
+                track = self.tracks.get(e["env"])
+                if track is None:
+                    track = self.tracks[e["env"]] = EvaluationTrack(e["env"], self.capacity)
+                track.add(t, e.get("env_steps"), float(e["solve_rate"]), float(e["mean_return"]))
+                self.evaluation_id = row_id
+                self.evaluations += 1
+            return (self.seq, self.evaluation_id) != before
+
+    def _fold_event(self, kind: str, payload: bytes, t: float) -> None:
+        data = orjson.loads(payload)
+        if kind == "tasks":
+            n = len(data["tasks"])
+            self.series.add_tasks(n)
+            self.rates.add(t, n, 0)
+        elif kind == "reports":
+            reports = data["reports"]
+            # A report logs only non-default fields: a missing "success" means "not said".
+            self.series.add_reports(
+                t,
+                [float(r["episode_return"]) for r in reports],
+                [r.get("success") for r in reports],
+            )
+            self.rates.add(t, 0, len(reports))
+        elif kind == "expire":
+            self.expired += len(data["indices"])
+
+    def frame(self, rt: ExperimentRuntime, max_points: int) -> DashboardFrame:
+        """One dashboard frame: this history (refreshed first) plus the runtime's counters
+        and its teacher's view. Blocking (reads storage): call it from a worker thread."""
+        self.refresh()
+        state = rt.state()  # under the runtime's lock: a consistent teacher view
+        with self._lock:
+            now = self.clock()
+            tasks_per_s, reports_per_s = self.rates.rates(now)
+            return DashboardFrame(
+                id=rt.id,
+                name=rt.name,
+                teacher_kind=state.teacher_kind,
+                space=rt.spec.space,
+                hyperparameters=rt.spec.teacher.model_dump(mode="json"),
+                seq=self.seq,
+                time=now,
+                counters=state.counters,
+                throughput=Throughput(
+                    tasks_per_s=tasks_per_s,
+                    reports_per_s=reports_per_s,
+                    window_s=self.rates.window_s,
+                ),
+                progress=self.series.export(max_points),
+                evaluations=[self.tracks[env].export(max_points) for env in sorted(self.tracks)],
+                teacher=state.teacher,
+                max_points=max_points,
+            )
+
+
+class DashboardHub:
+    """The histories of the experiments some page is watching, one per experiment, shared
+    by every page (and made on first use).
+
+    Args:
+        store: the app's store.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._histories: dict[str, ExperimentHistory] = {}
+        self._lock = threading.Lock()
+
+    def history(self, experiment_id: str) -> ExperimentHistory:
+        """The (shared) history of one experiment."""
+        with self._lock:
+            h = self._histories.get(experiment_id)
+            if h is None:
+                h = self._histories[experiment_id] = ExperimentHistory(self.store, experiment_id)
+            return h

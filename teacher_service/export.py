@@ -1,0 +1,601 @@
+"""An experiment's full history as rows, for analysis in pandas (``GET .../export``).
+
+The export is built from the durable event log (DESIGN.md §5) and the stored evaluations,
+read in chunks and streamed as ``bytes`` chunks, so memory stays bounded whatever the
+length of the history. Two formats:
+
+- **JSON lines** (``jsonl``, always available): one JSON object per line.
+- **Parquet** (``parquet``, needs ``pip install 'autocurriculum[export]'``, i.e. pyarrow):
+  one fixed schema for all rows, nullable columns, written in row groups of
+  ``row_group_rows`` rows (10 000 by default).
+
+Rows
+----
+The first JSONL line is a header ``{"type": "experiment", ...}`` with the keys ``version``
+(of this format, 1), ``id``, ``name``, ``spec`` (the creation body: space, teacher, seed,
+lease), ``created_at``, ``exported_at``, ``last_seq`` (the last event included),
+``evaluations`` (how many evaluation rows follow the log) and ``counters`` (the experiment's
+counters as of ``last_seq``). In Parquet the same header is the JSON value of the file's
+schema metadata key ``autocurriculum.export``; :func:`read_export` returns it as the first
+row in both cases.
+
+Then the rows: one per task issued, report accepted, task expired and evaluation stored.
+
+======================  ==================================================================
+``type``                keys (every row also has ``type``, ``seq``, ``time``)
+======================  ==================================================================
+``task`` (per issued)   ``task_id``, ``index``, ``worker``, ``deadline`` (lease end, unix
+                        time), ``mode``, ``params``, ``level``, ``agent_id``, ``role``
+``report`` (accepted)   ``task_id``, ``index``, ``episode_return``, ``success``, ``length``,
+                        ``episodes`` (1 unless sent), ``scores`` (``{}`` unless sent)
+``expire`` (per task)   ``task_id``, ``index``
+``evaluation``          ``env``, ``episodes``, ``solve_rate``, ``mean_return``,
+                        ``env_steps``, ``checkpoint``, ``worker``
+======================  ==================================================================
+
+``seq`` is the sequence number of the log event that produced the row (several rows share
+one: a batch of tasks or reports is one event); ``time`` is that event's server time (unix
+seconds). ``index`` is the task's index in the experiment and ``task_id`` its wire id
+(``<experiment id>-<index>``): join reports to their tasks on ``index``. Rows follow log
+order; evaluations (not part of the teacher's log) come after it in arrival order, with
+``seq`` null and ``time`` the time they were received.
+
+In JSON lines ``params`` and ``scores`` stay nested objects. In Parquet, for a box space,
+``params`` becomes one float64 column ``param.<dim>`` per dimension of the experiment's
+space; for other spaces it is a JSON text column ``params``. ``scores`` is a JSON text column
+(score names are open-ended, and Parquet needs its schema before the first row). Columns a
+row type does not use are null. :func:`read_export` undoes all of this, so both formats
+re-import to the same list of dicts.
+
+Consistency: :func:`plan_export` fixes ``last_seq`` and the counters together under the
+experiment's lock, and the evaluations included are those stored when the stream starts;
+events logged while the export streams are left out, whole.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+
+from api_schemas.spaces import BoxSpace
+
+if TYPE_CHECKING:
+    from teacher_service.runtime import ExperimentRuntime
+    from teacher_service.storage import Store
+
+log = logging.getLogger(__name__)
+
+ExportFormat = Literal["jsonl", "parquet"]
+
+#: Version of the row format (in the header).
+FORMAT_VERSION = 1
+#: Parquet schema metadata key holding the header (JSON).
+PARQUET_HEADER_KEY = b"autocurriculum.export"
+#: Media types of the two formats.
+MEDIA_TYPES: dict[str, str] = {
+    "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+}
+#: What to install when pyarrow is missing.
+PARQUET_HINT = "pip install 'autocurriculum[export]'"
+
+_COMMON = ("type", "seq", "time")
+#: The keys of each row type, in order (JSON lines rows have exactly these).
+FIELDS: dict[str, tuple[str, ...]] = {
+    "task": (
+        *_COMMON,
+        "task_id",
+        "index",
+        "worker",
+        "deadline",
+        "mode",
+        "params",
+        "level",
+        "agent_id",
+        "role",
+    ),
+    "report": (
+        *_COMMON,
+        "task_id",
+        "index",
+        "episode_return",
+        "success",
+        "length",
+        "episodes",
+        "scores",
+    ),
+    "expire": (*_COMMON, "task_id", "index"),
+    "evaluation": (
+        *_COMMON,
+        "env",
+        "episodes",
+        "solve_rate",
+        "mean_return",
+        "env_steps",
+        "checkpoint",
+        "worker",
+    ),
+}
+
+# Parquet column types (pyarrow type aliases); ``params`` is replaced by ``param.<dim>``
+# float64 columns for box spaces.
+_PARQUET_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("type", "string"),
+    ("seq", "int64"),
+    ("time", "float64"),
+    ("task_id", "string"),
+    ("index", "int64"),
+    ("worker", "string"),
+    ("deadline", "float64"),
+    ("mode", "string"),
+    ("params", "string"),
+    ("level", "string"),
+    ("agent_id", "string"),
+    ("role", "string"),
+    ("episode_return", "float64"),
+    ("success", "bool"),
+    ("length", "int64"),
+    ("episodes", "int64"),
+    ("scores", "string"),
+    ("env", "string"),
+    ("solve_rate", "float64"),
+    ("mean_return", "float64"),
+    ("env_steps", "int64"),
+    ("checkpoint", "string"),
+)
+_JSON_COLUMNS = frozenset({"params", "scores"})
+_PARAM_PREFIX = "param."
+
+
+class ExportFormatError(ValueError):
+    """The requested export format cannot be produced or read here."""
+
+
+def parquet_available() -> bool:
+    """Whether pyarrow (needed for Parquet) can be imported."""
+    try:
+        import pyarrow
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- plan
+@dataclass(frozen=True, slots=True)
+class ExportPlan:
+    """What one export covers, fixed when it is requested.
+
+    Attributes:
+        experiment_id: the experiment's id (its events are keyed by it).
+        name: the experiment's unique name.
+        spec: its creation body (``ExperimentCreate`` as JSON).
+        created_at: its creation time.
+        counters: its counters as of ``last_seq``.
+        last_seq: the last log event included.
+        exported_at: when the export was planned (unix time).
+    """
+
+    experiment_id: str
+    name: str
+    spec: dict[str, Any]
+    created_at: float
+    counters: dict[str, Any]
+    last_seq: int
+    exported_at: float = field(default_factory=time.time)
+
+    def box_dims(self) -> list[str] | None:
+        """Dimension names when the space is a box (Parquet flattens params), else None."""
+        space = self.spec.get("space") or {}
+        if space.get("kind") != "box":
+            return None
+        return [d.name for d in BoxSpace.model_validate(space).dims]
+
+    def header(self, evaluations: int) -> dict[str, Any]:
+        """The header row (first JSON line / Parquet metadata)."""
+        return {
+            "type": "experiment",
+            "version": FORMAT_VERSION,
+            "id": self.experiment_id,
+            "name": self.name,
+            "spec": self.spec,
+            "created_at": self.created_at,
+            "exported_at": self.exported_at,
+            "last_seq": self.last_seq,
+            "evaluations": evaluations,
+            "counters": self.counters,
+        }
+
+
+def plan_export(rt: ExperimentRuntime) -> ExportPlan:
+    """Fix what an export of ``rt`` covers: its last event and the counters at that point.
+
+    Both are read under the runtime's lock, so they describe the same prefix of the log.
+    Takes the lock: call it off the event loop. Events up to ``last_seq`` may still be in
+    the store's write queue; wait on ``store.barrier()`` before streaming.
+    """
+    with rt.lock:
+        last_seq = rt.seq
+        counters = rt.counters.model_dump()
+    return ExportPlan(
+        experiment_id=rt.id,
+        name=rt.name,
+        spec=dict(rt.record.spec),
+        created_at=rt.record.created_at,
+        counters=counters,
+        last_seq=last_seq,
+    )
+
+
+# --------------------------------------------------------------------------- rows
+def _event_rows(experiment_id: str, seq: int, kind: str, payload: bytes, at: float) -> list[dict]:
+    """The rows of one log event (see the module docstring)."""
+    data = orjson.loads(payload)
+    rows: list[dict[str, Any]] = []
+    if kind == "tasks":
+        first = int(data["first"])
+        for k, t in enumerate(data["tasks"]):
+            i = first + k
+            rows.append(
+                {
+                    "type": "task",
+                    "seq": seq,
+                    "time": at,
+                    "task_id": f"{experiment_id}-{i}",
+                    "index": i,
+                    "worker": data.get("worker"),
+                    "deadline": data.get("deadline"),
+                    "mode": t.get("mode", "train"),
+                    "params": t.get("params"),
+                    "level": t.get("level"),
+                    "agent_id": t.get("agent_id"),
+                    "role": t.get("role"),
+                }
+            )
+    elif kind == "reports":
+        # The log omits keys at their default value (Report.model_dump(exclude_defaults)).
+        for r in data["reports"]:
+            i = int(r["i"])
+            rows.append(
+                {
+                    "type": "report",
+                    "seq": seq,
+                    "time": at,
+                    "task_id": f"{experiment_id}-{i}",
+                    "index": i,
+                    "episode_return": r["episode_return"],
+                    "success": r.get("success"),
+                    "length": r.get("length"),
+                    "episodes": r.get("episodes", 1),
+                    "scores": r.get("scores", {}),
+                }
+            )
+    elif kind == "expire":
+        for i in data["indices"]:
+            rows.append(
+                {
+                    "type": "expire",
+                    "seq": seq,
+                    "time": at,
+                    "task_id": f"{experiment_id}-{i}",
+                    "index": int(i),
+                }
+            )
+    else:  # a newer server's event kind: skip it rather than fail the whole export
+        log.warning(
+            "export of %s: skipping unknown event kind %r (seq %d)", experiment_id, kind, seq
+        )
+    return rows
+
+
+def _evaluation_row(payload: str, received_at: float) -> dict[str, Any]:
+    e = json.loads(payload)
+    return {
+        "type": "evaluation",
+        "seq": None,
+        "time": received_at,
+        "env": e.get("env"),
+        "episodes": e.get("episodes"),
+        "solve_rate": e.get("solve_rate"),
+        "mean_return": e.get("mean_return"),
+        "env_steps": e.get("env_steps"),
+        "checkpoint": e.get("checkpoint"),
+        "worker": e.get("worker"),
+    }
+
+
+def _iter_evaluations(
+    store: Store, experiment_id: str, max_id: int, chunk: int
+) -> Iterator[dict[str, Any]]:
+    """Evaluation rows with id <= ``max_id`` (stored when the export began), oldest first."""
+    for row_id, payload, created_at in store.iter_evaluations(experiment_id, chunk=chunk):
+        if row_id > max_id:
+            return
+        yield _evaluation_row(payload, created_at)
+
+
+def iter_rows(store: Store, plan: ExportPlan, *, chunk: int = 2000) -> Iterator[dict[str, Any]]:
+    """The header, then every row of the export in order (reads the database in chunks).
+
+    Args:
+        store: the store holding the experiment.
+        plan: what to export (from :func:`plan_export`).
+        chunk: events (and evaluations) read per query.
+    """
+    n_evals, max_eval_id = store.evaluation_bounds(plan.experiment_id)
+    yield plan.header(n_evals)
+    last = 0
+    for ev in store.iter_events(plan.experiment_id, after_seq=0, chunk=chunk):
+        if ev.seq > plan.last_seq:
+            break
+        last = ev.seq
+        yield from _event_rows(plan.experiment_id, ev.seq, ev.kind, ev.payload, ev.created_at)
+    if last != plan.last_seq:
+        # A write that failed after the plan was made (the runtime rebuilds from the log).
+        log.warning(
+            "export of %s: the log ends at event %d, not %d", plan.name, last, plan.last_seq
+        )
+    yield from _iter_evaluations(store, plan.experiment_id, max_eval_id, chunk)
+
+
+# ------------------------------------------------------------------- JSON lines
+def iter_jsonl(
+    store: Store, plan: ExportPlan, *, chunk_bytes: int = 256 * 1024, chunk: int = 2000
+) -> Iterator[bytes]:
+    """The export as JSON lines, in chunks of about ``chunk_bytes`` (the header alone first,
+    so a caller can pull it to surface storage errors before answering)."""
+    rows = iter_rows(store, plan, chunk=chunk)
+    yield orjson.dumps(next(rows)) + b"\n"
+    buf = bytearray()
+    for row in rows:
+        buf += orjson.dumps(row)
+        buf += b"\n"
+        if len(buf) >= chunk_bytes:
+            yield bytes(buf)
+            buf.clear()
+    if buf:
+        yield bytes(buf)
+
+
+# ---------------------------------------------------------------------- Parquet
+class _ByteSink(io.RawIOBase):
+    """A write-only file that keeps what was written until :meth:`drain` takes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buf = bytearray()
+        self._pos = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        data = memoryview(b).cast("B")
+        self._buf += data
+        self._pos += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def drain(self) -> bytes:
+        out = bytes(self._buf)
+        self._buf.clear()
+        return out
+
+
+def _require_pyarrow() -> Any:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet
+    except ImportError as exc:
+        raise ExportFormatError(f"Parquet needs pyarrow: {PARQUET_HINT}") from exc
+    return pa
+
+
+def parquet_schema(plan: ExportPlan, evaluations: int = 0) -> Any:
+    """The Parquet schema of an export of ``plan`` (header in its metadata)."""
+    pa = _require_pyarrow()
+    dims = plan.box_dims()
+    fields = []
+    for name, typ in _PARQUET_COLUMNS:
+        if name == "params" and dims is not None:
+            fields.extend(pa.field(_PARAM_PREFIX + d, pa.float64()) for d in dims)
+        else:
+            fields.append(pa.field(name, pa.type_for_alias(typ)))
+    header = orjson.dumps(plan.header(evaluations))
+    return pa.schema(fields, metadata={PARQUET_HEADER_KEY: header})
+
+
+def _columns(rows: list[dict[str, Any]], schema: Any) -> dict[str, list[Any]]:
+    cols: dict[str, list[Any]] = {name: [] for name in schema.names}
+    box = "params" not in cols  # box spaces have param.<dim> columns instead
+    for row in rows:
+        params = row.get("params")
+        for name, values in cols.items():
+            if name.startswith(_PARAM_PREFIX) and box:
+                values.append(params.get(name[len(_PARAM_PREFIX) :]) if params else None)
+            elif name in _JSON_COLUMNS:
+                v = row.get(name)
+                values.append(None if v is None else orjson.dumps(v).decode())
+            else:
+                values.append(row.get(name))
+    return cols
+
+
+def iter_parquet(
+    store: Store, plan: ExportPlan, *, row_group_rows: int = 10_000, chunk: int = 2000
+) -> Iterator[bytes]:
+    """The export as one Parquet file, in chunks: one per row group, then the footer.
+
+    Raises:
+        ExportFormatError: pyarrow is not installed.
+    """
+    pa = _require_pyarrow()
+    import pyarrow.parquet as pq
+
+    rows = iter_rows(store, plan, chunk=chunk)
+    header = next(rows)
+    schema = parquet_schema(plan, header["evaluations"])
+    sink = _ByteSink()
+    writer = pq.ParquetWriter(sink, schema, compression="zstd")
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> bytes:
+        table = pa.Table.from_pydict(_columns(batch, schema), schema=schema)
+        writer.write_table(table, row_group_size=max(len(batch), 1))
+        batch.clear()
+        return sink.drain()
+
+    # The first chunk (the magic bytes) comes after the first queries, so a caller can pull
+    # it to surface storage errors before answering.
+    yield sink.drain()
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= row_group_rows:
+            yield flush()
+    if batch:
+        yield flush()
+    writer.close()
+    yield sink.drain()
+
+
+def iter_export(store: Store, plan: ExportPlan, fmt: ExportFormat, **kw: Any) -> Iterator[bytes]:
+    """The export of ``plan`` in format ``fmt`` as bytes chunks (see :func:`iter_jsonl`,
+    :func:`iter_parquet`)."""
+    if fmt == "jsonl":
+        return iter_jsonl(store, plan, **kw)
+    if fmt == "parquet":
+        _require_pyarrow()
+        return iter_parquet(store, plan, **kw)
+    raise ExportFormatError(f"unknown export format {fmt!r}; use jsonl or parquet")
+
+
+def export_filename(name: str, fmt: ExportFormat) -> str:
+    """A safe file name for an export of experiment ``name``."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "export"
+    return f"{safe}.{fmt}"
+
+
+# ------------------------------------------------------------------- re-import
+Source = str | os.PathLike[str] | bytes | bytearray | memoryview
+
+
+def _open(source: Source) -> io.BufferedIOBase:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return io.BytesIO(bytes(source))
+    return open(Path(source), "rb")
+
+
+def _detect(source: Source) -> ExportFormat:
+    with _open(source) as f:
+        return "parquet" if f.read(4) == b"PAR1" else "jsonl"
+
+
+def _typed(row: Mapping[str, Any], dims: list[str] | None) -> dict[str, Any]:
+    """A Parquet row back in the JSON lines shape of its type."""
+    kind = row["type"]
+    keys = FIELDS.get(kind)
+    if keys is None:
+        return dict(row)
+    out: dict[str, Any] = {}
+    for k in keys:
+        if k == "params" and dims is not None:
+            vals = {d: row.get(_PARAM_PREFIX + d) for d in dims}
+            out[k] = None if all(v is None for v in vals.values()) else vals
+        elif k in _JSON_COLUMNS:
+            v = row.get(k)
+            out[k] = None if v is None else json.loads(v)
+        else:
+            out[k] = row.get(k)
+    return out
+
+
+def iter_export_rows(
+    source: Source, format: ExportFormat | None = None, *, batch_rows: int = 10_000
+) -> Iterator[dict[str, Any]]:
+    """Rows of an export (the header first) one at a time; see :func:`read_export`."""
+    fmt = format or _detect(source)
+    if fmt == "jsonl":
+        with _open(source) as f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)
+        return
+    if fmt != "parquet":
+        raise ExportFormatError(f"unknown export format {fmt!r}; use jsonl or parquet")
+    _require_pyarrow()
+    import pyarrow.parquet as pq
+
+    with _open(source) as f:
+        pf = pq.ParquetFile(f)
+        meta = pf.schema_arrow.metadata or {}
+        if PARQUET_HEADER_KEY not in meta:
+            raise ExportFormatError("not an autocurriculum export (no header in the metadata)")
+        yield json.loads(meta[PARQUET_HEADER_KEY])
+        names = pf.schema_arrow.names
+        dims = (
+            [n[len(_PARAM_PREFIX) :] for n in names if n.startswith(_PARAM_PREFIX)]
+            if "params" not in names
+            else None
+        )
+        for batch in pf.iter_batches(batch_size=batch_rows):
+            for row in batch.to_pylist():
+                yield _typed(row, dims)
+
+
+def read_export(source: Source, format: ExportFormat | None = None) -> list[dict[str, Any]]:
+    """Re-import an export: the header row first, then every row as a dict.
+
+    Both formats give the same rows (the JSON lines shape: nested ``params`` and
+    ``scores``, exactly the keys of each row type, see the module docstring).
+
+    Args:
+        source: a file path, or the export's bytes.
+        format: ``"jsonl"`` or ``"parquet"``; detected from the content when omitted.
+
+    Raises:
+        ExportFormatError: Parquet without pyarrow, or not an export.
+    """
+    return list(iter_export_rows(source, format))
+
+
+def flatten_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row with ``params`` and ``scores`` spread into ``param.<key>`` and ``score.<key>``
+    columns (non-dict params, e.g. None, are dropped); other keys are unchanged."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if k == "params" and isinstance(v, Mapping):
+            out.update({_PARAM_PREFIX + str(pk): pv for pk, pv in v.items()})
+        elif k == "scores" and isinstance(v, Mapping):
+            out.update({f"score.{sk}": sv for sk, sv in v.items()})
+        elif k not in ("params", "scores"):
+            out[k] = v
+    return out
+
+
+def export_dataframe(source: Source, format: ExportFormat | None = None) -> Any:
+    """An export as a ``pandas.DataFrame``: one row per export row (the header is in
+    ``df.attrs["experiment"]``), params and scores flattened (:func:`flatten_row`).
+
+    Raises:
+        ImportError: pandas is not installed (it is not a dependency of this package).
+    """
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise ImportError("export_dataframe needs pandas: pip install pandas") from exc
+    rows = iter_export_rows(source, format)
+    header = next(rows, None)
+    df = pd.DataFrame.from_records([flatten_row(r) for r in rows])
+    df.attrs["experiment"] = header
+    return df
