@@ -189,20 +189,26 @@ class Store:
     ) -> Iterator[tuple[int, str, float]]:
         """Yield ``(row id, payload JSON, time)`` of the experiment's evaluations with
         ``row id > after_id``, in arrival order, in chunks (for incremental readers)."""
-        last = after_id
+        t = evaluations.c
+        cols = (t.id, t.payload, t.created_at)
+        for r in self._paged(cols, t.id, t.experiment_id == experiment_id, after_id, chunk):
+            yield r.id, r.payload, r.created_at
+
+    def _paged(
+        self, columns: tuple[Any, ...], key: Any, where: Any, after: int, chunk: int
+    ) -> Iterator[Any]:
+        """Rows with ``key > after`` in key order, read ``chunk`` at a time (keyset
+        pagination: each query is short, so readers never hold a long transaction)."""
+        last = after
         while True:
             with self.engine.connect() as conn:
                 res = conn.execute(
-                    select(evaluations.c.id, evaluations.c.payload, evaluations.c.created_at)
-                    .where(evaluations.c.experiment_id == experiment_id, evaluations.c.id > last)
-                    .order_by(evaluations.c.id)
-                    .limit(chunk)
+                    select(*columns).where(where, key > last).order_by(key).limit(chunk)
                 ).all()
             if not res:
                 return
-            for r in res:
-                yield r.id, r.payload, r.created_at
-            last = res[-1].id
+            yield from res
+            last = getattr(res[-1], key.name)
 
     def barrier(self) -> Future:
         """A future that resolves once everything queued before it is committed."""
@@ -387,20 +393,10 @@ class Store:
         self, experiment_id: str, after_seq: int = 0, chunk: int = 2000
     ) -> Iterator[EventRow]:
         """Yield the experiment's events with ``seq > after_seq`` in order, in chunks."""
-        last = after_seq
-        while True:
-            with self.engine.connect() as conn:
-                res = conn.execute(
-                    select(events.c.seq, events.c.kind, events.c.payload, events.c.created_at)
-                    .where(events.c.experiment_id == experiment_id, events.c.seq > last)
-                    .order_by(events.c.seq)
-                    .limit(chunk)
-                ).all()
-            if not res:
-                return
-            for r in res:
-                yield EventRow(r.seq, r.kind, bytes(r.payload), r.created_at)
-            last = res[-1].seq
+        t = events.c
+        cols = (t.seq, t.kind, t.payload, t.created_at)
+        for r in self._paged(cols, t.seq, t.experiment_id == experiment_id, after_seq, chunk):
+            yield EventRow(r.seq, r.kind, bytes(r.payload), r.created_at)
 
     def close(self) -> None:
         """Commit what is queued, stop the writer and dispose of the engine."""
