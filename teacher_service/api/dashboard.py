@@ -53,7 +53,13 @@ async def dashboard_page() -> FileResponse:
 @router.get("/{experiment_id}/dashboard", response_model=DashboardFrame)
 async def get_frame(rt: RuntimeDep, hub: HubDep, max_points: MaxPoints = 300) -> DashboardFrame:
     """One dashboard frame: counters, throughput, downsampled series, the teacher's view."""
-    return await run_in_threadpool(hub.history(rt.id).frame, rt, max_points)
+    history = hub.history(rt.id)
+
+    def fresh_frame() -> DashboardFrame:
+        history.refresh()
+        return history.frame(rt, max_points)
+
+    return await run_in_threadpool(fresh_frame)
 
 
 @router.get("/{experiment_id}/events", response_class=EventSourceResponse)
@@ -72,7 +78,7 @@ async def stream_frames(
     last_key: tuple[object, ...] | None = None
     last_sent = 0.0
     while True:
-        changed = await run_in_threadpool(history.refresh)
+        changed = await run_in_threadpool(history.refresh)  # the frame below reuses it
         # Repeats and late reports change counters without logging an event.
         key = (history.seq, history.evaluation_id, rt.counters.duplicates, rt.counters.late_reports)
         now = time.monotonic()

@@ -96,9 +96,8 @@ class ExperimentHistory:
             self.expired += len(data["indices"])
 
     def frame(self, rt: ExperimentRuntime, max_points: int) -> DashboardFrame:
-        """One dashboard frame: this history (refreshed first) plus the runtime's counters
-        and its teacher's view. Blocking (reads storage): call it from a worker thread."""
-        self.refresh()
+        """One dashboard frame: this history as last refreshed (see :meth:`refresh`) plus
+        the runtime's counters and its teacher's view. Call it from a worker thread."""
         state = rt.state()  # under the runtime's lock: a consistent teacher view
         with self._lock:
             now = self.clock()
