@@ -67,6 +67,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 
 from api_schemas.spaces import BoxSpace
+from teacher_service.runtime import wire_task_id
 
 if TYPE_CHECKING:
     from teacher_service.runtime import ExperimentRuntime
@@ -250,7 +251,7 @@ def _event_rows(experiment_id: str, seq: int, kind: str, payload: bytes, at: flo
                     "type": "task",
                     "seq": seq,
                     "time": at,
-                    "task_id": f"{experiment_id}-{i}",
+                    "task_id": wire_task_id(experiment_id, i),
                     "index": i,
                     "worker": data.get("worker"),
                     "deadline": data.get("deadline"),
@@ -270,7 +271,7 @@ def _event_rows(experiment_id: str, seq: int, kind: str, payload: bytes, at: flo
                     "type": "report",
                     "seq": seq,
                     "time": at,
-                    "task_id": f"{experiment_id}-{i}",
+                    "task_id": wire_task_id(experiment_id, i),
                     "index": i,
                     "episode_return": r["episode_return"],
                     "success": r.get("success"),
@@ -286,7 +287,7 @@ def _event_rows(experiment_id: str, seq: int, kind: str, payload: bytes, at: flo
                     "type": "expire",
                     "seq": seq,
                     "time": at,
-                    "task_id": f"{experiment_id}-{i}",
+                    "task_id": wire_task_id(experiment_id, i),
                     "index": int(i),
                 }
             )

@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 _OUTSTANDING, _REPORTED, _EXPIRED = 0, 1, 2
 
 
+def wire_task_id(experiment_id: str, index: int) -> str:
+    """The id clients see for the experiment's ``index``-th issued task."""
+    return f"{experiment_id}-{index}"
+
+
 class ProposalError(RuntimeError):
     """A teacher proposed something outside its space: a bug in the teacher."""
 
@@ -100,7 +105,7 @@ class ExperimentRuntime:
 
     def task_id(self, index: int) -> str:
         """Wire id of the task with this index."""
-        return f"{self.id}-{index}"
+        return wire_task_id(self.id, index)
 
     def _parse_task_id(self, task_id: str) -> int:
         prefix, sep, tail = task_id.rpartition("-")
