@@ -17,12 +17,15 @@ scores on any MiniGrid env id.
 
 The published figures (ALGORITHMS.md §8) come from ~300M env steps with the reference PPO
 settings; this benchmark's defaults fit a 2-core machine in well under an hour, so they use
-fast-learning PPO settings (the demo's) and a 500-level buffer for every method alike.
+fast-learning PPO settings (the demo's, with ~512-sample minibatches so more workers mean more
+gradient steps per update) and a 500-level buffer for every method alike. ``plr_classic`` is PLR
+without the robust rule (it also trains on new levels).
 
 Usage::
 
     .venv/bin/python benchmarks/minigrid_ued.py                           # 3 methods x 3 seeds
     .venv/bin/python benchmarks/minigrid_ued.py --methods random accel --seeds 0 --steps 200000
+    .venv/bin/python benchmarks/minigrid_ued.py --combine seed0.json seed1.json --out all.json
 """
 
 from __future__ import annotations
@@ -47,12 +50,13 @@ from teacher_service.machine import describe_machine
 from teacher_service.testing import service_at
 
 RESULTS = Path(__file__).parent / "results"
-METHODS = ("random", "plr", "accel", "paired")
+METHODS = ("random", "plr", "plr_classic", "accel", "paired")
 #: Mean held-out solve rates published for the 60-wall setting (ALGORITHMS.md §8; PAIRED's
 #: figure is from the 25-wall setting, the only one published for it there).
 PUBLISHED = {
     "random": {"solve_rate": 0.62, "setting": "60 walls, ~300M steps"},
     "plr": {"solve_rate": 0.71, "setting": "60 walls, ~300M steps (PLR⊥)"},
+    "plr_classic": {"solve_rate": 0.59, "setting": "25 walls, 250M steps (PLR)"},
     "accel": {"solve_rate": 0.88, "setting": "60 walls, ~300M steps"},
     "paired": {"solve_rate": 0.33, "setting": "25 walls, 250M steps"},
 }
@@ -64,6 +68,9 @@ def teacher_config(method: str, args: argparse.Namespace) -> dict[str, Any]:
         return {"kind": "random"}
     if method == "plr":
         return {"kind": "plr", "buffer_size": args.buffer_size}
+    if method == "plr_classic":
+        # PLR with gradient updates on new levels too (ALGORITHMS.md §2: robust=False)
+        return {"kind": "plr", "buffer_size": args.buffer_size, "robust": False}
     if method == "accel":
         # the reference edits after every replay batch of all its envs
         batch = args.workers * args.envs_per_worker
@@ -77,9 +84,12 @@ def ppo_config(args: argparse.Namespace) -> PPOConfig:
     """The PPO settings every method shares."""
     if args.reference_ppo:
         return PPOConfig()  # ALGORITHMS.md §2: gamma .995, lr 1e-4, 256 steps, 5 epochs
+    # Minibatches of ~--minibatch-size samples, so a machine with more workers (bigger
+    # batches) takes proportionally more gradient steps per update instead of fewer.
+    batch = args.workers * args.envs_per_worker * 128
     return PPOConfig(
         num_steps=128, learning_rate=5e-4, ent_coef=0.01, update_epochs=4,
-        num_minibatches=4, gamma=0.99,
+        num_minibatches=max(1, round(batch / args.minibatch_size)), gamma=0.99,
     )  # fmt: skip
 
 
@@ -205,44 +215,13 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--methods", nargs="+", default=["random", "plr", "accel"], choices=METHODS)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=1_000_000, help="env steps per run")
-    p.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 16)))
-    p.add_argument("--envs-per-worker", type=int, default=8)
-    p.add_argument("--buffer-size", type=int, default=500, help="PLR/ACCEL level buffer")
-    p.add_argument("--eval-episodes", type=int, default=20, help="episodes per held-out maze")
-    p.add_argument("--mazes", nargs="+", default=list(DEFAULT_EVAL_MAZES))
-    p.add_argument(
-        "--reference-ppo",
-        action="store_true",
-        help="the papers' PPO settings (for runs of 100M+ steps) instead of fast ones",
-    )
-    p.add_argument("--out", type=Path, default=RESULTS / "minigrid_ued.json")
-    p.add_argument("--plot", type=Path, default=RESULTS / "minigrid_ued.png")
-    p.add_argument("--checkpoints", type=Path, default=RESULTS / "checkpoints" / "minigrid_ued")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    rows: list[dict] = []
-    t0 = time.time()
-    with tempfile.TemporaryDirectory() as tmp, service_at() as url:
-        for seed in args.seeds:  # seeds outermost: a cut-short run still compares methods
-            for method in args.methods:
-                row = run_one(url, method, seed, args, Path(tmp))
-                rows.append(row)
-                print(
-                    f"{method:7s} seed {seed}: mean held-out solve rate "
-                    f"{row['mean_solve_rate']:.3f} after {row['env_steps']:,} steps "
-                    f"({row['wall_s']:.0f} s)",
-                    file=sys.stderr,
-                )
-    result = {
+def summarise(rows: list[dict], args: argparse.Namespace, argv: list[str] | None, wall: float):
+    """The results file's content for the runs finished so far."""
+    return {
         "benchmark": "minigrid_ued",
         "command": "python benchmarks/minigrid_ued.py " + " ".join(argv or sys.argv[1:]),
         "machine": describe_machine(with_gpu=True),
-        "total_wall_s": round(time.time() - t0, 1),
+        "total_wall_s": round(wall, 1),
         "settings": {
             "steps": args.steps,
             "seeds": args.seeds,
@@ -259,8 +238,86 @@ def main(argv: list[str] | None = None) -> int:
         "methods": aggregate(rows, args.methods, args.mazes),
         "runs": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+
+
+def combine(paths: list[Path]) -> dict[str, Any]:
+    """One results file from several runs of this script that differ only in their seeds
+    (e.g. one seed per call on a machine lent by the hour)."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    first = parts[0]
+    same = ("steps", "workers", "envs_per_worker", "buffer_size", "eval_episodes", "mazes", "ppo")
+    for path, part in zip(paths[1:], parts[1:], strict=True):
+        diff = [k for k in same if part["settings"][k] != first["settings"][k]]
+        if diff:
+            raise SystemExit(f"error: {path} differs from {paths[0]} in {', '.join(diff)}")
+    rows = [r for part in parts for r in part["runs"]]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    result = dict(first)
+    result["command"] = [part["command"] for part in parts]
+    result["total_wall_s"] = round(sum(part["total_wall_s"] for part in parts), 1)
+    result["settings"] = {
+        **first["settings"],
+        "seeds": sorted({r["seed"] for r in rows}),
+        "teachers": {k: v for part in parts for k, v in part["settings"]["teachers"].items()},
+    }
+    result["methods"] = aggregate(rows, methods, first["settings"]["mazes"])
+    result["runs"] = rows
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--methods", nargs="+", default=["random", "plr", "accel"], choices=METHODS)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=1_000_000, help="env steps per run")
+    p.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 16)))
+    p.add_argument("--envs-per-worker", type=int, default=8)
+    p.add_argument("--buffer-size", type=int, default=500, help="PLR/ACCEL level buffer")
+    p.add_argument(
+        "--minibatch-size", type=int, default=512,
+        help="samples per PPO minibatch with the fast settings (4 per update on 2 workers)",
+    )  # fmt: skip
+    p.add_argument("--eval-episodes", type=int, default=20, help="episodes per held-out maze")
+    p.add_argument("--mazes", nargs="+", default=list(DEFAULT_EVAL_MAZES))
+    p.add_argument(
+        "--reference-ppo",
+        action="store_true",
+        help="the papers' PPO settings (for runs of 100M+ steps) instead of fast ones",
+    )
+    p.add_argument("--out", type=Path, default=RESULTS / "minigrid_ued.json")
+    p.add_argument("--plot", type=Path, default=RESULTS / "minigrid_ued.png")
+    p.add_argument("--checkpoints", type=Path, default=RESULTS / "checkpoints" / "minigrid_ued")
+    p.add_argument(
+        "--combine", type=Path, nargs="+", metavar="RESULTS",
+        help="train nothing: merge results files of the same settings into --out and --plot",
+    )  # fmt: skip
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.combine:
+        result = combine(args.combine)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+        plotted = plot(result, args.plot)
+        print(f"wrote {args.out}" + (f" and {plotted}" if plotted else ""))
+        return 0
+    rows: list[dict] = []
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp, service_at() as url:
+        for seed in args.seeds:  # seeds outermost: a cut-short run still compares methods
+            for method in args.methods:
+                row = run_one(url, method, seed, args, Path(tmp))
+                rows.append(row)
+                # written after every run, so a run cut short keeps what it finished
+                result = summarise(rows, args, argv, time.time() - t0)
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(result, indent=2))
+                print(
+                    f"{method:11s} seed {seed}: mean held-out solve rate "
+                    f"{row['mean_solve_rate']:.3f} after {row['env_steps']:,} steps "
+                    f"({row['wall_s']:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
     plotted = plot(result, args.plot)
     for m, agg in result["methods"].items():
         print(

@@ -20,7 +20,7 @@ def test_minigrid_ued_benchmark_runs_and_checkpoints_evaluate(tmp_path: Path) ->
     out, png, ckpts = tmp_path / "ued.json", tmp_path / "ued.png", tmp_path / "ckpt"
     cmd = [
         sys.executable, str(REPO / "benchmarks" / "minigrid_ued.py"),
-        "--methods", "random", "accel", "paired", "--seeds", "0", "--steps", "4096",
+        "--methods", "random", "plr_classic", "accel", "paired", "--seeds", "0", "--steps", "4096",
         "--workers", "1",
         "--eval-episodes", "1", "--mazes", "FourRooms", "Corridor", "--buffer-size", "16",
         "--out", str(out), "--plot", str(png), "--checkpoints", str(ckpts),
@@ -29,13 +29,15 @@ def test_minigrid_ued_benchmark_runs_and_checkpoints_evaluate(tmp_path: Path) ->
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     data = json.loads(out.read_text())
     assert data["benchmark"] == "minigrid_ued" and data["machine"]["cores"] >= 1
-    assert set(data["methods"]) == {"random", "accel", "paired"}
+    assert set(data["methods"]) == {"random", "plr_classic", "accel", "paired"}
     for run in data["runs"]:
         assert run["env_steps"] >= 4096 and set(run["solve_rate"]) == {"FourRooms", "Corridor"}
         assert 0.0 <= run["mean_solve_rate"] <= 1.0
     accel = next(r for r in data["runs"] if r["method"] == "accel")
     assert accel["teacher"]["proposals"]["new"] > 0 and accel["trained_steps"] < 4096
     assert data["methods"]["accel"]["published_solve_rate"] == 0.88
+    classic = next(r for r in data["runs"] if r["method"] == "plr_classic")
+    assert classic["trained_steps"] == classic["env_steps"]  # classic PLR trains on new levels
     assert png.stat().st_size > 1000
     ckpt = Path(accel["checkpoint"])
     assert ckpt.parent == ckpts and ckpt.stat().st_size < 500_000  # weights only: small
@@ -47,3 +49,28 @@ def test_minigrid_ued_benchmark_runs_and_checkpoints_evaluate(tmp_path: Path) ->
     assert res.returncode == 0, res.stderr[-3000:]
     got = json.loads(res.stdout.strip().splitlines()[-1])
     assert got["env"] == "MiniGrid-Empty-5x5-v0" and got["episodes"] == 2
+
+    # --combine merges runs of the same settings (e.g. one seed per call on a lent machine)
+    other = json.loads(out.read_text())
+    for run in other["runs"]:
+        run["seed"], run["mean_solve_rate"] = 1, 1.0 - run["mean_solve_rate"]
+    out1, merged = tmp_path / "ued1.json", tmp_path / "merged.json"
+    out1.write_text(json.dumps(other))
+    script = str(REPO / "benchmarks" / "minigrid_ued.py")
+    res = subprocess.run(
+        [sys.executable, script, "--combine", str(out), str(out1), "--out", str(merged),
+         "--plot", str(tmp_path / "merged.png")],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    both = json.loads(merged.read_text())
+    assert both["settings"]["seeds"] == [0, 1] and len(both["runs"]) == 2 * len(data["runs"])
+    for agg in both["methods"].values():
+        assert agg["seeds"] == 2 and agg["mean_solve_rate"] == pytest.approx(0.5)
+    other["settings"]["steps"] = 8192
+    out1.write_text(json.dumps(other))
+    res = subprocess.run(
+        [sys.executable, script, "--combine", str(out), str(out1), "--out", str(merged)],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert res.returncode != 0 and "differs" in res.stderr and "Traceback" not in res.stderr
