@@ -357,6 +357,16 @@ class ReplayConfigBase(_TeacherConfigBase):
             "happen on replayed levels only. False gives classic PLR (new levels are 'train')."
         ),
     )
+    replay_share: Literal["episodes", "steps"] = Field(
+        default="episodes",
+        description=(
+            "What replay_prob is the share of: 'episodes' (each proposal is a replay with "
+            "probability replay_prob) or 'steps' (replay_prob is the expected share of env "
+            "steps played on replayed vs new levels, as when the reference code decides once per "
+            "rollout of fixed length: the per-proposal probability is corrected by the mean "
+            "episode lengths reported so far)."
+        ),
+    )
 
     @property
     def score_input(self) -> str:

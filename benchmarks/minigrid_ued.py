@@ -66,15 +66,16 @@ def teacher_config(method: str, args: argparse.Namespace) -> dict[str, Any]:
     """The teacher of one method at this benchmark's scale."""
     if method == "random":
         return {"kind": "random"}
+    replay = {"buffer_size": args.buffer_size, "replay_share": args.replay_share}
     if method == "plr":
-        return {"kind": "plr", "buffer_size": args.buffer_size}
+        return {"kind": "plr", **replay}
     if method == "plr_classic":
         # PLR with gradient updates on new levels too (ALGORITHMS.md §2: robust=False)
-        return {"kind": "plr", "buffer_size": args.buffer_size, "robust": False}
+        return {"kind": "plr", **replay, "robust": False}
     if method == "accel":
         # the reference edits after every replay batch of all its envs
         batch = args.workers * args.envs_per_worker
-        return {"kind": "accel", "buffer_size": args.buffer_size, "edit_batch": batch}
+        return {"kind": "accel", **replay, "edit_batch": batch}
     if method == "paired":
         return {"kind": "paired"}
     raise ValueError(f"unknown method {method!r}; known: {METHODS}")
@@ -276,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--minibatch-size", type=int, default=512,
         help="samples per PPO minibatch with the fast settings (4 per update on 2 workers)",
+    )  # fmt: skip
+    p.add_argument(
+        "--replay-share", choices=("steps", "episodes"), default="steps",
+        help="PLR/ACCEL replay_prob as the share of env steps (the reference code decides once "
+        "per fixed-length rollout) or of episodes",
     )  # fmt: skip
     p.add_argument("--eval-episodes", type=int, default=20, help="episodes per held-out maze")
     p.add_argument("--mazes", nargs="+", default=list(DEFAULT_EVAL_MAZES))

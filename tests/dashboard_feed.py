@@ -69,6 +69,7 @@ def level_report(task: dict[str, Any] | Any) -> dict[str, Any]:
         "task_id": get("id"),
         "episode_return": round(ret, 6),
         "success": h % 3 != 0,
+        "length": 10 + h % 240,
         "scores": {
             "positive_value_loss": round((h % 101) / 101, 6),
             "l1_value_loss": round((h % 53) / 53, 6),

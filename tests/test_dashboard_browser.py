@@ -323,6 +323,7 @@ def test_plr_live_page_draws_buffer_histogram_and_levels(tab: Tab, service: Serv
     size = int(page.get_by_test_id("buffer-fill").inner_text().split("/")[0])
     assert sum(counts) == size > 0
     assert re.fullmatch(r"\d+(\.\d+)?%", page.get_by_test_id("replay-rate").inner_text())
+    assert re.fullmatch(r"\d+(\.\d+)?%", page.get_by_test_id("replay-step-share").inner_text())
     wait_count(page, "[data-testid=solve-rate-chart] path.series", 3)
     wait_seq_above(page, seq_of(page))
     screenshot(page, "live-plr")

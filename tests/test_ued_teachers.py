@@ -47,8 +47,8 @@ def fill(buf: LevelBuffer, scores: list[float], counter: int = 0) -> None:
         assert outcome is Outcome.INSERTED
 
 
-def result(task: Any, ret: float = 0.0, **scores: float) -> TaskResult:
-    return TaskResult(task=task, episode_return=ret, scores=scores)
+def result(task: Any, ret: float = 0.0, length: int | None = None, **scores: float) -> TaskResult:
+    return TaskResult(task=task, episode_return=ret, length=length, scores=scores)
 
 
 # ----------------------------------------------------------------- prioritisation
@@ -102,6 +102,36 @@ def test_no_replay_before_half_full_then_replay_probability_is_p_not_the_fill() 
     rate = origins.count("replay") / len(origins)
     # p = 0.9; the filled fraction (0.5) would be far outside this band
     assert 0.88 < rate < 0.92
+
+
+def test_replay_share_steps_corrects_the_probability_by_episode_lengths() -> None:
+    t = plr(buffer_size=10, replay_prob=0.5, replay_share="steps")
+    fill(t.buffer, [0.1, 0.2, 0.3, 0.4, 0.5])  # half full: replays may start
+    assert t.replay_probability() == 0.5  # no lengths reported yet
+    lengths = {"replay": 20, "new": 180}
+    tasks = t.propose(40)
+    assert {p.params["origin"] for p in tasks} == {"new", "replay"}
+    t.observe([result(p, 0.5, lengths[p.params["origin"]], positive_value_loss=0.0) for p in tasks])
+    # q = p L_n / (p L_n + (1 - p) L_r) = 0.5 * 180 / (0.5 * 180 + 0.5 * 20) = 0.9, which puts
+    # 0.9 * 20 / (0.9 * 20 + 0.1 * 180) = 1/2 of the env steps on replays, as p says
+    assert t.replay_probability() == pytest.approx(0.9)
+    origins = [p.params["origin"] for p in t.propose(4000)]
+    assert 0.88 < origins.count("replay") / len(origins) < 0.92
+    # played out: the share of reported steps on replays tends to p
+    for _ in range(300):
+        batch = t.propose(8)
+        t.observe(
+            [result(p, 0.5, lengths[p.params["origin"]], positive_value_loss=0.0) for p in batch]
+        )
+    view = t.view()
+    assert view["replay_share"] == "steps" and view["replay_probability"] == pytest.approx(0.9)
+    assert 0.45 < view["replay_step_share"] < 0.55
+    # the default counts episodes: the same lengths leave the probability at p
+    e = plr(buffer_size=10, replay_prob=0.5)
+    fill(e.buffer, [0.1, 0.2, 0.3, 0.4, 0.5])
+    batch = e.propose(40)
+    e.observe([result(p, 0.5, lengths[p.params["origin"]], positive_value_loss=0.0) for p in batch])
+    assert e.replay_probability() == 0.5 and e.view()["replay_step_share"] < 0.2
 
 
 def test_robust_mode_never_issues_a_new_level_as_train() -> None:
@@ -245,6 +275,7 @@ def drive(t: Any, steps: int, seed: int) -> None:
                 result(
                     p,
                     float(rng.random()),
+                    int(rng.integers(1, 250)),
                     positive_value_loss=float(rng.random()),
                     l1_value_loss=float(rng.random()),
                     mean_value=float(rng.random()),
@@ -259,6 +290,7 @@ def drive(t: Any, steps: int, seed: int) -> None:
     [
         lambda: plr(buffer_size=16),
         lambda: plr(buffer_size=16, score="max_mc", prioritization="power", robust=False),
+        lambda: plr(buffer_size=16, replay_share="steps"),
         lambda: accel(buffer_size=16, edit_batch=5, edit_parents=2),
     ],
 )

@@ -66,6 +66,9 @@ class PLRTeacher(Teacher):
         self.proposed_ = dict.fromkeys(ORIGINS, 0)
         self.outcomes_ = {o.value: 0 for o in Outcome}
         self.recent_ = np.full(RECENT, -1, dtype=np.int64)  # ring of recent proposal origins
+        # reported episodes and env steps per origin (replay_share='steps', and the view)
+        self.reported_ = dict.fromkeys(ORIGINS, 0)
+        self.steps_ = dict.fromkeys(ORIGINS, 0)
 
     # ------------------------------------------------------------------ proposals
     @property
@@ -92,12 +95,30 @@ class PLRTeacher(Teacher):
     def _next_proposal(self) -> TaskProposal:
         # Replay with probability p once the buffer is at least half full -- p itself, not
         # the filled fraction that one reference implementation uses (ALGORITHMS.md §2).
-        if self.buffer.half_full() and self.rng.random() < self.config.replay_prob:
+        if self.buffer.half_full() and self.rng.random() < self.replay_probability():
             slot = self.buffer.sample(self.rng, self.episodes)
             return self._proposal(
                 self.buffer.levels[slot], self.buffer.lineage(slot), "replay", TaskMode.TRAIN
             )
         return self._proposal(self._new_level(), Lineage(self._new_id()), "new", self.new_mode)
+
+    def replay_probability(self) -> float:
+        """Probability that a proposal (once the buffer is half full) is a replay.
+
+        ``replay_share='episodes'``: ``replay_prob`` itself. ``'steps'``: the reference code
+        decides once per rollout of fixed length, so ``p = replay_prob`` is the share of env
+        steps on replayed levels; with mean episode lengths L_r (replays) and L_n (new levels)
+        a per-episode probability q gives that share when q L_r / (q L_r + (1 - q) L_n) = p,
+        i.e. q = p L_n / (p L_n + (1 - p) L_r). Until both lengths are known, q = p.
+        """
+        p = self.config.replay_prob
+        if self.config.replay_share == "episodes" or p in (0.0, 1.0):
+            return p
+        if not (self.reported_["replay"] and self.reported_["new"]):
+            return p
+        l_r = self.steps_["replay"] / self.reported_["replay"]
+        l_n = self.steps_["new"] / self.reported_["new"]
+        return p * l_n / (p * l_n + (1.0 - p) * l_r)
 
     def _new_level(self) -> str:
         """A level from the space's generator (domain randomisation)."""
@@ -147,6 +168,9 @@ class PLRTeacher(Teacher):
                 continue  # not a proposal of this teacher (cannot happen through the runtime)
             ret = float(r.episode_return)
             self.results_ += 1
+            if r.length is not None and params["origin"] in self.steps_:
+                self.reported_[params["origin"]] += 1
+                self.steps_[params["origin"]] += int(r.length)
             slot = buf.slot_of(level)
             max_return = ret if slot is None else max(ret, float(buf.max_returns[slot]))
             score = self._score(r, max_return)
@@ -193,6 +217,13 @@ class PLRTeacher(Teacher):
             "replay_rate_recent": float(np.mean(recent == 1)) if recent.size else None,
             "proposals": dict(self.proposed_),
             "outcomes": dict(self.outcomes_),
+            # env steps reported per origin: with robust, only replay steps train the student
+            "steps": dict(self.steps_),
+            "replay_step_share": (
+                self.steps_["replay"] / total if (total := sum(self.steps_.values())) else None
+            ),
+            "replay_share": self.config.replay_share,
+            "replay_probability": self.replay_probability() if buf.half_full() else 0.0,
             "scores": {
                 "function": self.config.score,
                 **_summary(scores),
@@ -229,6 +260,8 @@ class PLRTeacher(Teacher):
             "proposed": dict(self.proposed_),
             "outcomes": dict(self.outcomes_),
             "recent": self.recent_.tolist(),
+            "reported": dict(self.reported_),
+            "steps": dict(self.steps_),
         }
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
@@ -238,3 +271,6 @@ class PLRTeacher(Teacher):
         self.proposed_ = {k: int(v) for k, v in state["proposed"].items()}
         self.outcomes_ = {k: int(v) for k, v in state["outcomes"].items()}
         self.recent_ = np.asarray(state["recent"], dtype=np.int64)
+        # snapshots written before these counters existed start them at zero
+        self.reported_ = {o: int(state.get("reported", {}).get(o, 0)) for o in ORIGINS}
+        self.steps_ = {o: int(state.get("steps", {}).get(o, 0)) for o in ORIGINS}

@@ -757,6 +757,8 @@ function levelBufferPanel() {
         card("buffer", `${fmt(buf.size)} / ${fmt(buf.capacity)} (${pct(buf.fill)})`, "buffer-fill"),
         card("replay rate", pct(v.replay_rate), "replay-rate"),
         card("replay rate (recent)", pct(v.replay_rate_recent), "replay-rate-recent"),
+        // with robust PLR / ACCEL only the steps on replays train the student
+        card("env steps on replays", pct(v.replay_step_share), "replay-step-share"),
         card("regret (mean score)", fmt(v.regret), "regret"),
         card(`scores (${sc.function ?? "score"})`, `${fmt(sc.min)} / ${fmt(sc.mean)} / ${fmt(sc.max)}`, "score-range"),
         card("staleness mean / max", `${fmt(v.staleness?.mean)} / ${fmt(v.staleness?.max)}`, "staleness"),
