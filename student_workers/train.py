@@ -297,6 +297,13 @@ def _loop(
         for i, ckpt in enumerate(call_learners("checkpoint")):
             role = {"role": roles[i]} if roles else {}
             save_checkpoint(ckpt, ckpt_paths[i], **meta, **role)
+        if roles:  # share each role's weights through the server (agent id = role name)
+            try:
+                with TeacherClient(cfg.server, token=cfg.token, retries=2) as client:
+                    for role_name, path in zip(roles, ckpt_paths, strict=True):
+                        client.put_agent(exp_id, role_name, path)
+            except Exception as exc:  # the local checkpoints are written; training goes on
+                logger.warning("uploading the role checkpoints to the server failed: %s", exc)
 
     def take_eval(ref: Any) -> None:
         nonlocal last_eval, evaluations

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from teacher_service.api import (
+    agents,
     dashboard,
     evaluations,
     experiments,
@@ -180,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks.router,
         reports.router,
         evaluations.router,
+        agents.router,
         export.router,
         dashboard.router,
     ):

@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -43,6 +44,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from api_schemas.agents import AgentInfo, AgentList
 from api_schemas.evaluations import Evaluation, EvaluationAck, EvaluationList, EvaluationRecord
 from api_schemas.experiments import ExperimentList, ExperimentPublic, ExperimentState
 from api_schemas.reports import Report, ReportAck
@@ -52,6 +54,7 @@ from api_schemas.teachers import TeacherConfig, TeacherInfo, TeacherList
 
 __all__ = [
     "ApiError",
+    "ChecksumError",
     "ConflictError",
     "CurriculumSession",
     "InvalidRequestError",
@@ -147,6 +150,10 @@ class ServerUnavailableError(TeacherClientError):
         super().__init__(message)
         self.attempts = attempts
         self.last_status = last_status
+
+
+class ChecksumError(TeacherClientError):
+    """Downloaded bytes did not match the SHA-256 the server sent with them (every try)."""
 
 
 _ERRORS_BY_STATUS: dict[int, type[ApiError]] = {
@@ -267,6 +274,8 @@ class TeacherClient:
         path: str,
         *,
         json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
         idempotent: bool,
         max_retries: int | None,
         stop: threading.Event | None = None,
@@ -274,7 +283,9 @@ class TeacherClient:
     ) -> httpx.Response:
         """One call with retries. ``max_retries=None`` retries forever (until ``stop`` is set).
 
-        ``on_retry`` is called with a description of each transient failure before its retry.
+        ``json`` or ``content`` (raw bytes) is the body; ``headers`` are sent besides the
+        client's own. ``on_retry`` is called with a description of each transient failure
+        before its retry.
 
         Raises:
             ApiError: (a subclass of) for a status that is not retried.
@@ -288,7 +299,7 @@ class TeacherClient:
             status: int | None = None
             cause: BaseException | None = None
             try:
-                resp = self._http.request(method, path, json=json)
+                resp = self._http.request(method, path, json=json, content=content, headers=headers)
             except httpx.TransportError as exc:
                 cause = exc
                 why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -495,6 +506,117 @@ class TeacherClient:
         """The experiment's stored evaluations, oldest first."""
         data = self._json("GET", self._exp_path(experiment, "/evaluations"), idempotent=True)
         return EvaluationList.model_validate(data).data
+
+    def put_agent(
+        self, experiment: str, agent_id: str, data: bytes | os.PathLike[str]
+    ) -> AgentInfo:
+        """Upload an agent's checkpoint (``PUT .../agents/{agent_id}``), replacing the stored
+        one; answered once the server has committed it.
+
+        The body's SHA-256 travels in ``X-Content-SHA256`` so the server refuses a damaged
+        upload. Transient failures are retried: the server keeps the same bytes sent twice as
+        one version, so a repeat after a lost answer changes nothing.
+
+        Args:
+            experiment: experiment id or name.
+            agent_id: the agent's id (``[A-Za-z0-9][A-Za-z0-9_.-]{0,127}``), e.g. a role name.
+            data: the checkpoint's bytes, or the path of a file holding them.
+
+        Returns:
+            What the server stored: ``version``, ``size``, ``sha256``, ``updated_at``.
+
+        Raises:
+            NotFoundError: unknown experiment.
+            InvalidRequestError: bad agent id or empty data.
+            PayloadTooLargeError: the checkpoint exceeds the server's body limit.
+        """
+        if isinstance(data, bytes | bytearray | memoryview):
+            body = bytes(data)
+        else:
+            body = Path(data).read_bytes()
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "X-Content-SHA256": hashlib.sha256(body).hexdigest(),
+        }
+        if self._closed:
+            raise TeacherClientError("the client is closed")
+        resp = self._send(
+            "PUT",
+            self._agent_path(experiment, agent_id),
+            content=body,
+            headers=headers,
+            idempotent=True,
+            max_retries=self.retries,
+        )
+        return AgentInfo.model_validate(resp.json())
+
+    def get_agent(
+        self, experiment: str, agent_id: str, path: str | os.PathLike[str] | None = None
+    ) -> bytes:
+        """Download an agent's latest checkpoint (``GET .../agents/{agent_id}``).
+
+        The bytes are checked against the ``X-Content-SHA256`` the server sent (a mismatch
+        is retried like a transient failure). With ``path`` they are also written there,
+        atomically: to ``<path>.part`` first, then renamed.
+
+        Args:
+            experiment: experiment id or name.
+            agent_id: the agent's id.
+            path: optional file to write the checkpoint to.
+
+        Returns:
+            The checkpoint's bytes.
+
+        Raises:
+            NotFoundError: unknown experiment, or no agent with that id is stored.
+            ChecksumError: the bytes never matched their checksum (``retries + 1`` tries).
+        """
+        if self._closed:
+            raise TeacherClientError("the client is closed")
+        url = self._agent_path(experiment, agent_id)
+        for attempt in range(self.retries + 1):
+            resp = self._send(
+                "GET",
+                url,
+                headers={"Accept": "application/octet-stream"},
+                idempotent=True,
+                max_retries=self.retries,
+            )
+            data = resp.content
+            claimed = resp.headers.get("X-Content-SHA256", "").lower()
+            got = hashlib.sha256(data).hexdigest()
+            if claimed == got:
+                break
+            why = f"{len(data)} bytes with SHA-256 {got}, server said {claimed or 'nothing'}"
+            if attempt == self.retries:
+                raise ChecksumError(f"GET {self.base_url}{url}: {why}")
+            log.warning("agent %r download damaged (%s); retrying", agent_id, why)
+            time.sleep(self._delay(attempt + 1))
+        if path is not None:
+            dest = Path(path)
+            part = dest.with_name(dest.name + ".part")
+            try:
+                with open(part, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                part.replace(dest)
+            finally:
+                part.unlink(missing_ok=True)
+        return data
+
+    def list_agents(self, experiment: str) -> list[AgentInfo]:
+        """Metadata of every agent checkpoint stored for the experiment, by agent id.
+
+        Raises:
+            NotFoundError: unknown experiment.
+        """
+        data = self._json("GET", self._exp_path(experiment, "/agents"), idempotent=True)
+        return AgentList.model_validate(data).data
+
+    @classmethod
+    def _agent_path(cls, experiment: str, agent_id: str) -> str:
+        return cls._exp_path(experiment, f"/agents/{quote(agent_id, safe='')}")
 
     def export(
         self,

@@ -47,3 +47,15 @@ class UnavailableError(ServiceError):
     """Storage failed; nothing was acknowledged, the client may retry."""
 
     status_code = 503
+
+
+class AgentNotFoundError(ServiceError):
+    """The experiment has no agent checkpoint with that id."""
+
+    status_code = 404
+
+
+class InvalidAgentError(ServiceError):
+    """A bad agent id, an empty body, or a body that does not match its checksum."""
+
+    status_code = 422

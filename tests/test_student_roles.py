@@ -247,6 +247,11 @@ def test_paired_experiment_trains_a_learner_per_role(server, tmp_path: Path) -> 
     a, b = (learners[r].agent.critic.weight for r in ROLES)
     assert not torch.equal(a, b)  # two students, not one saved twice
     assert summary["evaluation"]["posted"] is True
+    # The final weights of both roles are on the server too (agent id = role), byte-exact.
+    stored = {a.agent_id: a for a in client.list_agents("dr")}
+    assert set(stored) == set(ROLES)
+    for role, path in files.items():
+        assert client.get_agent("dr", role) == path.read_bytes()
 
     # Every finished episode was reported with its scores, for tasks of both roles.
     tasks = _task_roles(server.db, exp.id)

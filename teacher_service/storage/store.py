@@ -9,6 +9,7 @@ enqueues under its own lock, the log on disk is always a prefix of what was enqu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import queue
@@ -24,7 +25,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from teacher_service.storage.codec import pack_state, unpack_state
-from teacher_service.storage.tables import evaluations, events, experiments, metadata, snapshots
+from teacher_service.storage.tables import (
+    agents,
+    evaluations,
+    events,
+    experiments,
+    metadata,
+    snapshots,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +65,26 @@ class EventRow:
     created_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    """An agent checkpoint's metadata as stored (the bytes are read separately)."""
+
+    agent_id: str
+    version: int  # 1 for the first upload, +1 for each later one
+    size: int  # bytes
+    sha256: str  # lowercase hex
+    updated_at: float
+
+
 @dataclass(slots=True)
 class _Op:
-    kind: str  # "event" | "snapshot" | "experiment" | "barrier"
+    kind: str  # "event" | "snapshot" | "experiment" | "evaluations" | "agent" | "barrier"
     experiment_id: str
     seq: int
     data: Any
     future: Future
     created_at: float
-    result: Any = None  # what the future resolves to (a snapshot's size in bytes)
+    result: Any = None  # what the future resolves to (a snapshot's size, an AgentRecord)
 
 
 _STOP = object()
@@ -161,6 +180,60 @@ class Store:
     def add_evaluations(self, experiment_id: str, payloads: list[str]) -> Future:
         """Queue evaluation results (JSON strings) of an experiment."""
         return self._submit("evaluations", experiment_id, 0, payloads)
+
+    def put_agent(
+        self, experiment_id: str, agent_id: str, data: bytes, sha256: str | None = None
+    ) -> Future:
+        """Queue an upload of an agent's checkpoint, replacing the stored one.
+
+        Args:
+            experiment_id: the experiment's id.
+            agent_id: the agent's id (validated by the caller).
+            data: the checkpoint's bytes.
+            sha256: their SHA-256 (lowercase hex) when the caller already computed it.
+
+        Returns:
+            A future resolving to the stored :class:`AgentRecord` (its new ``version``)
+            once the upload is committed.
+        """
+        digest = sha256 or hashlib.sha256(data).hexdigest()
+        return self._submit("agent", experiment_id, 0, (agent_id, bytes(data), digest))
+
+    def get_agent(self, experiment_id: str, agent_id: str) -> tuple[AgentRecord, bytes] | None:
+        """The latest checkpoint of an agent (metadata, bytes), or ``None`` if none is stored."""
+        t = agents.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.agent_id, t.version, t.size, t.sha256, t.updated_at, t.data).where(
+                    t.experiment_id == experiment_id, t.agent_id == agent_id
+                )
+            ).one_or_none()
+        if row is None:
+            return None
+        info = AgentRecord(row.agent_id, row.version, row.size, row.sha256, row.updated_at)
+        return info, bytes(row.data)
+
+    def agent_info(self, experiment_id: str, agent_id: str) -> AgentRecord | None:
+        """An agent's metadata without reading its bytes, or ``None`` if none is stored."""
+        t = agents.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.agent_id, t.version, t.size, t.sha256, t.updated_at).where(
+                    t.experiment_id == experiment_id, t.agent_id == agent_id
+                )
+            ).one_or_none()
+        return None if row is None else AgentRecord(*row)
+
+    def list_agents(self, experiment_id: str) -> list[AgentRecord]:
+        """Metadata of every stored agent of the experiment, by agent id (no bytes read)."""
+        t = agents.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.agent_id, t.version, t.size, t.sha256, t.updated_at)
+                .where(t.experiment_id == experiment_id)
+                .order_by(t.agent_id)
+            ).all()
+        return [AgentRecord(*r) for r in rows]
 
     def list_evaluations(self, experiment_id: str, limit: int = 10_000) -> list[tuple[str, float]]:
         """The experiment's evaluation results (JSON, time), oldest first, at most ``limit``
@@ -343,6 +416,8 @@ class Store:
                         for payload in op.data
                     ],
                 )
+            elif op.kind == "agent":
+                op.result = self._write_agent(conn, op)
             elif op.kind == "experiment":
                 rec: ExperimentRecord = op.data
                 conn.execute(
@@ -355,6 +430,34 @@ class Store:
                 )
         if rows:
             conn.execute(insert(events), rows)
+
+    @staticmethod
+    def _write_agent(conn: Any, op: _Op) -> AgentRecord:
+        """Replace an agent's checkpoint: read its version, delete the row, insert the next
+        version (portable upsert; race-free because only the writer thread writes)."""
+        agent_id, data, digest = op.data
+        t = agents.c
+        where = (t.experiment_id == op.experiment_id, t.agent_id == agent_id)
+        current = conn.execute(
+            select(t.agent_id, t.version, t.size, t.sha256, t.updated_at).where(*where)
+        ).one_or_none()
+        if current is not None and current.sha256 == digest:
+            return AgentRecord(*current)  # the same bytes again (a retried PUT): unchanged
+        version = (current.version if current is not None else 0) + 1
+        if current is not None:
+            conn.execute(delete(agents).where(*where))
+        conn.execute(
+            insert(agents).values(
+                experiment_id=op.experiment_id,
+                agent_id=agent_id,
+                data=data,
+                sha256=digest,
+                size=len(data),
+                version=version,
+                updated_at=op.created_at,
+            )
+        )
+        return AgentRecord(agent_id, version, len(data), digest, op.created_at)
 
     # ------------------------------------------------------------------- reads
     def list_experiments(self) -> list[ExperimentRecord]:

@@ -62,3 +62,17 @@ evaluations = Table(
     Column("payload", Text, nullable=False),  # one Evaluation as JSON
     Column("created_at", Float, nullable=False),
 )
+
+#: Agent checkpoints (opaque bytes, e.g. PAIRED's protagonist and antagonist weights): the
+#: latest upload of each agent, replaced by every new one (``version`` counts the uploads).
+agents = Table(
+    "agents",
+    metadata,
+    Column("experiment_id", String(64), primary_key=True),
+    Column("agent_id", String(128), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

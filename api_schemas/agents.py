@@ -1,0 +1,62 @@
+"""Agent checkpoints (``PUT``/``GET /v1/experiments/{id}/agents/{agent_id}``).
+
+An agent is an opaque blob of bytes (a student's weights: POET's paired agents, PAIRED's
+protagonist and antagonist) stored per experiment under an ``agent_id``. Every ``PUT``
+replaces the bytes and bumps the agent's ``version``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, Field
+
+#: What an agent id may look like: a letter or digit, then up to 127 letters, digits,
+#: ``_``, ``.`` or ``-`` (no ``/``, no spaces, never ``.`` or ``..``).
+AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+_AGENT_ID_RE = re.compile(AGENT_ID_PATTERN)
+
+
+def agent_id_problem(agent_id: str) -> str | None:
+    """Why ``agent_id`` is not a valid agent id, or ``None`` when it is."""
+    if not agent_id:
+        return "agent id is empty"
+    if len(agent_id) > 128:
+        return f"agent id is {len(agent_id)} characters long (at most 128)"
+    if _AGENT_ID_RE.fullmatch(agent_id) is None:
+        return (
+            f"agent id {agent_id!r} must start with a letter or digit and contain only "
+            "letters, digits, '_', '.' and '-'"
+        )
+    return None
+
+
+def validate_agent_id(agent_id: str) -> str:
+    """Return ``agent_id`` unchanged if it is valid.
+
+    Raises:
+        ValueError: with a message saying what is wrong with it.
+    """
+    problem = agent_id_problem(agent_id)
+    if problem is not None:
+        raise ValueError(problem)
+    return agent_id
+
+
+class AgentInfo(BaseModel):
+    """What is stored about an agent's checkpoint (everything but its bytes)."""
+
+    agent_id: str = Field(pattern=AGENT_ID_PATTERN, description="The agent's id.")
+    version: int = Field(ge=1, description="1 for the first upload, +1 for each later one.")
+    size: int = Field(ge=0, description="Size of the checkpoint in bytes.")
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the checkpoint, lowercase hex."
+    )
+    updated_at: float = Field(description="Server time (Unix seconds) of the latest upload.")
+
+
+class AgentList(BaseModel):
+    """``GET /v1/experiments/{id}/agents``: every agent of the experiment, by id."""
+
+    data: list[AgentInfo]
+    count: int
