@@ -88,6 +88,14 @@ class _Op:
 
 
 _STOP = object()
+#: The columns of an agent checkpoint's metadata, in AgentRecord's field order.
+_AGENT_META = (
+    agents.c.agent_id,
+    agents.c.version,
+    agents.c.size,
+    agents.c.sha256,
+    agents.c.updated_at,
+)
 #: Writes that make up an experiment's log: after one fails, later ones are refused.
 _LOGGED = frozenset({"event", "snapshot"})
 
@@ -204,23 +212,20 @@ class Store:
         t = agents.c
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(t.agent_id, t.version, t.size, t.sha256, t.updated_at, t.data).where(
+                select(*_AGENT_META, t.data).where(
                     t.experiment_id == experiment_id, t.agent_id == agent_id
                 )
             ).one_or_none()
         if row is None:
             return None
-        info = AgentRecord(row.agent_id, row.version, row.size, row.sha256, row.updated_at)
-        return info, bytes(row.data)
+        return AgentRecord(*row[:-1]), bytes(row.data)
 
     def agent_info(self, experiment_id: str, agent_id: str) -> AgentRecord | None:
         """An agent's metadata without reading its bytes, or ``None`` if none is stored."""
         t = agents.c
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(t.agent_id, t.version, t.size, t.sha256, t.updated_at).where(
-                    t.experiment_id == experiment_id, t.agent_id == agent_id
-                )
+                select(*_AGENT_META).where(t.experiment_id == experiment_id, t.agent_id == agent_id)
             ).one_or_none()
         return None if row is None else AgentRecord(*row)
 
@@ -229,9 +234,7 @@ class Store:
         t = agents.c
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(t.agent_id, t.version, t.size, t.sha256, t.updated_at)
-                .where(t.experiment_id == experiment_id)
-                .order_by(t.agent_id)
+                select(*_AGENT_META).where(t.experiment_id == experiment_id).order_by(t.agent_id)
             ).all()
         return [AgentRecord(*r) for r in rows]
 
@@ -438,9 +441,7 @@ class Store:
         agent_id, data, digest = op.data
         t = agents.c
         where = (t.experiment_id == op.experiment_id, t.agent_id == agent_id)
-        current = conn.execute(
-            select(t.agent_id, t.version, t.size, t.sha256, t.updated_at).where(*where)
-        ).one_or_none()
+        current = conn.execute(select(*_AGENT_META).where(*where)).one_or_none()
         if current is not None and current.sha256 == digest:
             return AgentRecord(*current)  # the same bytes again (a retried PUT): unchanged
         version = (current.version if current is not None else 0) + 1
