@@ -1,8 +1,8 @@
 """Agent checkpoints (``PUT``/``GET /v1/experiments/{id}/agents/{agent_id}``).
 
 An agent is an opaque blob of bytes (a student's weights: POET's paired agents, PAIRED's
-protagonist and antagonist) stored per experiment under an ``agent_id``. Every ``PUT``
-replaces the bytes and bumps the agent's ``version``.
+protagonist and antagonist) stored per experiment under an ``agent_id``. A ``PUT`` of new
+bytes replaces them and bumps the agent's ``version``; the same bytes again change nothing.
 """
 
 from __future__ import annotations
@@ -29,18 +29,6 @@ def agent_id_problem(agent_id: str) -> str | None:
             "letters, digits, '_', '.' and '-'"
         )
     return None
-
-
-def validate_agent_id(agent_id: str) -> str:
-    """Return ``agent_id`` unchanged if it is valid.
-
-    Raises:
-        ValueError: with a message saying what is wrong with it.
-    """
-    problem = agent_id_problem(agent_id)
-    if problem is not None:
-        raise ValueError(problem)
-    return agent_id
 
 
 class AgentInfo(BaseModel):
