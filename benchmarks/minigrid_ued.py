@@ -5,8 +5,12 @@ students, at equal env steps, evaluated zero-shot on the held-out mazes (ALGORIT
 For every method and seed: a fresh experiment on 15x15 MiniGrid levels (0-60 walls for the
 generator; ACCEL starts from empty rooms) on a real teacher service (temporary SQLite), and a
 real local Ray training run (``student_workers.train.train``: rollout workers, PPO learner,
-evaluator) for exactly ``--steps`` env steps (explore steps count: every method gets the same
-number of environment interactions). The final weights are then played on the nine 15x15
+evaluator) for ``--steps`` steps. ``--budget env`` (default): env steps, explore steps
+included, so every method gets the same number of environment interactions. ``--budget
+trained``: steps the student made gradient updates on, i.e. equal PPO updates -- the budget of
+the PLR⊥ and ACCEL papers ("20k PPO updates"), under which their students also spend env steps
+scoring new and edited levels (DR trains on every step, so its runs are the same under both).
+The final weights are then played on the nine 15x15
 held-out mazes (``--eval-episodes`` stochastic-policy episodes each); solved = return > 0.
 
 Writes ``benchmarks/results/minigrid_ued.json`` (per-run and per-method per-maze solve rates,
@@ -127,7 +131,8 @@ def run_one(url: str, method: str, seed: int, args: argparse.Namespace, tmp: Pat
         client.create_experiment(name, space, teacher_config(method, args), seed=seed)
     cfg = TrainConfig(
         server=url, experiment=name, workers=args.workers,
-        envs_per_worker=args.envs_per_worker, steps=args.steps, max_minutes=10**6,
+        envs_per_worker=args.envs_per_worker, steps=args.steps, budget=args.budget,
+        max_minutes=10**6,
         checkpoint_dir=tmp / name, checkpoint_interval=10**6,
         eval_interval=10**9,  # no evaluation during training: only the final one
         eval_envs=tuple(args.mazes), eval_episodes=args.eval_episodes,
@@ -206,7 +211,8 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
     ax.set_ylim(0, 1)
     st = result["settings"]
     ax.set_title(
-        f"MiniGrid 15x15 held-out mazes after {st['steps']:,} env steps "
+        f"MiniGrid 15x15 held-out mazes after {st['steps']:,} "
+        f"{'trained' if st.get('budget') == 'trained' else 'env'} steps "
         f"({len(st['seeds'])} seeds, {st['workers']} workers x {st['envs_per_worker']} envs)"
     )
     ax.legend(fontsize=8)
@@ -225,6 +231,7 @@ def summarise(rows: list[dict], args: argparse.Namespace, argv: list[str] | None
         "total_wall_s": round(wall, 1),
         "settings": {
             "steps": args.steps,
+            "budget": args.budget,
             "seeds": args.seeds,
             "workers": args.workers,
             "envs_per_worker": args.envs_per_worker,
@@ -235,7 +242,7 @@ def summarise(rows: list[dict], args: argparse.Namespace, argv: list[str] | None
             "ppo": ppo_config(args).model_dump(),
             "teachers": {m: teacher_config(m, args) for m in args.methods},
         },
-        "target": "accel > plr > random in mean held-out solve rate at the same env steps",
+        "target": "accel > plr > random in mean held-out solve rate at the same budget",
         "methods": aggregate(rows, args.methods, args.mazes),
         "runs": rows,
     }
@@ -247,8 +254,13 @@ def combine(paths: list[Path]) -> dict[str, Any]:
     parts = [json.loads(Path(p).read_text()) for p in paths]
     first = parts[0]
     same = ("steps", "workers", "envs_per_worker", "buffer_size", "eval_episodes", "mazes", "ppo")
+
+    def setting(part: dict[str, Any], key: str) -> Any:
+        # files written before --budget existed counted env steps
+        return part["settings"].get(key, "env" if key == "budget" else None)
+
     for path, part in zip(paths[1:], parts[1:], strict=True):
-        diff = [k for k in same if part["settings"][k] != first["settings"][k]]
+        diff = [k for k in (*same, "budget") if setting(part, k) != setting(first, k)]
         if diff:
             raise SystemExit(f"error: {path} differs from {paths[0]} in {', '.join(diff)}")
     rows = [r for part in parts for r in part["runs"]]
@@ -258,6 +270,7 @@ def combine(paths: list[Path]) -> dict[str, Any]:
     result["total_wall_s"] = round(sum(part["total_wall_s"] for part in parts), 1)
     result["settings"] = {
         **first["settings"],
+        "budget": setting(first, "budget"),
         "seeds": sorted({r["seed"] for r in rows}),
         "teachers": {k: v for part in parts for k, v in part["settings"]["teachers"].items()},
     }
@@ -270,7 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--methods", nargs="+", default=["random", "plr", "accel"], choices=METHODS)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=1_000_000, help="env steps per run")
+    p.add_argument("--steps", type=int, default=1_000_000, help="steps per run (see --budget)")
+    p.add_argument(
+        "--budget", choices=("env", "trained"), default="env",
+        help="--steps counts env steps (equal interactions) or trained steps (equal PPO updates, "
+        "the papers' budget)",
+    )  # fmt: skip
     p.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 16)))
     p.add_argument("--envs-per-worker", type=int, default=8)
     p.add_argument("--buffer-size", type=int, default=500, help="PLR/ACCEL level buffer")

@@ -76,7 +76,7 @@ def _run_training(cfg: Any, quiet: bool = False) -> dict[str, Any]:
 
             def on_progress(p: TrainProgress) -> None:
                 progress.update(
-                    bar, completed=min(p.env_steps, p.total_steps), description=describe(p)
+                    bar, completed=min(p.budget_steps, p.total_steps), description=describe(p)
                 )
 
             return train(cfg, on_progress=on_progress)
@@ -89,7 +89,14 @@ def train(
     server: ServerOpt = "http://127.0.0.1:8000",
     experiment: Annotated[str, typer.Option(help="Experiment id or name (a level space).")] = "",
     workers: Annotated[int, typer.Option(help="Rollout worker actors.")] = 2,
-    steps: Annotated[int, typer.Option(help="Env steps to train for (all workers).")] = 1_000_000,
+    steps: Annotated[int, typer.Option(help="Steps to train for (all workers).")] = 1_000_000,
+    budget: Annotated[
+        str,
+        typer.Option(
+            help="What --steps counts: 'env' steps, or 'trained' steps (those the student made "
+            "gradient updates on: equal PPO updates, as the PLR⊥/ACCEL papers compare)."
+        ),
+    ] = "env",
     checkpoint_dir: Annotated[
         Path,
         typer.Option(
@@ -136,7 +143,8 @@ def train(
     try:
         cfg = TrainConfig(
             server=server, experiment=experiment, token=token, workers=workers,
-            envs_per_worker=envs_per_worker, steps=steps, checkpoint_dir=checkpoint_dir,
+            envs_per_worker=envs_per_worker, steps=steps, budget=budget,
+            checkpoint_dir=checkpoint_dir,
             ray_address=ray_address, num_cpus=num_cpus, eval_interval=eval_interval,
             eval_episodes=eval_episodes, checkpoint_interval=checkpoint_interval,
             max_minutes=max_minutes, seed=seed, ppo=ppo, **extra,

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -48,6 +48,9 @@ CHECKPOINT_NAME = "latest.pt"
 SUMMARY_NAME = "summary.json"
 #: Seed offset between the learners of successive student roles (the first keeps ``seed``).
 ROLE_SEED_STRIDE = 1_000_003
+#: With ``budget='trained'``, a run also stops after this many times ``steps`` env steps: a
+#: curriculum that (almost) never issues a train-mode task must not run forever.
+TRAINED_BUDGET_ENV_CAP = 10
 
 
 class TrainingError(RuntimeError):
@@ -64,7 +67,14 @@ class TrainConfig(BaseModel):
     token: str | None = Field(default=None, description="Bearer token of the service.")
     workers: int = Field(default=2, ge=1, le=1024, description="Rollout worker actors.")
     envs_per_worker: int = Field(default=4, ge=1, le=256, description="Envs per worker.")
-    steps: int = Field(ge=1, description="Env steps to train for (all workers together).")
+    steps: int = Field(ge=1, description="Steps to train for (all workers together).")
+    budget: Literal["env", "trained"] = Field(
+        default="env",
+        description="What `steps` counts: env steps ('env'), or the steps the (first role's) "
+        "student made gradient updates on ('trained': equal PPO updates, the budget of the "
+        "PLR⊥/ACCEL papers, whose students only score new or edited levels; such a run "
+        f"takes more env steps, at most {TRAINED_BUDGET_ENV_CAP} x steps).",
+    )
     max_minutes: float | None = Field(
         default=None, gt=0, description="Also stop after this much training time."
     )
@@ -103,6 +113,7 @@ class TrainProgress:
     """What the driver knows after each update (shown by the CLI's progress bar)."""
 
     env_steps: int
+    budget_steps: int  # the steps counted towards total_steps: env or trained steps
     total_steps: int
     steps_per_s: float
     episodes: int
@@ -316,11 +327,21 @@ def _loop(
     collect_s = update_s = 0.0
     first_update: tuple[float, int] | None = None  # (time, env steps) once actors are warm
     deadline = None if cfg.max_minutes is None else t0 + 60.0 * cfg.max_minutes
+
+    def budget_steps() -> int:
+        """The steps counted towards ``cfg.steps`` (see ``TrainConfig.budget``)."""
+        if cfg.budget == "env":
+            return env_steps
+        return role_trained[roles[0]] if roles else trained_steps
+
+    def budget_left() -> bool:
+        if cfg.budget == "trained" and env_steps >= TRAINED_BUDGET_ENV_CAP * cfg.steps:
+            return False
+        return budget_steps() < cfg.steps
+
     # --max-minutes counts from the start, actor start-up included, but a run always makes
     # at least one update (a budget spent starting actors must not end with nothing).
-    while env_steps < cfg.steps and (
-        deadline is None or updates == 0 or time.perf_counter() < deadline
-    ):
+    while budget_left() and (deadline is None or updates == 0 or time.perf_counter() < deadline):
         tc = time.perf_counter()
         calls = [w.collect.options(num_returns=2).remote(weights_ref) for w in workers]
         rollouts = []
@@ -372,6 +393,7 @@ def _loop(
             on_progress(
                 TrainProgress(
                     env_steps=env_steps,
+                    budget_steps=budget_steps(),
                     total_steps=cfg.steps,
                     steps_per_s=env_steps / max(elapsed, 1e-9),
                     episodes=episodes,
@@ -384,6 +406,17 @@ def _loop(
             )
     train_end = time.perf_counter()
     train_wall = train_end - t0
+    env_capped = (
+        cfg.budget == "trained"
+        and budget_steps() < cfg.steps
+        and (env_steps >= TRAINED_BUDGET_ENV_CAP * cfg.steps)
+    )
+    if env_capped:
+        logger.warning(
+            "stopped at %d env steps (%d x --steps) with only %d trained steps: the "
+            "curriculum rarely issues train-mode tasks", env_steps, TRAINED_BUDGET_ENV_CAP,
+            budget_steps(),
+        )  # fmt: skip
     steady = None
     if first_update is not None and env_steps > first_update[1]:
         steady = (env_steps - first_update[1]) / (train_end - first_update[0])
@@ -401,6 +434,8 @@ def _loop(
         "envs_per_worker": cfg.envs_per_worker,
         "env_steps": env_steps,
         "trained_steps": trained_steps,
+        "budget": cfg.budget,
+        "budget_env_capped": env_capped,
         # With roles: the first role's learner (the one in latest.pt); else the rounds.
         "updates": infos[0]["updates"] if roles else updates,
         "episodes": episodes,

@@ -67,10 +67,38 @@ def test_minigrid_ued_benchmark_runs_and_checkpoints_evaluate(tmp_path: Path) ->
     assert both["settings"]["seeds"] == [0, 1] and len(both["runs"]) == 2 * len(data["runs"])
     for agg in both["methods"].values():
         assert agg["seeds"] == 2 and agg["mean_solve_rate"] == pytest.approx(0.5)
-    other["settings"]["steps"] = 8192
-    out1.write_text(json.dumps(other))
-    res = subprocess.run(
-        [sys.executable, script, "--combine", str(out), str(out1), "--out", str(merged)],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
-    )  # fmt: skip
-    assert res.returncode != 0 and "differs" in res.stderr and "Traceback" not in res.stderr
+    for key, value in (("steps", 8192), ("budget", "trained")):
+        changed = json.loads(json.dumps(other))
+        changed["settings"][key] = value
+        out1.write_text(json.dumps(changed))
+        res = subprocess.run(
+            [sys.executable, script, "--combine", str(out), str(out1), "--out", str(merged)],
+            capture_output=True, text=True, timeout=120, cwd=REPO,
+        )  # fmt: skip
+        assert res.returncode != 0 and "Traceback" not in res.stderr
+        assert f"differs from {out} in {key}" in res.stderr
+
+
+@pytest.mark.timeout(300)
+def test_trained_budget_gives_every_method_the_same_gradient_samples(tmp_path: Path) -> None:
+    """--budget trained (the papers' equal-PPO-updates budget): PLR⊥ trains on as many steps
+    as DR and spends more env steps, scoring new levels without gradients, to get there."""
+    out = tmp_path / "ued.json"
+    cmd = [
+        sys.executable, str(REPO / "benchmarks" / "minigrid_ued.py"),
+        "--methods", "random", "plr", "--seeds", "0", "--steps", "3072", "--budget", "trained",
+        "--workers", "1", "--buffer-size", "8", "--eval-episodes", "1", "--mazes", "FourRooms",
+        "--out", str(out), "--plot", str(tmp_path / "ued.png"),
+        "--checkpoints", str(tmp_path / "ckpt"),
+    ]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=280, cwd=REPO)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    data = json.loads(out.read_text())
+    assert data["settings"]["budget"] == "trained"
+    runs = {r["method"]: r for r in data["runs"]}
+    # one rollout is 1024 steps (1 worker x 8 envs x 128): the run stops at the first
+    # rollout that brings the trained steps to the budget
+    assert runs["random"]["trained_steps"] == runs["random"]["env_steps"] == 3072
+    plr = runs["plr"]
+    assert 3072 <= plr["trained_steps"] < 3072 + 1024
+    assert plr["env_steps"] > plr["trained_steps"] and plr["teacher"]["proposals"]["new"] > 0

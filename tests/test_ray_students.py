@@ -287,6 +287,7 @@ def test_train_refuses_bad_input_with_a_message(server, tmp_path) -> None:
         (["--experiment", "missing"], "no experiment"),
         (["--experiment", "boxy", "--lr", "-1"], "learning_rate"),
         (["--experiment", "boxy", "--workers", "0"], "--workers"),
+        (["--experiment", "lvl", "--budget", "updates"], "--budget"),
         (["--experiment", "boxy", "--eval-env", "Nope-v9"], "unknown env"),
     ]
     for extra, message in cases:
