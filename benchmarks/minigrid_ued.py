@@ -266,7 +266,12 @@ def combine(paths: list[Path]) -> dict[str, Any]:
     rows = [r for part in parts for r in part["runs"]]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     result = dict(first)
-    result["command"] = [part["command"] for part in parts]
+    # a part may itself be combined (a list of commands): one flat list
+    result["command"] = [
+        c
+        for part in parts
+        for c in (part["command"] if isinstance(part["command"], list) else [part["command"]])
+    ]
     result["total_wall_s"] = round(sum(part["total_wall_s"] for part in parts), 1)
     result["settings"] = {
         **first["settings"],

@@ -67,6 +67,20 @@ def test_minigrid_ued_benchmark_runs_and_checkpoints_evaluate(tmp_path: Path) ->
     assert both["settings"]["seeds"] == [0, 1] and len(both["runs"]) == 2 * len(data["runs"])
     for agg in both["methods"].values():
         assert agg["seeds"] == 2 and agg["mean_solve_rate"] == pytest.approx(0.5)
+    # a combined file combines again (e.g. a method run later): one flat list of commands
+    for run in other["runs"]:
+        run["seed"] = 2
+    out2, merged3 = tmp_path / "ued2.json", tmp_path / "merged3.json"
+    out2.write_text(json.dumps(other))
+    res = subprocess.run(
+        [sys.executable, script, "--combine", str(merged), str(out2), "--out", str(merged3),
+         "--plot", str(tmp_path / "merged3.png")],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    three = json.loads(merged3.read_text())
+    assert three["settings"]["seeds"] == [0, 1, 2] and len(three["command"]) == 3
+    assert all(isinstance(c, str) for c in three["command"])
     for key, value in (("steps", 8192), ("budget", "trained")):
         changed = json.loads(json.dumps(other))
         changed["settings"][key] = value
