@@ -13,6 +13,7 @@ import pytest
 from api_schemas.spaces import BoxSpace, LevelSpace
 from api_schemas.teachers import PAIREDConfig
 from env_generators.levels import LAVA, WALL, Level
+from teacher_service.storage.codec import pack_state, unpack_state
 from teacher_service.teachers.adversary import LevelAdversary, Trajectory
 from teacher_service.teachers.base import TaskProposal, TaskResult
 from teacher_service.teachers.paired import PAIREDTeacher
@@ -214,21 +215,36 @@ def _script(t: PAIREDTeacher, rng: np.random.Generator, steps: int) -> list:
     return out
 
 
-def test_snapshot_round_trip_through_json_is_exact() -> None:
+def _stored(state: dict) -> dict:
+    """``state`` after the store's codec (JSON tree + raw arrays), as a restart reads it."""
+    return unpack_state(pack_state(state))
+
+
+def test_snapshot_round_trip_through_the_store_codec_is_exact() -> None:
     t = _teacher(seed=3, episodes_per_role=2, update_every=2)
     _script(t, np.random.default_rng(0), 40)
     if t.view()["queue"] == 0:
         t.propose(1)  # leave tasks queued, so the snapshot must carry them
     assert t.view()["adversary_updates"] > 0 and t.view()["queue"] > 0
-    state = json.loads(json.dumps(t.state_dict()))
+    state = _stored(t.state_dict())
     u = _teacher(seed=99, episodes_per_role=2, update_every=2)
     u.load_state_dict(state)
     assert u.view() == t.view()
-    assert json.dumps(u.state_dict()) == json.dumps(t.state_dict())
+    assert pack_state(u.state_dict()) == pack_state(t.state_dict())
     live = t.state_dict()
-    frozen = json.dumps(live)
+    frozen = pack_state(live)
+    # the adversary's weights and Adam moments are stored raw: 8 bytes a number, not JSON text
+    n_numbers = 3 * sum(v.size for v in t.adversary.params.values())
+    assert len(frozen) < 8 * n_numbers + 200_000
     assert _script(u, np.random.default_rng(1), 30) == _script(t, np.random.default_rng(1), 30)
-    assert json.dumps(live) == frozen  # a snapshot shares no mutable state with the teacher
+    assert pack_state(live) == frozen  # a snapshot shares no mutable state with the teacher
+    loaded = _stored(live)
+    w = _teacher(seed=5, episodes_per_role=2, update_every=2)
+    w.load_state_dict(loaded)
+    before = pack_state(w.state_dict())
+    for arr in loaded["adversary"]["params"].values():
+        arr[...] = 0.0  # the loaded teacher shares no arrays with the state it was given
+    assert pack_state(w.state_dict()) == before
     for k in t.adversary.params:
         assert np.array_equal(u.adversary.params[k], t.adversary.params[k])
 
@@ -237,11 +253,11 @@ def test_corrupted_snapshot_is_refused() -> None:
     from teacher_service.teachers.base import TeacherStateError
 
     t = _teacher()
-    state = json.loads(json.dumps(t.state_dict()))
+    state = _stored(t.state_dict())
     del state["queue"]
     with pytest.raises(TeacherStateError):
         _teacher().load_state_dict(state)
-    other = json.loads(json.dumps(_teacher(size=7, max_walls=2).state_dict()))
+    other = _stored(_teacher(size=7, max_walls=2).state_dict())
     with pytest.raises(TeacherStateError):
         t.load_state_dict(other)
 
@@ -294,8 +310,8 @@ def test_adversary_act_respects_mask_and_state_round_trips() -> None:
     assert seen == {1, 3}
     adv.update(_random_batch(rng, 6, 5), [1.0, -1.0], 0.01)
     other = LevelAdversary(obs_dim=6, n_actions=5, hidden=8, lr=0.01, rng=np.random.default_rng(9))
-    other.load_state_dict(json.loads(json.dumps(adv.state_dict())))
-    assert other.state_dict() == adv.state_dict()
+    other.load_state_dict(unpack_state(pack_state(adv.state_dict())))
+    assert pack_state(other.state_dict()) == pack_state(adv.state_dict())
     x = rng.standard_normal(6)
     assert np.array_equal(other.probs(x, mask), adv.probs(x, mask))
     with pytest.raises(ValueError):

@@ -190,13 +190,14 @@ class LevelAdversary:
     # ------------------------------------------------------------------- state
 
     def state_dict(self) -> dict[str, Any]:
-        """Weights and Adam moments as plain (JSON-able) lists; float64 round-trips exactly."""
+        """Weights and Adam moments as float64 array copies: the snapshot codec stores them raw
+        (exact, 8 bytes a number; as JSON text they made a PAIRED snapshot ~2.6 MB)."""
         return {
             "shape": [self.obs_dim, self.hidden, self.n_actions],
             "steps": self.steps,
-            "params": {k: self.params[k].tolist() for k in PARAMS},
-            "m": {k: self.m[k].tolist() for k in PARAMS},
-            "v": {k: self.v[k].tolist() for k in PARAMS},
+            "params": {k: self.params[k].copy() for k in PARAMS},
+            "m": {k: self.m[k].copy() for k in PARAMS},
+            "v": {k: self.v[k].copy() for k in PARAMS},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -211,7 +212,7 @@ class LevelAdversary:
         for part in ("params", "m", "v"):
             loaded[part] = {}
             for k in PARAMS:
-                arr = np.asarray(state[part][k], dtype=np.float64)
+                arr = np.array(state[part][k], dtype=np.float64)  # a copy: no aliasing
                 if arr.shape != self.params[k].shape:
                     raise ValueError(f"adversary {part}.{k} has shape {arr.shape}")
                 loaded[part][k] = arr
