@@ -312,6 +312,13 @@ def test_adversary_act_respects_mask_and_state_round_trips() -> None:
     other = LevelAdversary(obs_dim=6, n_actions=5, hidden=8, lr=0.01, rng=np.random.default_rng(9))
     other.load_state_dict(unpack_state(pack_state(adv.state_dict())))
     assert pack_state(other.state_dict()) == pack_state(adv.state_dict())
+    # snapshots written before the arrays were stored raw held them as JSON lists
+    state = adv.state_dict()
+    as_lists = {**state, **{p: {k: v.tolist() for k, v in state[p].items()} for p in "mv"}}
+    as_lists["params"] = {k: v.tolist() for k, v in state["params"].items()}
+    old = LevelAdversary(obs_dim=6, n_actions=5, hidden=8, lr=0.01, rng=np.random.default_rng(4))
+    old.load_state_dict(json.loads(json.dumps(as_lists)))
+    assert pack_state(old.state_dict()) == pack_state(adv.state_dict())
     x = rng.standard_normal(6)
     assert np.array_equal(other.probs(x, mask), adv.probs(x, mask))
     with pytest.raises(ValueError):
