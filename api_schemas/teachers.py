@@ -364,7 +364,8 @@ class ReplayConfigBase(_TeacherConfigBase):
             "probability replay_prob) or 'steps' (replay_prob is the expected share of env "
             "steps played on replayed vs new levels, as when the reference code decides once per "
             "rollout of fixed length: the per-proposal probability is corrected by the mean "
-            "episode lengths reported so far)."
+            "episode lengths reported so far; ACCEL's edit rounds then also wait until the "
+            "round's replays took as many env steps as its children are expected to)."
         ),
     )
 

@@ -251,6 +251,41 @@ def test_accel_edits_the_lowest_return_minus_value_loss_levels() -> None:
     assert view["lineage"]["max_depth"] == 1 and view["editor"]["rounds"] == 1
 
 
+def test_accel_steps_share_gives_children_as_many_env_steps_as_replays() -> None:
+    """replay_share='steps': an edit round waits until its replays took edit_batch x the mean
+    child length in env steps (the reference's children rollout is as long as the replay
+    rollout); with 'episodes' it comes after every edit_batch replays."""
+    t = accel(buffer_size=4, replay_prob=1.0, edit_batch=2, edit_parents=1, replay_share="steps")
+    t.observe([result(p, 0.0, 30, positive_value_loss=0.5) for p in t.propose(4)])
+    assert t.round_steps_needed() == 0  # no replay or child length reported yet
+    t.observe([result(p, 0.5, 30, positive_value_loss=0.5) for p in t.propose(2)])
+    assert t.edit_rounds_ == 1  # first round: after edit_batch replays
+    children = t.propose(2)
+    assert [c.params["origin"] for c in children] == ["edit", "edit"]
+    t.observe([result(c, 0.0, 100, positive_value_loss=0.0) for c in children])
+    # children last 100 steps: the next round needs 2 x 100 = 200 replay steps, i.e. 7
+    # replays of 30 steps (6 make 180), not 2
+    assert t.round_steps_needed() == 200
+    for k in range(1, 8):
+        t.observe([result(t.propose(1)[0], 0.5, 30, positive_value_loss=0.5)])
+        assert t.edit_rounds_ == (1 if k < 7 else 2), k
+        assert t.view()["editor"]["round_steps"] == (30 * k if k < 7 else 0)
+    view = t.view()["editor"]
+    assert view["round_steps_needed"] == 200 and view["children_waiting"] == 2
+    # a replay reported without a length counts as one of mean replay length (30)
+    for _ in range(2):
+        t.observe([result(t.propose(1)[0], 0.0, 100, positive_value_loss=0.0)])  # the children
+    t.observe([result(t.propose(1)[0], 0.5, None, positive_value_loss=0.5)])
+    assert t.view()["editor"]["round_steps"] == 30
+    # 'episodes' (the default): the same lengths leave a round per edit_batch replays
+    e = accel(buffer_size=4, replay_prob=1.0, edit_batch=2, edit_parents=1)
+    e.observe([result(p, 0.0, 30, positive_value_loss=0.5) for p in e.propose(4)])
+    e.observe([result(p, 0.5, 30, positive_value_loss=0.5) for p in e.propose(2)])
+    e.observe([result(c, 0.0, 100, positive_value_loss=0.0) for c in e.propose(2)])
+    e.observe([result(p, 0.5, 30, positive_value_loss=0.5) for p in e.propose(2)])
+    assert e.edit_rounds_ == 2 and e.round_steps_needed() == 0
+
+
 def test_accel_grows_complexity_from_empty_rooms() -> None:
     """A student that finds walled levels hard: the buffer fills with edited, deeper levels."""
     t = accel(buffer_size=40, edit_batch=8, edit_parents=2)
@@ -292,6 +327,7 @@ def drive(t: Any, steps: int, seed: int) -> None:
         lambda: plr(buffer_size=16, score="max_mc", prioritization="power", robust=False),
         lambda: plr(buffer_size=16, replay_share="steps"),
         lambda: accel(buffer_size=16, edit_batch=5, edit_parents=2),
+        lambda: accel(buffer_size=16, edit_batch=5, edit_parents=2, replay_share="steps"),
     ],
 )
 def test_snapshot_round_trip_is_exact(make: Any) -> None:

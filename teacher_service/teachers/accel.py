@@ -7,6 +7,12 @@ by ``num_edits`` random edits (``env_generators.levels.mutate``). Children are i
 with ``mode = explore`` (scored without gradient updates), and enter the buffer under PLR's
 replacement rule. Each level keeps its lineage: parent level id, edits since its empty-room
 ancestor, and depth.
+
+With ``replay_share = 'steps'`` an edit round also waits until the round's replays have taken
+as many env steps as its children are expected to (``edit_batch`` x the mean reported child
+episode length): the reference code evaluates the children for one rollout as long as the
+replay rollout that made them, so children and replays get equal env steps. Per episode, short
+replays of solved levels would otherwise be outweighed by long child episodes.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class ACCELTeacher(PLRTeacher):
         self._size = int(self._generator_config.size)  # type: ignore[attr-defined]
         # replayed levels of the current edit round: (level, lineage, return - |value loss|)
         self.candidates_: list[tuple[str, Lineage, float]] = []
+        self.round_steps_ = 0  # env steps of the current round's replays
         self.children_: deque[TaskProposal] = deque()  # edited levels waiting to be issued
         self.edit_rounds_ = 0
 
@@ -53,8 +60,24 @@ class ACCELTeacher(PLRTeacher):
         value_loss = abs(float(result.scores.get("l1_value_loss", score)))
         key = float(result.episode_return) - value_loss
         self.candidates_.append((result.task.level or "", lineage, key))
-        if len(self.candidates_) >= self.config.edit_batch:
+        # a report without a length counts as a replay of mean length
+        self.round_steps_ += (
+            int(result.length) if result.length is not None else round(self._mean_length("replay"))
+        )
+        if len(self.candidates_) >= self.config.edit_batch and (
+            self.round_steps_ >= self.round_steps_needed()
+        ):
             self._edit_round()
+
+    def round_steps_needed(self) -> int:
+        """Replay env steps an edit round waits for: 0 with ``replay_share='episodes'`` (or
+        before replay and child lengths were reported), else the children's expected steps
+        (see the module docstring)."""
+        if self.config.replay_share == "episodes" or not (
+            self.reported_["edit"] and self.reported_["replay"]
+        ):
+            return 0
+        return int(np.ceil(self.config.edit_batch * self._mean_length("edit")))
 
     def _edit_round(self) -> None:
         from env_generators.levels import Level, mutate
@@ -75,6 +98,7 @@ class ACCELTeacher(PLRTeacher):
             )
             self.children_.append(self._proposal(child, child_lineage, "edit", self.new_mode))
         self.candidates_ = []
+        self.round_steps_ = 0
         self.edit_rounds_ += 1
 
     def view(self) -> dict[str, Any]:
@@ -84,6 +108,8 @@ class ACCELTeacher(PLRTeacher):
             "rounds": self.edit_rounds_,
             "children_waiting": len(self.children_),
             "round_progress": len(self.candidates_),
+            "round_steps": self.round_steps_,
+            "round_steps_needed": self.round_steps_needed(),
             "num_edits": self.config.num_edits,
         }
         return out
@@ -92,6 +118,7 @@ class ACCELTeacher(PLRTeacher):
         return {
             **super()._extra_state(),
             "candidates": [[lv, list(astuple(ln)), k] for lv, ln, k in self.candidates_],
+            "round_steps": self.round_steps_,
             "children": [p.to_dict() for p in self.children_],
             "edit_rounds": self.edit_rounds_,
         }
@@ -101,3 +128,4 @@ class ACCELTeacher(PLRTeacher):
         self.candidates_ = [(lv, Lineage(*ln), float(k)) for lv, ln, k in state["candidates"]]
         self.children_ = deque(TaskProposal.from_dict(d) for d in state["children"])
         self.edit_rounds_ = int(state["edit_rounds"])
+        self.round_steps_ = int(state.get("round_steps", 0))  # older snapshots: no counter

@@ -116,9 +116,13 @@ class PLRTeacher(Teacher):
             return p
         if not (self.reported_["replay"] and self.reported_["new"]):
             return p
-        l_r = self.steps_["replay"] / self.reported_["replay"]
-        l_n = self.steps_["new"] / self.reported_["new"]
+        l_r, l_n = self._mean_length("replay"), self._mean_length("new")
         return p * l_n / (p * l_n + (1.0 - p) * l_r)
+
+    def _mean_length(self, origin: str) -> float:
+        """Mean reported episode length of one proposal origin (0 before any)."""
+        n = self.reported_[origin]
+        return self.steps_[origin] / n if n else 0.0
 
     def _new_level(self) -> str:
         """A level from the space's generator (domain randomisation)."""
