@@ -191,7 +191,7 @@ class LevelAdversary:
 
     def state_dict(self) -> dict[str, Any]:
         """Weights and Adam moments as float64 array copies: the snapshot codec stores them raw
-        (exact, 8 bytes a number; as JSON text they made a PAIRED snapshot ~2.6 MB)."""
+        (exact, 8 bytes a number; as JSON text they made a trained PAIRED snapshot ~2.8 MB)."""
         return {
             "shape": [self.obs_dim, self.hidden, self.n_actions],
             "steps": self.steps,
