@@ -15,6 +15,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def combine(*parts: Path, into: Path) -> subprocess.CompletedProcess:
+    """``minigrid_ued.py --combine`` of ``parts`` into ``into`` (and its .png beside it)."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "minigrid_ued.py"), "--combine",
+         *map(str, parts), "--out", str(into), "--plot", str(into.with_suffix(".png"))],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+
+
 @pytest.mark.timeout(400)
 def test_minigrid_ued_benchmark_runs_and_checkpoints_evaluate(tmp_path: Path) -> None:
     out, png, ckpts = tmp_path / "ued.json", tmp_path / "ued.png", tmp_path / "ckpt"
@@ -56,12 +65,7 @@ def test_minigrid_ued_benchmark_runs_and_checkpoints_evaluate(tmp_path: Path) ->
         run["seed"], run["mean_solve_rate"] = 1, 1.0 - run["mean_solve_rate"]
     out1, merged = tmp_path / "ued1.json", tmp_path / "merged.json"
     out1.write_text(json.dumps(other))
-    script = str(REPO / "benchmarks" / "minigrid_ued.py")
-    res = subprocess.run(
-        [sys.executable, script, "--combine", str(out), str(out1), "--out", str(merged),
-         "--plot", str(tmp_path / "merged.png")],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
-    )  # fmt: skip
+    res = combine(out, out1, into=merged)
     assert res.returncode == 0, res.stderr[-3000:]
     both = json.loads(merged.read_text())
     assert both["settings"]["seeds"] == [0, 1] and len(both["runs"]) == 2 * len(data["runs"])
@@ -72,11 +76,7 @@ def test_minigrid_ued_benchmark_runs_and_checkpoints_evaluate(tmp_path: Path) ->
         run["seed"] = 2
     out2, merged3 = tmp_path / "ued2.json", tmp_path / "merged3.json"
     out2.write_text(json.dumps(other))
-    res = subprocess.run(
-        [sys.executable, script, "--combine", str(merged), str(out2), "--out", str(merged3),
-         "--plot", str(tmp_path / "merged3.png")],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
-    )  # fmt: skip
+    res = combine(merged, out2, into=merged3)
     assert res.returncode == 0, res.stderr[-3000:]
     three = json.loads(merged3.read_text())
     assert three["settings"]["seeds"] == [0, 1, 2] and len(three["command"]) == 3
@@ -85,10 +85,7 @@ def test_minigrid_ued_benchmark_runs_and_checkpoints_evaluate(tmp_path: Path) ->
         changed = json.loads(json.dumps(other))
         changed["settings"][key] = value
         out1.write_text(json.dumps(changed))
-        res = subprocess.run(
-            [sys.executable, script, "--combine", str(out), str(out1), "--out", str(merged)],
-            capture_output=True, text=True, timeout=120, cwd=REPO,
-        )  # fmt: skip
+        res = combine(out, out1, into=merged)
         assert res.returncode != 0 and "Traceback" not in res.stderr
         assert f"differs from {out} in {key}" in res.stderr
 
