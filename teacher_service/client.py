@@ -338,9 +338,13 @@ class TeacherClient:
             else:
                 time.sleep(delay)
 
-    def _json(self, method: str, path: str, *, json: Any = None, idempotent: bool) -> Any:
+    def _ensure_open(self) -> None:
+        """Refuse a call on a closed client."""
         if self._closed:
             raise TeacherClientError("the client is closed")
+
+    def _json(self, method: str, path: str, *, json: Any = None, idempotent: bool) -> Any:
+        self._ensure_open()
         resp = self._send(method, path, json=json, idempotent=idempotent, max_retries=self.retries)
         return resp.json()
 
@@ -538,8 +542,7 @@ class TeacherClient:
             "Content-Type": "application/octet-stream",
             "X-Content-SHA256": hashlib.sha256(body).hexdigest(),
         }
-        if self._closed:
-            raise TeacherClientError("the client is closed")
+        self._ensure_open()
         resp = self._send(
             "PUT",
             self._agent_path(experiment, agent_id),
@@ -571,8 +574,7 @@ class TeacherClient:
             NotFoundError: unknown experiment, or no agent with that id is stored.
             ChecksumError: the bytes never matched their checksum (``retries + 1`` tries).
         """
-        if self._closed:
-            raise TeacherClientError("the client is closed")
+        self._ensure_open()
         url = self._agent_path(experiment, agent_id)
         for attempt in range(self.retries + 1):
             resp = self._send(
@@ -645,8 +647,7 @@ class TeacherClient:
             ApiError: 406 when the server cannot write Parquet (no pyarrow there).
             ServerUnavailableError: every attempt failed transiently.
         """
-        if self._closed:
-            raise TeacherClientError("the client is closed")
+        self._ensure_open()
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
         dest = Path(path) if path is not None else Path(f"{safe}.{format}")
         part = dest.with_name(dest.name + ".part")
@@ -730,8 +731,7 @@ class TeacherClient:
             flush_interval: ...or once the oldest queued report is this many seconds old.
             worker: worker label sent with task requests.
         """
-        if self._closed:
-            raise TeacherClientError("the client is closed")
+        self._ensure_open()
         s = CurriculumSession(
             self,
             experiment,
