@@ -71,6 +71,8 @@ def teacher_config(method: str, args: argparse.Namespace) -> dict[str, Any]:
     if method == "random":
         return {"kind": "random"}
     replay = {"buffer_size": args.buffer_size, "replay_share": args.replay_share}
+    if args.score != "positive_value_loss":  # the teachers' default stays implicit
+        replay["score"] = args.score
     if method == "plr":
         return {"kind": "plr", **replay}
     if method == "plr_classic":
@@ -88,13 +90,16 @@ def teacher_config(method: str, args: argparse.Namespace) -> dict[str, Any]:
 def ppo_config(args: argparse.Namespace) -> PPOConfig:
     """The PPO settings every method shares."""
     if args.reference_ppo:
-        return PPOConfig()  # ALGORITHMS.md §2: gamma .995, lr 1e-4, 256 steps, 5 epochs
+        # ALGORITHMS.md §2: gamma .995, lr 1e-4, 256 steps, 5 epochs; the reference maze
+        # agent remembers what it has seen (an LSTM of 256 units after the 16-filter conv)
+        return PPOConfig(lstm=True, hidden=256)
     # Minibatches of ~--minibatch-size samples, so a machine with more workers (bigger
     # batches) takes proportionally more gradient steps per update instead of fewer.
     batch = args.workers * args.envs_per_worker * 128
     return PPOConfig(
         num_steps=128, learning_rate=5e-4, ent_coef=0.01, update_epochs=4,
         num_minibatches=max(1, round(batch / args.minibatch_size)), gamma=0.99,
+        lstm=args.lstm,
     )  # fmt: skip
 
 
@@ -104,6 +109,7 @@ def teacher_summary(view: dict[str, Any]) -> dict[str, Any]:
         return {
             "buffer_size": view["buffer"]["size"],
             "replay_rate": view["replay_rate"],
+            "score_function": view["scores"]["function"],
             "mean_score": view["scores"]["mean"],
             "mean_depth": view["lineage"]["mean_depth"],
             "max_depth": view["lineage"]["max_depth"],
@@ -259,8 +265,15 @@ def combine(paths: list[Path]) -> dict[str, Any]:
         # files written before --budget existed counted env steps
         return part["settings"].get(key, "env" if key == "budget" else None)
 
-    for path, part in zip(paths[1:], parts[1:], strict=True):
+    teachers: dict[str, Any] = {}
+    for path, part in zip(paths, parts, strict=True):
         diff = [k for k in (*same, "budget") if setting(part, k) != setting(first, k)]
+        # a method's rows must come from one teacher config (e.g. one level score)
+        diff += [
+            f"teachers.{m}"
+            for m, cfg in part["settings"]["teachers"].items()
+            if teachers.setdefault(m, cfg) != cfg
+        ]
         if diff:
             raise SystemExit(f"error: {path} differs from {paths[0]} in {', '.join(diff)}")
     rows = [r for part in parts for r in part["runs"]]
@@ -277,7 +290,7 @@ def combine(paths: list[Path]) -> dict[str, Any]:
         **first["settings"],
         "budget": setting(first, "budget"),
         "seeds": sorted({r["seed"] for r in rows}),
-        "teachers": {k: v for part in parts for k, v in part["settings"]["teachers"].items()},
+        "teachers": teachers,
     }
     result["methods"] = aggregate(rows, methods, first["settings"]["mazes"])
     result["runs"] = rows
@@ -306,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         help="PLR/ACCEL replay_prob as the share of env steps (the reference code decides once "
         "per fixed-length rollout) or of episodes",
     )  # fmt: skip
+    p.add_argument(
+        "--score", choices=("positive_value_loss", "max_mc", "l1_value_loss"),
+        default="positive_value_loss",
+        help="PLR/ACCEL level score (ALGORITHMS.md §2 gives positive value loss or MaxMC for "
+        "MiniGrid mazes)",
+    )  # fmt: skip
     p.add_argument("--eval-episodes", type=int, default=20, help="episodes per held-out maze")
     p.add_argument("--mazes", nargs="+", default=list(DEFAULT_EVAL_MAZES))
     p.add_argument(
@@ -313,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the papers' PPO settings (for runs of 100M+ steps) instead of fast ones",
     )
+    p.add_argument(
+        "--lstm", action="store_true",
+        help="fast PPO settings with an LSTM agent (memory, as the reference agent; slower)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, default=RESULTS / "minigrid_ued.json")
     p.add_argument("--plot", type=Path, default=RESULTS / "minigrid_ued.png")
     p.add_argument("--checkpoints", type=Path, default=RESULTS / "checkpoints" / "minigrid_ued")
@@ -329,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
         plotted = plot(result, args.plot)
         print(f"wrote {args.out}" + (f" and {plotted}" if plotted else ""))
         return 0
+    if "paired" in args.methods and ppo_config(args).lstm:
+        # checked before any run: the two role learners of PAIRED are feed-forward only
+        p.error("paired's two learners need feed-forward agents: drop --lstm/--reference-ppo")
     rows: list[dict] = []
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp, service_at() as url:

@@ -88,16 +88,25 @@ def test_minigrid_ued_benchmark_runs_and_checkpoints_evaluate(tmp_path: Path) ->
         res = combine(out, out1, into=merged)
         assert res.returncode != 0 and "Traceback" not in res.stderr
         assert f"differs from {out} in {key}" in res.stderr
+    # rows of one method scored differently (e.g. --score max_mc) are not one method
+    changed = json.loads(json.dumps(other))
+    changed["settings"]["teachers"]["accel"]["score"] = "max_mc"
+    out1.write_text(json.dumps(changed))
+    res = combine(out, out1, into=merged)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert f"{out1} differs from {out} in teachers.accel" in res.stderr
 
 
 @pytest.mark.timeout(300)
 def test_trained_budget_gives_every_method_the_same_gradient_samples(tmp_path: Path) -> None:
-    """--budget trained (the papers' equal-PPO-updates budget): PLR⊥ trains on as many steps
-    as DR and spends more env steps, scoring new levels without gradients, to get there."""
+    """--budget trained (the papers' equal-PPO-updates budget): PLR⊥ (here with the MaxMC
+    score and LSTM students) trains on as many steps as DR and spends more env steps, scoring
+    new levels without gradients, to get there."""
     out = tmp_path / "ued.json"
     cmd = [
         sys.executable, str(REPO / "benchmarks" / "minigrid_ued.py"),
         "--methods", "random", "plr", "--seeds", "0", "--steps", "3072", "--budget", "trained",
+        "--score", "max_mc", "--lstm",
         "--workers", "1", "--buffer-size", "8", "--eval-episodes", "1", "--mazes", "FourRooms",
         "--out", str(out), "--plot", str(tmp_path / "ued.png"),
         "--checkpoints", str(tmp_path / "ckpt"),
@@ -105,11 +114,27 @@ def test_trained_budget_gives_every_method_the_same_gradient_samples(tmp_path: P
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=280, cwd=REPO)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     data = json.loads(out.read_text())
-    assert data["settings"]["budget"] == "trained"
+    assert data["settings"]["budget"] == "trained" and data["settings"]["ppo"]["lstm"]
     runs = {r["method"]: r for r in data["runs"]}
     # one rollout is 1024 steps (1 worker x 8 envs x 128): the run stops at the first
     # rollout that brings the trained steps to the budget
     assert runs["random"]["trained_steps"] == runs["random"]["env_steps"] == 3072
     plr = runs["plr"]
+    assert plr["teacher"]["score_function"] == "max_mc"  # --score reached the teacher
     assert 3072 <= plr["trained_steps"] < 3072 + 1024
     assert plr["env_steps"] > plr["trained_steps"] and plr["teacher"]["proposals"]["new"] > 0
+
+
+def test_paired_with_lstm_students_is_refused_before_any_run(tmp_path: Path) -> None:
+    """PAIRED's two role learners are feed-forward: asking for LSTM students (--lstm, or the
+    reference PPO settings) is a usage error before anything trains, not a crash mid-way."""
+    for flag in ("--lstm", "--reference-ppo"):
+        res = subprocess.run(
+            [sys.executable, str(REPO / "benchmarks" / "minigrid_ued.py"),
+             "--methods", "random", "paired", "--seeds", "0", "--steps", "1024", flag,
+             "--out", str(tmp_path / "ued.json")],
+            capture_output=True, text=True, timeout=120, cwd=REPO,
+        )  # fmt: skip
+        assert res.returncode == 2 and "Traceback" not in res.stderr
+        assert "drop --lstm/--reference-ppo" in res.stderr
+        assert not (tmp_path / "ued.json").exists()
