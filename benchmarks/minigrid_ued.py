@@ -266,16 +266,16 @@ def combine(paths: list[Path]) -> dict[str, Any]:
         return part["settings"].get(key, "env" if key == "budget" else None)
 
     teachers: dict[str, Any] = {}
+    source: dict[str, Path] = {}  # method -> the file its teacher config came from
     for path, part in zip(paths, parts, strict=True):
         diff = [k for k in (*same, "budget") if setting(part, k) != setting(first, k)]
-        # a method's rows must come from one teacher config (e.g. one level score)
-        diff += [
-            f"teachers.{m}"
-            for m, cfg in part["settings"]["teachers"].items()
-            if teachers.setdefault(m, cfg) != cfg
-        ]
         if diff:
             raise SystemExit(f"error: {path} differs from {paths[0]} in {', '.join(diff)}")
+        # a method's rows must come from one teacher config (e.g. one level score)
+        for m, cfg in part["settings"]["teachers"].items():
+            if teachers.setdefault(m, cfg) != cfg:
+                raise SystemExit(f"error: {path} differs from {source[m]} in teachers.{m}")
+            source.setdefault(m, path)
     rows = [r for part in parts for r in part["runs"]]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     result = dict(first)

@@ -95,6 +95,16 @@ def test_minigrid_ued_benchmark_runs_and_checkpoints_evaluate(tmp_path: Path) ->
     res = combine(out, out1, into=merged)
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert f"{out1} differs from {out} in teachers.accel" in res.stderr
+    # ...named against the file that brought the method's config, not just the first file
+    no_accel = json.loads(out.read_text())
+    del no_accel["settings"]["teachers"]["accel"]
+    no_accel["runs"] = [r for r in no_accel["runs"] if r["method"] != "accel"]
+    first, second = tmp_path / "no_accel.json", tmp_path / "ued2.json"
+    first.write_text(json.dumps(no_accel))
+    second.write_text(out.read_text())
+    res = combine(first, second, out1, into=merged)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert f"{out1} differs from {second} in teachers.accel" in res.stderr
 
 
 @pytest.mark.timeout(300)
