@@ -247,3 +247,62 @@ def test_held_out_mazes_are_gymnasium_env_ids() -> None:
     assert obs["image"].shape == (5, 5, 3)
     assert env.unwrapped.level.encode() == held_out_maze("Labyrinth").encode()
     env.close()
+
+
+def _with_key_and_door(level: Level, rng: np.random.Generator) -> Level:
+    """``level`` with a key and a locked door on two free tiles."""
+    tiles = level.tiles.copy()
+    free = [tuple(p) for p in np.argwhere(tiles == ".") if (p[1], p[0]) != level.agent]
+    for (y, x), tile in zip(
+        (free[i] for i in rng.choice(len(free), 2, replace=False)), "KD", strict=True
+    ):
+        tiles[y, x] = tile
+    return Level(tiles=tiles, agent=level.agent, agent_dir=level.agent_dir)
+
+
+def test_level_env_observation_is_minigrids() -> None:
+    """LevelEnv computes the observation from a numpy copy of the grid: the same arrays as
+    MiniGrid's own gen_obs, for every view size, direction and tile kind, while doors open and
+    keys are carried, across resets and held-out mazes."""
+    from minigrid.core.world_object import Door, Wall
+    from minigrid.minigrid_env import MiniGridEnv
+
+    from env_generators.minigrid_env import LevelEnv
+
+    rng = np.random.default_rng(0)
+    levels: list[Level | str] = list(held_out_names())
+    for _ in range(40):
+        size = int(rng.integers(6, 16))
+        lv = generate_level(
+            rng, size=size, walls=int(rng.integers(0, (size - 2) ** 2 // 3)),
+            lava=int(rng.integers(0, 3)), solvable=False,
+        )  # fmt: skip
+        levels.append(_with_key_and_door(lv, rng) if rng.random() < 0.7 else lv)
+    # turns, forward, pickup and toggle (doors open, keys are carried), drop
+    actions = rng.choice(6, size=200_000, p=[0.15, 0.15, 0.3, 0.15, 0.05, 0.2])
+    seen = {"carrying": 0, "open_door": 0, "directions": set()}
+    k = 0
+    for level in levels:
+        for view in (3, 5, 7):
+            env = LevelEnv(level, agent_view_size=view, actions="full")
+            obs, _ = env.reset(seed=k)
+            for _ in range(200):
+                ref = MiniGridEnv.gen_obs(env)
+                assert np.array_equal(obs["image"], ref["image"]), (level, view)
+                assert obs["image"].dtype == ref["image"].dtype
+                assert obs["direction"] == ref["direction"]
+                assert obs["mission"] == ref["mission"]
+                seen["carrying"] += env.carrying is not None
+                seen["open_door"] += any(isinstance(o, Door) and o.is_open for o in env.grid.grid)
+                seen["directions"].add(env.agent_dir)
+                obs, _, term, trunc, _ = env.step(int(actions[k]))
+                k += 1
+                if term or trunc:
+                    obs, _ = env.reset()
+    assert seen["carrying"] > 100 and seen["open_door"] > 100 and seen["directions"] == {0, 1, 2, 3}
+    # an in-place edit of the grid shows once grid_changed() is called
+    env = LevelEnv("#######\n#>....#\n#....G#\n#######")
+    env.reset()
+    env.grid.set(2, 1, Wall())
+    env.grid_changed()
+    assert np.array_equal(env.gen_obs()["image"], MiniGridEnv.gen_obs(env)["image"])
