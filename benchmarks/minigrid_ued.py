@@ -352,9 +352,6 @@ def main(argv: list[str] | None = None) -> int:
         plotted = plot(result, args.plot)
         print(f"wrote {args.out}" + (f" and {plotted}" if plotted else ""))
         return 0
-    if "paired" in args.methods and ppo_config(args).lstm:
-        # checked before any run: the two role learners of PAIRED are feed-forward only
-        p.error("paired's two learners need feed-forward agents: drop --lstm/--reference-ppo")
     rows: list[dict] = []
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp, service_at() as url:

@@ -61,11 +61,13 @@ class RolloutCollector:
     ) -> tuple[Rollout, EpisodeLog]:
         """``num_steps`` steps of every env with ``agent`` (no gradients).
 
-        ``agent`` may be a sequence of feed-forward agents (one per student role): env ``e``
-        then acts, and is valued, with ``agent[policy[e]]``; the rollout's ``role_index``
-        records which one acted at every step, and the bootstrap value after the last step
-        comes from the policy of each env's current role. With one agent (not a sequence)
-        every env acts with it in one batch and ``role_index`` is ``None``.
+        ``agent`` may be a sequence of agents (one per student role, all feed-forward or all
+        LSTM agents of one width): env ``e`` then acts, and is valued, with
+        ``agent[policy[e]]``; the rollout's ``role_index`` records which one acted at every
+        step, and the bootstrap value after the last step comes from the policy of each env's
+        current role. An env's recurrent state is that of the policy it acts with: the role
+        changes only at a reset, where the state starts from zero anyway. With one agent (not
+        a sequence) every env acts with it in one batch and ``role_index`` is ``None``.
 
         ``after_step(t, ended)`` runs after every env step with the mask of envs whose episode
         just ended (and whose next one has already begun); a rollout worker uses it to set
@@ -76,8 +78,10 @@ class RolloutCollector:
         if not agents:
             raise ValueError("no agents to act with")
         if roles:
-            if any(a.recurrent for a in agents):
-                raise ValueError("several policies are supported for feed-forward agents only")
+            if len({(a.recurrent, a.hidden if a.recurrent else 0) for a in agents}) > 1:
+                raise ValueError(
+                    "several policies must be all feed-forward or all LSTM agents of one width"
+                )
             if self.policy.min() < 0 or self.policy.max() >= len(agents):
                 raise ValueError(f"policy indices {self.policy} out of range for {len(agents)}")
         n = self.num_envs
@@ -107,12 +111,11 @@ class RolloutCollector:
                     a, lp, _, v, state = agents[p].act(
                         torch.as_tensor(images[t][envs], device=self.device),
                         torch.as_tensor(directions[t][envs], device=self.device),
-                        self.state,
+                        self._state_of(envs),
                         torch.as_tensor(dones[t][envs], device=self.device),
                         generator=self.generator,
                     )
-                if not roles:
-                    self.state = state
+                self._set_state(envs, state)
                 actions[t, envs], logprobs[t, envs] = a.cpu().numpy(), lp.cpu().numpy()
                 values[t, envs] = v.cpu().numpy()
             self.obs, r, term, trunc, _ = self.envs.step(actions[t])
@@ -134,7 +137,7 @@ class RolloutCollector:
                 v = agents[p].value(
                     torch.as_tensor(self.obs["image"][envs], device=self.device),
                     torch.as_tensor(self.obs["direction"][envs], device=self.device),
-                    self.state,
+                    self._state_of(envs),
                     torch.as_tensor(self.done[envs], device=self.device),
                 )
             last_value[envs] = v.cpu().numpy()
@@ -145,6 +148,25 @@ class RolloutCollector:
             role_index=role_index,
         )  # fmt: skip
         return rollout, log
+
+    def _state_of(self, envs: np.ndarray | slice) -> Any:
+        """The recurrent state of ``envs`` (``None`` for feed-forward agents)."""
+        if self.state is None or isinstance(envs, slice):
+            return self.state
+        idx = torch.as_tensor(envs, device=self.device)
+        return tuple(x[:, idx] for x in self.state)
+
+    def _set_state(self, envs: np.ndarray | slice, state: Any) -> None:
+        """Store the new recurrent state of ``envs`` (a policy's group, or all envs)."""
+        if state is None:
+            return
+        if isinstance(envs, slice):
+            self.state = state
+            return
+        idx = torch.as_tensor(envs, device=self.device)
+        h, c = (x.clone() for x in self.state)
+        h[:, idx], c[:, idx] = state
+        self.state = (h, c)
 
     def _groups(self, roles: bool) -> list[tuple[int, np.ndarray | slice]]:
         """(policy, envs) pairs that cover every env once: one full slice for a single

@@ -103,8 +103,6 @@ class RolloutWorker:
         self.roles = tuple(roles)
         if len(set(self.roles)) != len(self.roles):
             raise ValueError(f"duplicate student roles: {self.roles}")
-        if self.roles and self.ppo.lstm:
-            raise ValueError("student roles need feed-forward agents (no LSTM)")
         torch.set_num_threads(1)  # one core per worker: threads would only contend
         self.worker_id = worker_id
         self.task_timeout = task_timeout

@@ -146,11 +146,6 @@ def _check_experiment(cfg: TrainConfig) -> tuple[str, tuple[str, ...]]:
             "MiniGrid levels (create the experiment with a level space)"
         )
     roles = tuple(exp.teacher.ROLES)
-    if roles and cfg.ppo.lstm:
-        raise TrainingError(
-            f"experiment {exp.name!r}: the {exp.teacher.kind!r} teacher trains one student per "
-            f"role ({', '.join(roles)}), which needs feed-forward students; drop --lstm"
-        )
     bad = [r for r in roles if not r.isidentifier() or f"{r}.pt" == CHECKPOINT_NAME]
     if len(set(roles)) != len(roles) or bad:
         raise TrainingError(f"the {exp.teacher.kind!r} teacher declares bad roles {roles}")

@@ -133,18 +133,3 @@ def test_trained_budget_gives_every_method_the_same_gradient_samples(tmp_path: P
     assert plr["teacher"]["score_function"] == "max_mc"  # --score reached the teacher
     assert 3072 <= plr["trained_steps"] < 3072 + 1024
     assert plr["env_steps"] > plr["trained_steps"] and plr["teacher"]["proposals"]["new"] > 0
-
-
-def test_paired_with_lstm_students_is_refused_before_any_run(tmp_path: Path) -> None:
-    """PAIRED's two role learners are feed-forward: asking for LSTM students (--lstm, or the
-    reference PPO settings) is a usage error before anything trains, not a crash mid-way."""
-    for flag in ("--lstm", "--reference-ppo"):
-        res = subprocess.run(
-            [sys.executable, str(REPO / "benchmarks" / "minigrid_ued.py"),
-             "--methods", "random", "paired", "--seeds", "0", "--steps", "1024", flag,
-             "--out", str(tmp_path / "ued.json")],
-            capture_output=True, text=True, timeout=120, cwd=REPO,
-        )  # fmt: skip
-        assert res.returncode == 2 and "Traceback" not in res.stderr
-        assert "drop --lstm/--reference-ppo" in res.stderr
-        assert not (tmp_path / "ued.json").exists()

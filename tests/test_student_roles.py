@@ -66,7 +66,7 @@ def _role_weights(worker: RolloutWorker) -> dict[str, dict[str, torch.Tensor]]:
     out = {}
     for i, role in enumerate(ROLES):
         torch.manual_seed(100 + i)
-        agent = MiniGridAgent(5, 3, worker.ppo.hidden)
+        agent = MiniGridAgent(5, 3, worker.ppo.hidden, worker.ppo.lstm)
         with torch.no_grad():  # a non-trivial policy, so that the two roles act differently
             agent.actor.weight.mul_(100.0)
         out[role] = {k: v.clone() for k, v in agent.state_dict().items()}
@@ -193,7 +193,49 @@ def test_a_role_learner_updates_only_on_its_own_roles_steps() -> None:
         role_rollout(role_rollout(both, 0), 0)
 
 
-def test_the_worker_refuses_tasks_without_one_of_its_roles_and_lstm_students() -> None:
+def test_lstm_students_per_role_keep_each_envs_state_and_re_run_exactly() -> None:
+    """LSTM agents with roles: each env carries the state of the policy it acts with (zeroed
+    where a role's episode starts), so each role's learner re-computes, from the rollout's
+    initial state, exactly the log-probs and values its policy had on its own steps, also
+    for episodes that began in an earlier rollout."""
+    session = RoleSession()
+    ppo = PPOConfig(num_steps=30, hidden=16, lstm=True, update_epochs=1)
+    worker = RolloutWorker("unused", "x", session=session, num_envs=4, ppo=ppo, seed=5,
+                           roles=ROLES)  # fmt: skip
+    weights = _role_weights(worker)
+    agents = {}
+    for role in ROLES:
+        agents[role] = MiniGridAgent(5, 3, ppo.hidden, lstm=True)
+        agents[role].load_state_dict(weights[role])
+    rollouts = [worker.collect(weights)[0] for _ in range(4)]
+    worker.close()
+    crossing = 0  # envs whose first steps continue an episode of the previous rollout
+    for rollout in rollouts[1:]:
+        assert rollout.initial_state is not None and rollout.role_index is not None
+        assert np.abs(rollout.initial_state[0]).sum() > 0
+        crossing += int((rollout.dones[0] == 0).sum())
+        for i, role in enumerate(ROLES):
+            own = role_rollout(rollout, i)
+            with torch.no_grad():
+                logp, _, value = agents[role].evaluate_sequence(
+                    torch.as_tensor(own.images), torch.as_tensor(own.directions),
+                    torch.as_tensor(own.actions), torch.as_tensor(own.dones),
+                    tuple(torch.as_tensor(x) for x in own.initial_state),
+                )  # fmt: skip
+            mine = rollout.role_index == i
+            assert mine.any()
+            np.testing.assert_allclose(logp.numpy()[mine], rollout.logprobs[mine], atol=1e-5)
+            np.testing.assert_allclose(value.numpy()[mine], rollout.values[mine], atol=1e-5)
+            # the other role's steps were not this policy's: its values differ there
+            assert np.abs(value.numpy()[~mine] - rollout.values[~mine]).max() > 1e-4
+    assert crossing > 0
+    for i in range(len(ROLES)):  # each role's LSTM learner trains on its own steps only
+        stats = LearnerActor(ppo, 5, seed=i, role_index=i).update(*rollouts)
+        mine = sum(int(((r.role_index == i) & (r.train_mask > 0)).sum()) for r in rollouts)
+        assert mine > 0 and stats["trained_steps"] == mine
+
+
+def test_the_worker_refuses_tasks_without_one_of_its_roles() -> None:
     ppo = PPOConfig(num_steps=8, hidden=16)
     with pytest.raises(ValueError, match="role None"):
         RolloutWorker("unused", "x", session=RoleSession((None,)), num_envs=1, ppo=ppo,
@@ -201,9 +243,13 @@ def test_the_worker_refuses_tasks_without_one_of_its_roles_and_lstm_students() -
     with pytest.raises(ValueError, match="role 'villain'"):
         RolloutWorker("unused", "x", session=RoleSession(("villain",)), num_envs=1, ppo=ppo,
                       roles=ROLES)  # fmt: skip
-    with pytest.raises(ValueError, match="LSTM"):
-        RolloutWorker("unused", "x", session=RoleSession(), num_envs=1,
-                      ppo=PPOConfig(hidden=16, lstm=True), roles=ROLES)  # fmt: skip
+    # the policies of one collector are all feed-forward or all LSTM agents of one width
+    worker = RolloutWorker("unused", "x", session=RoleSession(), num_envs=2, ppo=ppo,
+                           roles=ROLES)  # fmt: skip
+    mixed = [MiniGridAgent(5, 3, 16), MiniGridAgent(5, 3, 16, lstm=True)]
+    with pytest.raises(ValueError, match="all feed-forward or all LSTM"):
+        worker.collector.collect(mixed, 4)
+    worker.close()
     # Without roles, a worker ignores task roles: one policy, no role index.
     worker = RolloutWorker("unused", "x", session=RoleSession(), num_envs=2, ppo=ppo)
     rollout, stats = worker.collect(worker.agent.state_dict())
@@ -216,12 +262,8 @@ def test_paired_experiment_trains_a_learner_per_role(server, tmp_path: Path) -> 
     exp = client.create_experiment("dr", SMALL_LEVELS, {"kind": "paired"})
     assert exp.teacher.ROLES == ROLES
     ckpt = tmp_path / "ckpt"
-    # Recurrent students cannot play roles: a clear CLI error, nothing trained.
-    code, _, err = finish(cli(*train_args(server.url, ckpt, 500, "--lstm")), timeout=120)
-    assert code == 1 and "drop --lstm" in err and "Traceback" not in err, err[-3000:]
-    assert not (ckpt / "latest.pt").exists()
-
-    code, out, err = finish(cli(*train_args(server.url, ckpt, 3000)))
+    # LSTM students, as the reference PAIRED agents (feed-forward roles: the UED smoke test)
+    code, out, err = finish(cli(*train_args(server.url, ckpt, 3000, "--lstm")))
     assert code == 0, err[-3000:]
     summary = json.loads(out)
     assert summary["env_steps"] >= 3000 and summary["worker_failures"] == 0
@@ -242,6 +284,7 @@ def test_paired_experiment_trains_a_learner_per_role(server, tmp_path: Path) -> 
         assert per_role[role]["checkpoint"] == str(path)
         learners[role], meta = load_checkpoint(path)
         assert meta["role"] == role and meta["env_steps"] == summary["env_steps"]
+        assert learners[role].agent.recurrent
         assert learners[role].updates == per_role[role]["updates"]
     assert summary["checkpoint"] == str(files["protagonist"])
     a, b = (learners[r].agent.critic.weight for r in ROLES)
