@@ -36,6 +36,54 @@ class LevelError(ValueError):
     """A level string that is not a valid level; the message says where and why."""
 
 
+# --------------------------------------------------------------------------- parsing
+_WALL, _FLOOR, _GOAL, _KEY, _DOOR = (ord(c) for c in (WALL, FLOOR, GOAL, KEY, DOOR))
+#: Byte -> whether it is a tile or agent character.
+_LEGAL = np.zeros(256, dtype=bool)
+_LEGAL[[ord(c) for c in TILES | set(AGENT_CHARS)]] = True
+#: Byte -> MiniGrid direction of an agent character, -1 for every other byte.
+_AGENT_DIR = np.full(256, -1, dtype=np.int8)
+_AGENT_DIR[[ord(c) for c in AGENT_CHARS]] = np.arange(4)
+
+
+def _codes(rows: list[str], width: int) -> np.ndarray | None:
+    """The rows as a (height, width) array of bytes, or ``None`` when they are not ASCII
+    rows of one width (the slow scan then says where)."""
+    if any(len(r) != width for r in rows):
+        return None
+    try:
+        data = "".join(rows).encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    return np.frombuffer(data, dtype=np.uint8).reshape(len(rows), width)
+
+
+def _border(height: int, width: int) -> np.ndarray:
+    mask = np.zeros((height, width), dtype=bool)
+    mask[[0, -1], :] = mask[:, [0, -1]] = True
+    return mask
+
+
+def _raise_first_tile_error(rows: list[str], width: int) -> None:
+    """Scan tile by tile and raise for the first broken rule, in reading order."""
+    height = len(rows)
+    for y, row in enumerate(rows):
+        if len(row) != width:
+            raise LevelError(
+                f"row {y} has {len(row)} tiles, expected {width} (levels are rectangles)"
+            )
+        for x, ch in enumerate(row):
+            if ch not in AGENT_CHARS and ch not in TILES:
+                raise LevelError(
+                    f"unknown tile {ch!r} at row {y}, column {x}; "
+                    f"known: {''.join(sorted(TILES))}{AGENT_CHARS}"
+                )
+            border = y in (0, height - 1) or x in (0, width - 1)
+            if border and ch != WALL:
+                raise LevelError(f"the border must be wall '#': {ch!r} at row {y}, column {x}")
+    raise AssertionError("_raise_first_tile_error called on well-formed rows")
+
+
 @dataclass(frozen=True, slots=True)
 class Level:
     """A parsed level.
@@ -89,47 +137,40 @@ class Level:
         """
         if not isinstance(text, str):
             raise LevelError(f"a level is a string, got {type(text).__name__}")
-        rows = text.strip("\n").split("\n")
-        rows = [r.rstrip("\r") for r in rows]
+        rows = [r.rstrip("\r") for r in text.strip("\n").split("\n")]
         height = len(rows)
         width = len(rows[0]) if rows else 0
         if height < 3 or width < 3:
             raise LevelError(f"a level needs at least 3x3 tiles, got {width}x{height}")
         if height > MAX_SIDE or width > MAX_SIDE:
             raise LevelError(f"a level is at most {MAX_SIDE}x{MAX_SIDE}, got {width}x{height}")
-        agents: list[tuple[int, int, int]] = []
-        grid = np.full((height, width), FLOOR, dtype="<U1")
-        for y, row in enumerate(rows):
-            if len(row) != width:
-                raise LevelError(
-                    f"row {y} has {len(row)} tiles, expected {width} (levels are rectangles)"
-                )
-            for x, ch in enumerate(row):
-                if ch in AGENT_CHARS:
-                    agents.append((x, y, AGENT_CHARS.index(ch)))
-                elif ch in TILES:
-                    grid[y, x] = ch
-                else:
-                    raise LevelError(
-                        f"unknown tile {ch!r} at row {y}, column {x}; "
-                        f"known: {''.join(sorted(TILES))}{AGENT_CHARS}"
-                    )
-                border = y in (0, height - 1) or x in (0, width - 1)
-                if border and ch != WALL:
-                    raise LevelError(f"the border must be wall '#': {ch!r} at row {y}, column {x}")
+        # Every task a curriculum wrapper plays is parsed at reset: check a well-formed level
+        # with whole-array operations and leave the tile-by-tile scan to naming the error.
+        codes = _codes(rows, width)
+        if (
+            codes is None
+            or not _LEGAL[codes].all()
+            or (codes[_border(height, width)] != _WALL).any()
+        ):
+            _raise_first_tile_error(rows, width)
+        is_agent = _AGENT_DIR[codes] >= 0
+        agents = np.flatnonzero(is_agent)
         if len(agents) != 1:
             raise LevelError(
                 f"a level needs exactly one agent ({AGENT_CHARS}), found {len(agents)}"
             )
-        goals = int(np.count_nonzero(grid == GOAL))
+        y, x = divmod(int(agents[0]), width)
+        d = int(_AGENT_DIR[codes[y, x]])
+        codes = np.where(is_agent, _FLOOR, codes)
+        grid = codes.view("S1").astype("<U1")
+        goals = int(np.count_nonzero(codes == _GOAL))
         if goals != 1:
             raise LevelError(f"a level needs exactly one goal 'G', found {goals}")
-        keys = int(np.count_nonzero(grid == KEY))
+        keys = int(np.count_nonzero(codes == _KEY))
         if keys > 1:
             raise LevelError(f"a level has at most one key 'K', found {keys}")
-        if np.any(grid == DOOR) and keys == 0:
+        if keys == 0 and np.any(codes == _DOOR):
             raise LevelError("a level with a door 'D' needs a key 'K'")
-        x, y, d = agents[0]
         return cls(tiles=grid, agent=(x, y), agent_dir=d)
 
     def with_tiles(self, tiles: np.ndarray, agent: tuple[int, int] | None = None) -> Level:

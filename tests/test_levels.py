@@ -65,11 +65,36 @@ def test_round_trip_and_fields() -> None:
         ("######\n#>DG.#\n######", "door 'D' needs a key"),
         ("######\n#>KKG#\n######", "at most one key"),
         ("#" * 70 + "\n#>" + "." * 66 + "G#\n" + "#" * 70, "at most 64x64"),
+        ("#####\n#>\u00e9G#\n#####", "unknown tile '\u00e9' at row 1, column 2"),
+        # The first broken rule in reading order is named, whichever kind it is.
+        ("#####\n#>xG.\n####", "unknown tile 'x' at row 1, column 2"),
+        ("#####\n#>.G.\n#x##", "border must be wall '#': '.' at row 1, column 4"),
+        ("#####\n#>.G#\n#x###", "unknown tile 'x' at row 2, column 1"),
     ],
 )
 def test_malformed_levels_are_rejected_with_messages(text: str, message: str) -> None:
     with pytest.raises(LevelError, match=message):
         Level.parse(text)
+
+
+def test_parse_round_trips_generated_levels_with_every_tile() -> None:
+    rng = np.random.default_rng(3)
+    for i in range(200):
+        size = int(rng.integers(5, 20))
+        level = generate_level(rng, size=size, walls=(size - 2) ** 2 // 4, lava=2, solvable=False)
+        tiles = level.tiles.copy()
+        if i % 2:  # a key and a door on two floor tiles other than the agent's
+            floor = [tuple(p) for p in np.argwhere(tiles == ".") if tuple(p)[::-1] != level.agent]
+            if len(floor) >= 2:
+                tiles[floor[0]], tiles[floor[1]] = "K", "D"
+        level = Level(tiles=tiles, agent=level.agent, agent_dir=i % 4)
+        text = level.encode()
+        for variant in (text, text.replace("\n", "\r\n") + "\n"):
+            parsed = Level.parse(variant)
+            assert parsed.tiles.dtype == level.tiles.dtype
+            assert np.array_equal(parsed.tiles, level.tiles)
+            assert (parsed.agent, parsed.agent_dir) == (level.agent, level.agent_dir)
+            assert parsed.encode() == text
 
 
 def test_shortest_path_and_solvability() -> None:
