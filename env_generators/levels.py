@@ -58,12 +58,6 @@ def _codes(rows: list[str], width: int) -> np.ndarray | None:
     return np.frombuffer(data, dtype=np.uint8).reshape(len(rows), width)
 
 
-def _border(height: int, width: int) -> np.ndarray:
-    mask = np.zeros((height, width), dtype=bool)
-    mask[[0, -1], :] = mask[:, [0, -1]] = True
-    return mask
-
-
 def _raise_first_tile_error(rows: list[str], width: int) -> None:
     """Scan tile by tile and raise for the first broken rule, in reading order."""
     height = len(rows)
@@ -150,17 +144,19 @@ class Level:
         if (
             codes is None
             or not _LEGAL[codes].all()
-            or (codes[_border(height, width)] != _WALL).any()
+            or (codes[[0, -1]] != _WALL).any()
+            or (codes[:, [0, -1]] != _WALL).any()
         ):
             _raise_first_tile_error(rows, width)
-        is_agent = _AGENT_DIR[codes] >= 0
+        dirs = _AGENT_DIR[codes]
+        is_agent = dirs >= 0
         agents = np.flatnonzero(is_agent)
         if len(agents) != 1:
             raise LevelError(
                 f"a level needs exactly one agent ({AGENT_CHARS}), found {len(agents)}"
             )
         y, x = divmod(int(agents[0]), width)
-        d = int(_AGENT_DIR[codes[y, x]])
+        d = int(dirs[y, x])
         codes = np.where(is_agent, _FLOOR, codes)
         grid = codes.view("S1").astype("<U1")
         goals = int(np.count_nonzero(codes == _GOAL))
