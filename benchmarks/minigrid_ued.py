@@ -7,11 +7,12 @@ generator; ACCEL starts from empty rooms) on a real teacher service (temporary S
 real local Ray training run (``student_workers.train.train``: rollout workers, PPO learner,
 evaluator) for ``--steps`` steps. ``--budget env`` (default): env steps, explore steps
 included, so every method gets the same number of environment interactions. ``--budget
-trained``: steps the student made gradient updates on, i.e. equal PPO updates -- the budget of
-the PLR⊥ and ACCEL papers ("20k PPO updates"), under which their students also spend env steps
-scoring new and edited levels (DR trains on every step, so its runs are the same under both).
-The final weights are then played on the nine 15x15
-held-out mazes (``--eval-episodes`` stochastic-policy episodes each); solved = return > 0.
+trained``: steps the student made gradient updates on, i.e. equal samples trained on -- the
+counterpart of the PLR⊥ and ACCEL papers' budget ("20k PPO updates" on replayed rollouts; the
+robust learner here masks explore steps out of each batch instead), under which their students
+also spend env steps scoring new and edited levels (DR trains on every step, so its runs are
+the same under both). The final weights are then played on the nine 15x15 held-out mazes
+(``--eval-episodes`` stochastic-policy episodes each); solved = return > 0.
 
 Writes ``benchmarks/results/minigrid_ued.json`` (per-run and per-method per-maze solve rates,
 mean, env steps, wall time, the teacher's final view summary, machine), a plot
@@ -304,8 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=1_000_000, help="steps per run (see --budget)")
     p.add_argument(
         "--budget", choices=("env", "trained"), default="env",
-        help="--steps counts env steps (equal interactions) or trained steps (equal PPO updates, "
-        "the papers' budget)",
+        help="--steps counts env steps (equal interactions) or trained steps (equal samples with "
+        "gradients, the counterpart of the papers' PPO-update budget)",
     )  # fmt: skip
     p.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 16)))
     p.add_argument("--envs-per-worker", type=int, default=8)

@@ -71,8 +71,9 @@ class TrainConfig(BaseModel):
     budget: Literal["env", "trained"] = Field(
         default="env",
         description="What `steps` counts: env steps ('env'), or the steps the (first role's) "
-        "student made gradient updates on ('trained': equal PPO updates, the budget of the "
-        "PLR⊥/ACCEL papers, whose students only score new or edited levels; such a run "
+        "student made gradient updates on ('trained': equal samples with gradients, the "
+        "counterpart of the PLR⊥/ACCEL papers' PPO-update budget, whose students only score "
+        "new or edited levels; such a run "
         f"takes more env steps, at most {TRAINED_BUDGET_ENV_CAP} x steps).",
     )
     max_minutes: float | None = Field(
