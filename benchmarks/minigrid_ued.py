@@ -92,15 +92,16 @@ def ppo_config(args: argparse.Namespace) -> PPOConfig:
     """The PPO settings every method shares."""
     if args.reference_ppo:
         # ALGORITHMS.md §2: gamma .995, lr 1e-4, 256 steps, 5 epochs; the reference maze
-        # agent remembers what it has seen (an LSTM of 256 units after the 16-filter conv)
-        return PPOConfig(lstm=True, hidden=256)
+        # agent remembers what it has seen (an LSTM of 256 units after the 16-filter conv);
+        # it updates on replay rollouts only, so full-size minibatches (fixed_minibatch)
+        return PPOConfig(lstm=True, hidden=256, fixed_minibatch=True)
     # Minibatches of ~--minibatch-size samples, so a machine with more workers (bigger
     # batches) takes proportionally more gradient steps per update instead of fewer.
     batch = args.workers * args.envs_per_worker * 128
     return PPOConfig(
         num_steps=128, learning_rate=5e-4, ent_coef=0.01, update_epochs=4,
         num_minibatches=max(1, round(batch / args.minibatch_size)), gamma=0.99,
-        lstm=args.lstm,
+        lstm=args.lstm, fixed_minibatch=args.fixed_minibatch,
     )  # fmt: skip
 
 
@@ -157,6 +158,7 @@ def run_one(url: str, method: str, seed: int, args: argparse.Namespace, tmp: Pat
         "env_steps": s["env_steps"],
         "trained_steps": s["trained_steps"],
         "updates": s["updates"],
+        "optimizer_steps": s["optimizer_steps"],
         "episodes": s["episodes"],
         "wall_s": round(s["wall_s"], 1),
         "steps_per_s": round(s["steps_per_s"], 1),
@@ -186,6 +188,12 @@ def aggregate(rows: list[dict], methods: list[str], mazes: list[str]) -> dict[st
             },
             "env_steps": int(np.mean([r["env_steps"] for r in runs])),
             "trained_steps": int(np.mean([r["trained_steps"] for r in runs])),
+            # files written before optimizer steps were counted lack them
+            "optimizer_steps": (
+                int(np.mean([r["optimizer_steps"] for r in runs]))
+                if all("optimizer_steps" in r for r in runs)
+                else None
+            ),
             "wall_s": float(np.mean([r["wall_s"] for r in runs])),
             "published_solve_rate": PUBLISHED[m]["solve_rate"],
             "published_setting": PUBLISHED[m]["setting"],
@@ -263,6 +271,8 @@ def combine(paths: list[Path]) -> dict[str, Any]:
     same = ("steps", "workers", "envs_per_worker", "buffer_size", "eval_episodes", "mazes", "ppo")
 
     def setting(part: dict[str, Any], key: str) -> Any:
+        if key == "ppo":  # files written before fixed_minibatch existed ran without it
+            return {"fixed_minibatch": False, **part["settings"]["ppo"]}
         # files written before --budget existed counted env steps
         return part["settings"].get(key, "env" if key == "budget" else None)
 
@@ -314,6 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--minibatch-size", type=int, default=512,
         help="samples per PPO minibatch with the fast settings (4 per update on 2 workers)",
+    )  # fmt: skip
+    p.add_argument(
+        "--fixed-minibatch", action="store_true",
+        help="minibatches of a full rollout's size, so rollouts with explore steps take fewer: "
+        "the gradient steps per trained sample of DR and of the reference PLR⊥/ACCEL, which "
+        "skip the update on exploration rollouts (always on with --reference-ppo)",
     )  # fmt: skip
     p.add_argument(
         "--replay-share", choices=("steps", "episodes"), default="steps",

@@ -117,6 +117,14 @@ def train(
     gamma: Annotated[float | None, typer.Option(help="Discount.")] = None,
     hidden: Annotated[int | None, typer.Option(help="Network width.")] = None,
     lstm: Annotated[bool, typer.Option("--lstm/--no-lstm", help="Recurrent agent.")] = False,
+    fixed_minibatch: Annotated[
+        bool,
+        typer.Option(
+            "--fixed-minibatch/--no-fixed-minibatch",
+            help="Full-rollout-size minibatches: fewer of them on rollouts with explore-mode "
+            "steps (the reference Robust PLR/ACCEL's gradient steps per trained sample).",
+        ),
+    ] = False,
     eval_interval: Annotated[int, typer.Option(help="Updates between evaluations (0: none).")] = 10,
     eval_env: Annotated[
         list[str] | None, typer.Option(help="Test env (repeat); default: the 15x15 mazes.")
@@ -138,6 +146,7 @@ def train(
     ppo = _ppo_config(
         num_steps=num_steps, learning_rate=lr, ent_coef=ent_coef, update_epochs=epochs,
         num_minibatches=minibatches, gamma=gamma, hidden=hidden, lstm=lstm,
+        fixed_minibatch=fixed_minibatch,
     )  # fmt: skip
     extra = {"eval_envs": tuple(eval_env)} if eval_env else {}
     try:

@@ -43,6 +43,16 @@ class PPOConfig(BaseModel):
         description="Add an LSTM after the torso (memory for partial observability); "
         "updates then run over whole per-env sequences, minibatched by env.",
     )
+    fixed_minibatch: bool = Field(
+        default=False,
+        description="Keep minibatches the size of a full rollout's: a rollout whose steps "
+        "are partly masked (explore-mode steps, or another student role's) takes "
+        "proportionally fewer minibatch steps per pass instead of num_minibatches smaller "
+        "ones. The reference Robust PLR / ACCEL code skips the update on all-exploration "
+        "rollouts (and PAIRED gives each role a rollout of its own), so its optimizer steps "
+        "per trained sample are those of domain randomisation; this matches them when the "
+        "replay decision is made per env. Off: every pass takes num_minibatches minibatches.",
+    )
 
 
 # Recurrent state of a batch of envs: (h, c), each (1, batch, hidden); None without an LSTM.
@@ -376,6 +386,11 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
+def _split(order: torch.Tensor, chunks: int) -> list[torch.Tensor]:
+    """``order`` cut into ``chunks`` minibatches of near-equal size (fewer when shorter)."""
+    return [idx for idx in torch.tensor_split(order, min(chunks, len(order))) if len(idx)]
+
+
 # What the loss needs of each training step besides the re-computed policy and value.
 _TARGETS = ("old_logp", "advantages", "returns", "old_values")
 
@@ -431,7 +446,7 @@ class PPOLearner:
             )
         mask = rollout.train_mask.astype(bool)
         if not mask.any():
-            return {"trained_steps": 0.0}
+            return {"trained_steps": 0.0, "optimizer_steps": 0.0}
         dev = self.device
 
         def t(a: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -447,17 +462,16 @@ class PPOLearner:
             "old_values": t(rollout.values),
         }
         stats: dict[str, list[float]] = {"pg_loss": [], "v_loss": [], "entropy": [], "kl": []}
+        chunks = self.minibatch_count(mask)
         if self.agent.recurrent:
-            self._update_recurrent(rollout, data, t(mask, torch.bool), stats)
+            self._update_recurrent(rollout, data, t(mask, torch.bool), chunks, stats)
         else:
             flat_mask = torch.as_tensor(mask.reshape(-1), device=dev)
             flat = {k: v.reshape(-1, *v.shape[2:])[flat_mask] for k, v in data.items()}
             n = flat["actions"].shape[0]
-            mb = max(n // c.num_minibatches, 1)
             for _ in range(c.update_epochs):
                 order = torch.randperm(n, generator=self.generator).to(dev)
-                for start in range(0, n, mb):
-                    idx = order[start : start + mb]
+                for idx in _split(order, chunks):
                     _, logp, ent, value, _ = self.agent.act(
                         flat["images"][idx], flat["directions"][idx], action=flat["actions"][idx]
                     )
@@ -465,13 +479,30 @@ class PPOLearner:
         self.updates += 1
         out = {k: float(np.mean(v)) for k, v in stats.items()}
         out["trained_steps"] = float(mask.sum())
+        # Gradient steps of this update: with fixed_minibatch, what equal-compute comparisons
+        # of masked (robust) and unmasked (DR) students count.
+        out["optimizer_steps"] = float(len(stats["pg_loss"]))  # one entry per step taken
         return out
+
+    def minibatch_count(self, mask: np.ndarray) -> int:
+        """Minibatches per pass over a rollout whose train-mode steps are ``mask``.
+
+        ``num_minibatches``, or with ``fixed_minibatch`` that many times the share of
+        train-mode steps, rounded (at least one): the same samples per minibatch as a rollout
+        without explore steps.
+        """
+        c = self.config
+        if not c.fixed_minibatch:
+            return c.num_minibatches
+        # half rounds up (Python's round() would make 2.5 -> 2 but 3.5 -> 4)
+        return max(1, int(c.num_minibatches * float(mask.sum()) / mask.size + 0.5))
 
     def _update_recurrent(
         self,
         rollout: Rollout,
         data: dict[str, torch.Tensor],
         mask: torch.Tensor,
+        chunks: int,
         stats: dict[str, list[float]],
     ) -> None:
         c, dev = self.config, self.device
@@ -482,11 +513,9 @@ class PPOLearner:
         )
         dones = torch.as_tensor(rollout.dones, dtype=torch.float32, device=dev)
         envs = torch.nonzero(mask.any(0)).squeeze(1)  # envs with at least one train step
-        per_mb = max(len(envs) // c.num_minibatches, 1)
         for _ in range(c.update_epochs):
             order = envs[torch.randperm(len(envs), generator=self.generator).to(dev)]
-            for start in range(0, len(envs), per_mb):
-                idx = order[start : start + per_mb]
+            for idx in _split(order, chunks):
                 logp, ent, value = self.agent.evaluate_sequence(
                     data["images"][:, idx], data["directions"][:, idx], data["actions"][:, idx],
                     dones[:, idx], (h0[:, idx], c0[:, idx]),

@@ -254,6 +254,9 @@ def _loop(
     recent: deque[float] = deque(maxlen=200)
     # Per role: train steps, episodes and the last 200 returns of its own episodes.
     role_trained = dict.fromkeys(roles, 0)
+    # Gradient steps of each learner (epochs x minibatches per update; fewer on masked
+    # rollouts with PPOConfig.fixed_minibatch).
+    optimizer_steps = [0] * len(learners)
     role_episodes = dict.fromkeys(roles, 0)
     role_recent: dict[str, deque[float]] = {role: deque(maxlen=200) for role in roles}
     last_eval: dict[str, Any] | None = None
@@ -371,7 +374,8 @@ def _loop(
         collect_s += tu - tc
         # Every learner reads the same rollouts from the object store; with roles each keeps
         # only the steps its role's policy took.
-        call_learners("update", *rollouts)
+        for i, learned in enumerate(call_learners("update", *rollouts)):
+            optimizer_steps[i] += int(learned["optimizer_steps"])
         weights_ref = broadcast()
         updates += 1
         update_s += time.perf_counter() - tu
@@ -434,6 +438,7 @@ def _loop(
         "budget_env_capped": env_capped,
         # With roles: the first role's learner (the one in latest.pt); else the rounds.
         "updates": infos[0]["updates"] if roles else updates,
+        "optimizer_steps": optimizer_steps[0],
         "episodes": episodes,
         "mean_return_last_200": _mean(recent),
         "train_solve_rate_last_200": _mean([r > 0 for r in recent]),
@@ -459,6 +464,7 @@ def _loop(
         summary["roles"] = {
             role: {
                 "updates": infos[i]["updates"],
+                "optimizer_steps": optimizer_steps[i],
                 "trained_steps": role_trained[role],
                 "episodes": role_episodes[role],
                 "mean_return_last_200": _mean(role_recent[role]),

@@ -81,9 +81,24 @@ def test_minigrid_ued_benchmark_runs_and_checkpoints_evaluate(tmp_path: Path) ->
     three = json.loads(merged3.read_text())
     assert three["settings"]["seeds"] == [0, 1, 2] and len(three["command"]) == 3
     assert all(isinstance(c, str) for c in three["command"])
-    for key, value in (("steps", 8192), ("budget", "trained")):
+    # files written before fixed_minibatch and optimizer steps existed still merge: they ran
+    # without it; their methods' mean optimizer steps are then unknown
+    legacy = json.loads(json.dumps(other))
+    del legacy["settings"]["ppo"]["fixed_minibatch"]
+    for run in legacy["runs"]:
+        del run["optimizer_steps"]
+    out1.write_text(json.dumps(legacy))
+    res = combine(out, out1, into=merged)
+    assert res.returncode == 0, res.stderr[-3000:]
+    mixed = json.loads(merged.read_text())
+    assert all(agg["optimizer_steps"] is None for agg in mixed["methods"].values())
+    assert data["methods"]["random"]["optimizer_steps"] == data["runs"][0]["optimizer_steps"] > 0
+    for key, value in (("steps", 8192), ("budget", "trained"), ("ppo", "fixed_minibatch")):
         changed = json.loads(json.dumps(other))
-        changed["settings"][key] = value
+        if key == "ppo":
+            changed["settings"]["ppo"][value] = True
+        else:
+            changed["settings"][key] = value
         out1.write_text(json.dumps(changed))
         res = combine(out, out1, into=merged)
         assert res.returncode != 0 and "Traceback" not in res.stderr
@@ -116,7 +131,7 @@ def test_trained_budget_gives_every_method_the_same_gradient_samples(tmp_path: P
     cmd = [
         sys.executable, str(REPO / "benchmarks" / "minigrid_ued.py"),
         "--methods", "random", "plr", "--seeds", "0", "--steps", "3072", "--budget", "trained",
-        "--score", "max_mc", "--lstm",
+        "--score", "max_mc", "--lstm", "--fixed-minibatch",
         "--workers", "1", "--buffer-size", "8", "--eval-episodes", "1", "--mazes", "FourRooms",
         "--out", str(out), "--plot", str(tmp_path / "ued.png"),
         "--checkpoints", str(tmp_path / "ckpt"),
@@ -133,3 +148,11 @@ def test_trained_budget_gives_every_method_the_same_gradient_samples(tmp_path: P
     assert plr["teacher"]["score_function"] == "max_mc"  # --score reached the teacher
     assert 3072 <= plr["trained_steps"] < 3072 + 1024
     assert plr["env_steps"] > plr["trained_steps"] and plr["teacher"]["proposals"]["new"] > 0
+    # --fixed-minibatch: DR takes 4 epochs x 2 minibatches (1024 / 512 samples) per update;
+    # PLR⊥'s rollouts are partly explore steps, so it takes fewer per update (the rule itself
+    # is checked in test_ppo.py)
+    assert data["settings"]["ppo"]["fixed_minibatch"] is True
+    dr = runs["random"]
+    assert dr["optimizer_steps"] == dr["updates"] * 4 * 2
+    assert 0 < plr["optimizer_steps"] < plr["updates"] * 4 * 2
+    assert plr["optimizer_steps"] % 4 == 0  # whole passes of 4 epochs

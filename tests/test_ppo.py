@@ -19,6 +19,7 @@ from student_workers.ppo import (
     PPOLearner,
     Rollout,
     _log_prob_entropy,
+    _split,
     compute_gae,
     concat_rollouts,
 )
@@ -140,9 +141,49 @@ def test_explore_steps_get_no_gradient() -> None:
     ro, _ = collector.collect(learner.agent, 16)
     learner.finish(ro)
     before = {k: v.clone() for k, v in learner.agent.state_dict().items()}
-    assert learner.update(ro) == {"trained_steps": 0.0}
+    assert learner.update(ro) == {"trained_steps": 0.0, "optimizer_steps": 0.0}
     after = learner.agent.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_minibatch_count_by_hand() -> None:
+    """num_minibatches per pass; with fixed_minibatch that many times the train share,
+    rounded, at least one (the sample count per minibatch of an unmasked rollout)."""
+    mask = np.zeros((16, 16), dtype=bool)
+    mask[:, :7] = True  # 7/16 of the steps train: 4 * 7/16 = 1.75 -> 2
+    mask[:8, 7] = True  # plus half an env: 4 * 7.5/16 = 1.875 -> 2
+    free = PPOLearner(PPOConfig(num_minibatches=4), device="cpu")
+    fixed = PPOLearner(PPOConfig(num_minibatches=4, fixed_minibatch=True), device="cpu")
+    assert free.minibatch_count(mask) == 4 and fixed.minibatch_count(mask) == 2
+    assert fixed.minibatch_count(np.ones((16, 16), dtype=bool)) == 4  # DR: unchanged
+    one_step = np.zeros((16, 16), dtype=bool)
+    one_step[3, 5] = True
+    assert fixed.minibatch_count(one_step) == 1  # never zero while anything trains
+    mask[:, 7:13] = True  # 13/16: 3.25 -> 3
+    assert fixed.minibatch_count(mask) == 3
+    # Minibatches of near-equal size, exactly `chunks` of them (fewer for a shorter order).
+    assert [len(c) for c in _split(torch.arange(9), 4)] == [3, 2, 2, 2]
+    assert [len(c) for c in _split(torch.arange(2), 4)] == [1, 1]
+
+
+@pytest.mark.parametrize("lstm", [False, True])
+def test_fixed_minibatch_takes_fewer_steps_on_masked_rollouts(lstm: bool) -> None:
+    """Half the envs explore: without fixed_minibatch the pass still takes num_minibatches
+    (half-size) minibatches; with it, half as many full-size ones."""
+    steps = {}
+    for fixed in (False, True):
+        cfg = PPOConfig(
+            num_steps=8, num_minibatches=4, update_epochs=3, lstm=lstm, hidden=16,
+            fixed_minibatch=fixed,
+        )  # fmt: skip
+        learner = PPOLearner(cfg, device="cpu", seed=0)
+        collector = RolloutCollector(rooms(8), seed=0)
+        collector.train_flags[4:] = 0.0
+        ro, _ = collector.collect(learner.agent, cfg.num_steps)
+        stats = learner.update(learner.finish(ro))
+        assert stats["trained_steps"] == 32.0
+        steps[fixed] = stats["optimizer_steps"]
+    assert steps == {False: 3 * 4.0, True: 3 * 2.0}
 
 
 def test_lstm_sequence_matches_step_by_step_with_resets() -> None:

@@ -105,6 +105,8 @@ def test_train_two_workers_reports_scores_checkpoint_and_evaluate(server, tmp_pa
     summary = json.loads(out)
     assert summary["env_steps"] >= 3000 and summary["updates"] >= 5
     assert summary["worker_failures"] == 0 and summary["episodes"] > 0
+    # DR trains on every step: default PPO, 5 epochs x 1 minibatch per update
+    assert summary["optimizer_steps"] == 5 * summary["updates"]
     # The embedded cluster lives on loopback only.
     assert summary["ray_gcs_address"].startswith("127.0.0.1:")
 
@@ -313,10 +315,16 @@ def test_train_joins_an_existing_cluster(server, tmp_path) -> None:
     res = subprocess.run(start, capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     try:
-        args = train_args(server.url, tmp_path / "ckpt", 1000, "--ray-address", f"127.0.0.1:{port}")
+        args = train_args(
+            server.url, tmp_path / "ckpt", 1000, "--ray-address", f"127.0.0.1:{port}",
+            "--fixed-minibatch", "--minibatches", "2",
+        )  # fmt: skip
         code, out, err = finish(cli(*args), timeout=240)
         assert code == 0, err[-3000:]
         summary = json.loads(out)
+        # the PPO flags reach the learner (DR: nothing masked, so 5 epochs x 2 minibatches)
+        assert summary["ppo"]["fixed_minibatch"] and summary["ppo"]["num_minibatches"] == 2
+        assert summary["optimizer_steps"] == 10 * summary["updates"]
         assert summary["ray_gcs_address"] == f"127.0.0.1:{port}"
         assert summary["env_steps"] >= 1000 and summary["episodes"] > 0
         assert client.state("dr").counters.reports_accepted == summary["episodes"]
