@@ -251,12 +251,12 @@ def _loop(
     t0 = time.perf_counter()
     env_steps = trained_steps = episodes = updates = failures = lost_steps = 0
     learner_failures = [0] * len(learners)
-    recent: deque[float] = deque(maxlen=200)
-    # Per role: train steps, episodes and the last 200 returns of its own episodes.
-    role_trained = dict.fromkeys(roles, 0)
     # Gradient steps of each learner (epochs x minibatches per update; fewer on masked
     # rollouts with PPOConfig.fixed_minibatch).
     optimizer_steps = [0] * len(learners)
+    recent: deque[float] = deque(maxlen=200)
+    # Per role: train steps, episodes and the last 200 returns of its own episodes.
+    role_trained = dict.fromkeys(roles, 0)
     role_episodes = dict.fromkeys(roles, 0)
     role_recent: dict[str, deque[float]] = {role: deque(maxlen=200) for role in roles}
     last_eval: dict[str, Any] | None = None
