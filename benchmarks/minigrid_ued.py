@@ -219,7 +219,12 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
     for k, m in enumerate(methods):
         agg = result["methods"][m]
         vals = [agg["per_maze"][e] for e in mazes[:-1]] + [agg["mean_solve_rate"]]
-        label = f"{m}: {agg['mean_solve_rate']:.2f} ± {agg['std_solve_rate']:.2f}"
+        # Merged runs can hold fewer seeds of one method: say how many each mean is over.
+        n = agg["seeds"]
+        label = (
+            f"{m}: {agg['mean_solve_rate']:.2f} ± {agg['std_solve_rate']:.2f}"
+            f" ({n} seed{'' if n == 1 else 's'})"
+        )
         ax.bar(x + (k - (len(methods) - 1) / 2) * width, vals, width, label=label)
     ax.set_xticks(x, mazes, rotation=30, ha="right")
     ax.set_ylabel("held-out solve rate")
@@ -228,7 +233,8 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
     ax.set_title(
         f"MiniGrid 15x15 held-out mazes after {st['steps']:,} "
         f"{'trained' if st.get('budget') == 'trained' else 'env'} steps "
-        f"({len(st['seeds'])} seeds, {st['workers']} workers x {st['envs_per_worker']} envs)"
+        f"(seeds {', '.join(map(str, st['seeds']))}; "
+        f"{st['workers']} workers x {st['envs_per_worker']} envs)"
     )
     ax.legend(fontsize=8)
     fig.tight_layout()
