@@ -16,7 +16,7 @@ the same under both). The final weights are then played on the nine 15x15 held-o
 
 Writes ``benchmarks/results/minigrid_ued.json`` (per-run and per-method per-maze solve rates,
 mean, env steps, wall time, the teacher's final view summary, machine), a plot
-``minigrid_ued.png`` and small checkpoints (weights only, ~85 kB each) under
+``minigrid_ued.png`` and small checkpoints (weights only, ~85 kB each, ~600 kB with the LSTM) under
 ``benchmarks/results/checkpoints/minigrid_ued/`` that ``autocurriculum evaluate --checkpoint``
 scores on any MiniGrid env id.
 
@@ -42,6 +42,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ import numpy as np
 
 from student_workers.evaluator import DEFAULT_EVAL_MAZES
 from student_workers.ppo import PPOConfig
-from student_workers.train import TrainConfig, train
+from student_workers.train import TrainConfig, TrainProgress, train
 from teacher_service.client import TeacherClient
 from teacher_service.machine import describe_machine
 from teacher_service.testing import service_at
@@ -132,6 +133,37 @@ def small_checkpoint(src: Path, dst: Path) -> Path:
     return dst
 
 
+def progress_printer(
+    method: str, seed: int, every_s: float
+) -> Callable[[TrainProgress], None] | None:
+    """A train() progress hook that writes one line to stderr at most every ``every_s``
+    seconds (a run takes minutes to hours: show it is moving and when it should end); None
+    when ``every_s`` is negative (silent)."""
+    if every_s < 0:
+        return None
+    last = -float("inf")
+
+    def show(p: TrainProgress) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < every_s:
+            return
+        last = now
+        # steps_per_s counts env steps; with --budget trained the budget grows slower
+        rate = p.steps_per_s * p.budget_steps / max(p.env_steps, 1)
+        eta = (p.total_steps - p.budget_steps) / rate / 60 if rate > 0 else float("nan")
+        ret = "-" if p.mean_return is None else f"{p.mean_return:.2f}"
+        print(
+            f"{method:11s} seed {seed}: {p.budget_steps:,} / {p.total_steps:,} steps "
+            f"({p.env_steps:,} env steps, {p.steps_per_s:,.0f}/s), {p.updates} updates, "
+            f"mean return {ret}, ~{max(eta, 0):.0f} min left",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
 def run_one(url: str, method: str, seed: int, args: argparse.Namespace, tmp: Path) -> dict:
     name = f"ued-{method}-s{seed}-{int(time.time() * 1000)}"
     space = {"kind": "level", "generator": "minigrid", "config": {"size": 15, "max_walls": 60}}
@@ -146,7 +178,7 @@ def run_one(url: str, method: str, seed: int, args: argparse.Namespace, tmp: Pat
         eval_envs=tuple(args.mazes), eval_episodes=args.eval_episodes,
         num_cpus=None, seed=seed, ppo=ppo_config(args),  # enough for all actors
     )  # fmt: skip
-    s = train(cfg)
+    s = train(cfg, on_progress=progress_printer(method, seed, args.progress_every))
     with TeacherClient(url) as client:
         view = client.state(name).teacher
     per_env = (s.get("evaluation") or {}).get("per_env", {})
@@ -358,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--lstm", action="store_true",
         help="fast PPO settings with an LSTM agent (memory, as the reference agent; slower)",
+    )  # fmt: skip
+    p.add_argument(
+        "--progress-every", type=float, default=60.0, metavar="SECONDS",
+        help="a progress line on stderr at most this often during each run (-1: none)",
     )  # fmt: skip
     p.add_argument("--out", type=Path, default=RESULTS / "minigrid_ued.json")
     p.add_argument("--plot", type=Path, default=RESULTS / "minigrid_ued.png")

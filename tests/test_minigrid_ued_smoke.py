@@ -6,6 +6,7 @@ figures come from full runs)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,12 +31,14 @@ def test_minigrid_ued_benchmark_runs_and_checkpoints_evaluate(tmp_path: Path) ->
     cmd = [
         sys.executable, str(REPO / "benchmarks" / "minigrid_ued.py"),
         "--methods", "random", "plr_classic", "accel", "paired", "--seeds", "0", "--steps", "4096",
-        "--workers", "1",
+        "--workers", "1", "--progress-every", "0",
         "--eval-episodes", "1", "--mazes", "FourRooms", "Corridor", "--buffer-size", "16",
         "--out", str(out), "--plot", str(png), "--checkpoints", str(ckpts),
     ]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=380, cwd=REPO)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    # --progress-every 0: a line after every update of every run, budget and time left
+    assert re.search(r"accel +seed 0: [\d,]+ / 4,096 steps \(.*, ~\d+ min left", res.stderr)
     data = json.loads(out.read_text())
     assert data["benchmark"] == "minigrid_ued" and data["machine"]["cores"] >= 1
     assert set(data["methods"]) == {"random", "plr_classic", "accel", "paired"}
