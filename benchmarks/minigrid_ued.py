@@ -152,11 +152,9 @@ def progress_printer(
         # steps_per_s counts env steps; with --budget trained the budget grows slower
         rate = p.steps_per_s * p.budget_steps / max(p.env_steps, 1)
         eta = (p.total_steps - p.budget_steps) / rate / 60 if rate > 0 else float("nan")
-        ret = "-" if p.mean_return is None else f"{p.mean_return:.2f}"
         print(
-            f"{method:11s} seed {seed}: {p.budget_steps:,} / {p.total_steps:,} steps "
-            f"({p.env_steps:,} env steps, {p.steps_per_s:,.0f}/s), {p.updates} updates, "
-            f"mean return {ret}, ~{max(eta, 0):.0f} min left",
+            f"{method:11s} seed {seed}: {p.budget_steps:,} / {p.total_steps:,} steps  "
+            f"{p.describe()}  ~{max(eta, 0):.0f} min left",
             file=sys.stderr,
             flush=True,
         )

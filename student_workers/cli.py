@@ -49,16 +49,6 @@ def _run_training(cfg: Any, quiet: bool = False) -> dict[str, Any]:
     from teacher_service.client import TeacherClientError
 
     console = Console(stderr=True, quiet=quiet)
-    fmt = "{:.2f}".format
-
-    def describe(p: TrainProgress) -> str:
-        ret = "-" if p.mean_return is None else fmt(p.mean_return)
-        test = "-" if p.test_solve_rate is None else f"{100 * p.test_solve_rate:.0f}%"
-        return (
-            f"{p.steps_per_s:7.0f} steps/s  episodes {p.episodes:6d}  return {ret}  "
-            f"test solved {test}  updates {p.updates}"
-            + (f"  lost rollouts {p.worker_failures}" if p.worker_failures else "")
-        )
 
     # Ray prints worker-failure notices on stdout; keep stdout for the JSON summary.
     try:
@@ -76,7 +66,7 @@ def _run_training(cfg: Any, quiet: bool = False) -> dict[str, Any]:
 
             def on_progress(p: TrainProgress) -> None:
                 progress.update(
-                    bar, completed=min(p.budget_steps, p.total_steps), description=describe(p)
+                    bar, completed=min(p.budget_steps, p.total_steps), description=p.describe()
                 )
 
             return train(cfg, on_progress=on_progress)

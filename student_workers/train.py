@@ -124,6 +124,17 @@ class TrainProgress:
     updates: int
     worker_failures: int
 
+    def describe(self) -> str:
+        """One line of the figures: steps/s, episodes, return, test solve rate, updates (and
+        lost rollouts, if any); the CLI's progress bar and the UED benchmark's log show it."""
+        ret = "-" if self.mean_return is None else f"{self.mean_return:.2f}"
+        test = "-" if self.test_solve_rate is None else f"{100 * self.test_solve_rate:.0f}%"
+        return (
+            f"{self.steps_per_s:7.0f} steps/s  episodes {self.episodes:6d}  return {ret}  "
+            f"test solved {test}  updates {self.updates}"
+            + (f"  lost rollouts {self.worker_failures}" if self.worker_failures else "")
+        )
+
 
 def _mean(values: Any) -> float | None:
     """Mean of a non-empty collection, ``None`` when empty."""

@@ -38,7 +38,10 @@ def test_minigrid_ued_benchmark_runs_and_checkpoints_evaluate(tmp_path: Path) ->
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=380, cwd=REPO)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     # --progress-every 0: a line after every update of every run, budget and time left
-    assert re.search(r"accel +seed 0: [\d,]+ / 4,096 steps \(.*, ~\d+ min left", res.stderr)
+    assert re.search(
+        r"accel +seed 0: [\d,]+ / 4,096 steps +\d+ steps/s .* updates \d+.* ~\d+ min left",
+        res.stderr,
+    )
     data = json.loads(out.read_text())
     assert data["benchmark"] == "minigrid_ued" and data["machine"]["cores"] >= 1
     assert set(data["methods"]) == {"random", "plr_classic", "accel", "paired"}
