@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api_schemas.spaces import Name
+from api_schemas.limits import (
+    MAX_CHECKPOINT_REF,
+    MAX_ENV_STEPS,
+    MAX_EPISODES,
+    MAX_EVALUATIONS,
+    MAX_WORKER,
+    Name,
+    Real,
+    text,
+)
+
+CheckpointRef = text(MAX_CHECKPOINT_REF)
+Worker = text(MAX_WORKER)
 
 
 class Evaluation(BaseModel):
@@ -13,16 +25,19 @@ class Evaluation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     env: Name = Field(description="Held-out maze name or gymnasium env id.")
-    episodes: int = Field(ge=1, le=1_000_000, description="Episodes played.")
+    episodes: int = Field(ge=1, le=MAX_EPISODES, description="Episodes played.")
     solve_rate: float = Field(ge=0.0, le=1.0, description="Share of episodes solved.")
-    mean_return: float = Field(allow_inf_nan=False, description="Mean episode return.")
+    mean_return: Real = Field(description="Mean episode return.")
     env_steps: int | None = Field(
-        default=None, ge=0, description="Training env steps of the evaluated weights."
+        default=None,
+        ge=0,
+        le=MAX_ENV_STEPS,
+        description="Training env steps of the evaluated weights.",
     )
-    checkpoint: str | None = Field(
-        default=None, max_length=1024, description="Where the evaluated weights are stored."
+    checkpoint: CheckpointRef | None = Field(
+        default=None, description="Where the evaluated weights are stored."
     )
-    worker: str | None = Field(default=None, max_length=128, description="Who evaluated.")
+    worker: Worker | None = Field(default=None, description="Who evaluated.")
 
 
 class EvaluationBatch(BaseModel):
@@ -30,7 +45,7 @@ class EvaluationBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    evaluations: list[Evaluation] = Field(min_length=1, max_length=1000)
+    evaluations: list[Evaluation] = Field(min_length=1, max_length=MAX_EVALUATIONS)
 
 
 class EvaluationRecord(Evaluation):

@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api_schemas.spaces import Name, TaskSpace
+from api_schemas.limits import MAX_LEASE_SECONDS, MAX_SEED, Name
+from api_schemas.spaces import TaskSpace
 from api_schemas.teachers import TeacherConfig
 
 
@@ -15,14 +16,14 @@ class ExperimentCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Name
+    name: Name = Field(description="Unique name; routes accept it in place of the id.")
     space: TaskSpace
     teacher: TeacherConfig
-    seed: int = Field(default=0, ge=0, lt=2**63)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="Seed of the teacher's RNG.")
     lease_seconds: float = Field(
         default=600.0,
         gt=0,
-        le=7 * 24 * 3600,
+        le=MAX_LEASE_SECONDS,
         allow_inf_nan=False,
         description="A task not reported within this many seconds expires; the teacher is told.",
     )

@@ -4,9 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+from api_schemas.limits import (
+    MAX_BATCH,
+    MAX_EPISODE_LENGTH,
+    MAX_EPISODES,
+    MAX_SCORE_NAME,
+    MAX_SCORES,
+    MAX_TASK_ID,
+    Real,
+    text,
+    well_formed,
+)
+
+#: A score's name: any well-formed Unicode text of 1 to ``MAX_SCORE_NAME`` characters.
+ScoreName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_SCORE_NAME),
+    AfterValidator(well_formed),
+]
+TaskId = text(MAX_TASK_ID, min_length=1)
 
 
 class Report(BaseModel):
@@ -18,12 +36,20 @@ class Report(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task_id: str = Field(min_length=1, max_length=256)
-    episode_return: FiniteFloat
-    success: bool | None = None
-    length: int | None = Field(default=None, ge=0)
-    scores: dict[str, FiniteFloat] = Field(default_factory=dict, max_length=64)
-    episodes: int = Field(default=1, ge=1)
+    task_id: TaskId = Field(description="The id of the task, as the server issued it.")
+    episode_return: Real = Field(description="The episode's return (mean over `episodes`).")
+    success: bool | None = Field(default=None, description="Whether the episode was solved.")
+    length: int | None = Field(
+        default=None, ge=0, le=MAX_EPISODE_LENGTH, description="Steps of the episode."
+    )
+    scores: dict[ScoreName, Real] = Field(
+        default_factory=dict,
+        max_length=MAX_SCORES,
+        description="Per-level scores computed by the student, by name.",
+    )
+    episodes: int = Field(
+        default=1, ge=1, le=MAX_EPISODES, description="Episodes averaged into this report."
+    )
 
 
 class ReportBatch(BaseModel):
@@ -31,7 +57,7 @@ class ReportBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reports: list[Report] = Field(min_length=1)
+    reports: list[Report] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class ReportAck(BaseModel):

@@ -7,7 +7,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+from api_schemas.limits import (
+    MAX_BOX_DIMS,
+    MAX_DESCRIPTION,
+    MAX_DISCRETE_TASKS,
+    Name,
+    Real,
+    text,
+)
+
+Description = text(MAX_DESCRIPTION)
 
 
 class SpaceError(ValueError):
@@ -20,8 +29,8 @@ class BoxDim(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Name
-    low: float = Field(allow_inf_nan=False)
-    high: float = Field(allow_inf_nan=False)
+    low: Real
+    high: Real
 
     @model_validator(mode="after")
     def _ordered(self) -> BoxDim:
@@ -38,7 +47,7 @@ class BoxSpace(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["box"] = "box"
-    dims: list[BoxDim] = Field(min_length=1, max_length=64)
+    dims: list[BoxDim] = Field(min_length=1, max_length=MAX_BOX_DIMS)
 
     @model_validator(mode="after")
     def _unique_names(self) -> BoxSpace:
@@ -82,7 +91,7 @@ class DiscreteTaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Name
-    description: str | None = Field(default=None, max_length=4096)
+    description: Description | None = None
 
 
 class DiscreteSpace(BaseModel):
@@ -91,7 +100,7 @@ class DiscreteSpace(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["discrete"] = "discrete"
-    tasks: list[DiscreteTaskSpec] = Field(min_length=1, max_length=100_000)
+    tasks: list[DiscreteTaskSpec] = Field(min_length=1, max_length=MAX_DISCRETE_TASKS)
 
     @model_validator(mode="after")
     def _unique_names(self) -> DiscreteSpace:
@@ -121,14 +130,34 @@ class DiscreteSpace(BaseModel):
         return {"task": name}
 
 
+def _level_space_schema(schema: dict[str, Any]) -> None:
+    """Publish the known generators and their config schemas (validated by the generator)."""
+    from env_generators.generators import GENERATORS
+
+    props = schema["properties"]
+    props["generator"]["enum"] = sorted(GENERATORS)
+    configs = []
+    for name in sorted(GENERATORS):
+        sub = GENERATORS[name].config_model.model_json_schema()
+        if "$defs" in sub:  # inlined below: a generator config must be flat
+            raise TypeError(f"generator {name!r}: its config schema must not use $defs")
+        sub["title"] = f"{name} generator config"
+        configs.append(sub)
+    description = props["config"].get("description")
+    props["config"] = {"anyOf": configs, "description": description}
+
+
 class LevelSpace(BaseModel):
     """Structured levels (e.g. MiniGrid mazes) made by a named generator with a fixed config."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_level_space_schema)
 
     kind: Literal["level"] = "level"
-    generator: Name = "minigrid"
-    config: dict[str, Any] = Field(default_factory=dict)
+    generator: Name = Field(default="minigrid", description="The level generator.")
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The generator's fixed configuration (its defaults fill what is left out).",
+    )
 
     @model_validator(mode="after")
     def _known_generator(self) -> LevelSpace:

@@ -7,6 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api_schemas.limits import MAX_BATCH, MAX_WORKER, text
+
+Worker = text(MAX_WORKER)
+
 
 class TaskMode(StrEnum):
     """How a student should use a task.
@@ -40,10 +44,10 @@ class TaskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    n: int = Field(
-        default=1, ge=1, description="number of tasks wanted (413 above the server's max)"
+    n: int = Field(default=1, ge=1, le=MAX_BATCH, description="Number of tasks wanted.")
+    worker: Worker | None = Field(
+        default=None, description="A label of who asks (kept in the log and the export)."
     )
-    worker: str | None = Field(default=None, max_length=256)
 
 
 class TaskBatch(BaseModel):

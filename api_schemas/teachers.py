@@ -11,6 +11,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api_schemas.limits import Real
+
 
 class _TeacherConfigBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -64,19 +66,18 @@ class GMMConfigBase(_TeacherConfigBase):
     criterion: Literal["aic", "bic", "aicc"] = Field(
         default="aic", description="Model-selection criterion over k (paper: AIC)."
     )
-    reward_low: float = Field(
+    reward_low: Real = Field(
         default=0.0,
-        allow_inf_nan=False,
         description="Return mapped to 0 before use (reference BipedalWalker: -150).",
     )
-    reward_high: float = Field(
+    reward_high: Real = Field(
         default=1.0,
-        allow_inf_nan=False,
         description="Return mapped to 1 before use (reference BipedalWalker: 350).",
     )
     fit_delay: int = Field(
         default=50,
         ge=0,
+        le=100_000,
         description=(
             "Episodes between the start of a background GMM fit and the moment it takes "
             "effect. Fixed in episodes (not wall time) so that replays and live twins agree."
@@ -155,6 +156,7 @@ class RIACConfig(_TeacherConfigBase):
     min_region_points: int = Field(
         default=10,
         ge=1,
+        le=100_000,
         description="Episodes each child of a split must hold (reference: 10).",
     )
     min_dims_range_ratio: float = Field(
@@ -188,12 +190,8 @@ class RIACConfig(_TeacherConfigBase):
         default=False,
         description="Choose among leaf regions only, not every region of the tree (False).",
     )
-    reward_low: float = Field(
-        default=0.0, allow_inf_nan=False, description="Return mapped to 0 before use."
-    )
-    reward_high: float = Field(
-        default=1.0, allow_inf_nan=False, description="Return mapped to 1 before use."
-    )
+    reward_low: Real = Field(default=0.0, description="Return mapped to 0 before use.")
+    reward_high: Real = Field(default=1.0, description="Return mapped to 1 before use.")
 
     @model_validator(mode="after")
     def _check(self) -> RIACConfig:
@@ -234,9 +232,11 @@ class LPTreeConfig(_TeacherConfigBase):
         description="Episodes a leaf gathers between two split tests.",
     )
     split_min: int = Field(
-        default=16, ge=4, description="Episodes a leaf needs before it is first tested."
+        default=16, ge=4, le=10_000, description="Episodes a leaf needs before it is first tested."
     )
-    min_leaf: int = Field(default=4, ge=1, description="Episodes each side of a split must hold.")
+    min_leaf: int = Field(
+        default=4, ge=1, le=5_000, description="Episodes each side of a split must hold."
+    )
     min_width: float = Field(
         default=1 / 40,
         gt=0.0,
@@ -246,7 +246,7 @@ class LPTreeConfig(_TeacherConfigBase):
     split_t: float = Field(
         default=3.0,
         gt=0.0,
-        allow_inf_nan=False,
+        le=1000.0,
         description=(
             "Two-sample t statistic (pooled variance) the reward difference across a split "
             "must reach: splits follow real differences, not noise or distractor dims."
@@ -261,7 +261,7 @@ class LPTreeConfig(_TeacherConfigBase):
     lcb: float = Field(
         default=0.5,
         ge=0.0,
-        allow_inf_nan=False,
+        le=100.0,
         description="Standard errors subtracted from |slope| (leaf LP = lower bound).",
     )
     p_uniform: float = Field(

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from api_schemas.limits import MAX_BATCH
 from teacher_service.machine import describe_machine
 from teacher_service.testing import ServerProcess
 
@@ -58,7 +59,6 @@ BOX2 = {
     "kind": "box",
     "dims": [{"name": "x", "low": 0.0, "high": 1.0}, {"name": "y", "low": 0.0, "high": 1.0}],
 }
-MAX_BATCH = 4096  # the server's default maximum batch per request
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Targets (informational: printed as PASS/MISS and stored in the JSON).

@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from env_generators.levels import MAX_SIDE, Level, generate_level
 
+#: Tiles of the largest room (a bound for the counts of walls and lava).
+MAX_TILES = MAX_SIDE * MAX_SIDE
+
 
 class MiniGridGeneratorConfig(BaseModel):
     """Random MiniGrid mazes: a ``size`` x ``size`` room (border included) with a uniformly
@@ -25,9 +28,13 @@ class MiniGridGeneratorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     size: int = Field(default=15, ge=5, le=MAX_SIDE, description="Side, border included.")
-    min_walls: int = Field(default=0, ge=0, description="Fewest wall tiles drawn.")
-    max_walls: int = Field(default=60, ge=0, description="Most wall tiles drawn (inclusive).")
-    max_lava: int = Field(default=0, ge=0, description="Most lava tiles drawn (inclusive).")
+    min_walls: int = Field(default=0, ge=0, le=MAX_TILES, description="Fewest wall tiles drawn.")
+    max_walls: int = Field(
+        default=60, ge=0, le=MAX_TILES, description="Most wall tiles drawn (inclusive)."
+    )
+    max_lava: int = Field(
+        default=0, ge=0, le=MAX_TILES, description="Most lava tiles drawn (inclusive)."
+    )
     solvable: bool = Field(
         default=False,
         description="Redraw until the goal is reachable (the reference DR does not).",

@@ -13,7 +13,9 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from teacher_service.api import (
@@ -34,8 +36,13 @@ from teacher_service.manager import ExperimentManager
 from teacher_service.metrics import Metrics
 from teacher_service.settings import Settings
 from teacher_service.storage import Store
+from teacher_service.storage.store import StorageError
 
 log = logging.getLogger(__name__)
+
+
+#: Methods whose requests carry a body (the only ones the body limit applies to).
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class _LimitsAndTiming:
@@ -50,7 +57,7 @@ class _LimitsAndTiming:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for k, v in scope.get("headers", ()):
+        for k, v in scope.get("headers", ()) if scope["method"] in _BODY_METHODS else ():
             if k == b"content-length" and v.isdigit() and int(v) > self.max_body:
                 await _send_json(
                     send, 413, {"detail": f"request body exceeds {self.max_body} bytes"}
@@ -115,6 +122,18 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + more
 
 
+def _api_description(settings: Settings) -> str:
+    return (
+        "Curriculum teachers over HTTP: propose tasks, receive reports.\n\n"
+        "Every error answer (4xx and 5xx) has one body, `ErrorResponse`: "
+        '`{"detail": "<one line>", "errors": [...]}`, where `errors` lists each invalid '
+        "field of a 422 answer. Every limit the server enforces on a request is stated in "
+        "this document, except the body size: request bodies above "
+        f"{settings.max_body_bytes} bytes are answered 413. Every path that names an "
+        "experiment accepts its id or its unique name."
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. The store opens (and experiments are replayed) at start-up."""
     settings = settings or Settings()
@@ -126,7 +145,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         manager = ExperimentManager(
             store,
             snapshot_every=settings.snapshot_every,
-            max_batch=settings.max_batch,
             max_outstanding=settings.max_outstanding,
         )
         await run_in_threadpool(manager.load_all)
@@ -147,7 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="autocurriculum teacher service",
         version="1",
         lifespan=lifespan,
-        description="Curriculum teachers over HTTP: propose tasks, receive reports.",
+        description=_api_description(settings),
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -155,6 +173,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # 401 from the token check, 404 for an unknown path, 405, 400 for a body that is
+        # not UTF-8: the same body as every other error.
+        return JSONResponse(
+            {"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(StorageError)
+    @app.exception_handler(SQLAlchemyError)
+    async def _storage_error(_: Request, exc: Exception) -> JSONResponse:
+        log.error("storage failed: %s", exc)
+        return JSONResponse(
+            {"detail": f"storage failed, retry: {type(exc).__name__}"}, status_code=503
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -47,6 +47,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from api_schemas.agents import AgentInfo, AgentList
 from api_schemas.evaluations import Evaluation, EvaluationAck, EvaluationList, EvaluationRecord
 from api_schemas.experiments import ExperimentList, ExperimentPublic, ExperimentState
+from api_schemas.limits import MAX_BATCH
 from api_schemas.reports import Report, ReportAck
 from api_schemas.spaces import TaskSpace
 from api_schemas.tasks import Task, TaskBatch
@@ -70,8 +71,6 @@ log = logging.getLogger(__name__)
 
 #: Statuses retried for every call: the server (or a proxy in front of it) is not answering.
 _RETRY_ALWAYS = frozenset({502, 503, 504})
-#: The server's default (and documented) maximum of tasks or reports per request.
-_SERVER_MAX_BATCH = 4096
 
 _space_adapter: TypeAdapter[Any] = TypeAdapter(TaskSpace)
 _teacher_adapter: TypeAdapter[Any] = TypeAdapter(TeacherConfig)
@@ -827,8 +826,8 @@ class CurriculumSession:
         self._tasks_path = TeacherClient._exp_path(experiment, "/tasks")
         self._reports_path = TeacherClient._exp_path(experiment, "/reports")
         # Most tasks per request / reports per request; halved on a 413.
-        self._max_fetch = min(prefetch, _SERVER_MAX_BATCH)
-        self._max_send = min(max(report_batch, 1024), _SERVER_MAX_BATCH)
+        self._max_fetch = min(prefetch, MAX_BATCH)
+        self._max_send = min(max(report_batch, 1024), MAX_BATCH)
 
         self._cond = threading.Condition()
         self._buffer: deque[Task] = deque()

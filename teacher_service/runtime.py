@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 
 from api_schemas.experiments import ExperimentCounters, ExperimentCreate, ExperimentState
+from api_schemas.limits import MAX_BATCH
 from api_schemas.reports import Report, ReportAck
 from api_schemas.spaces import BoxSpace, DiscreteSpace, LevelSpace, SpaceError
 from api_schemas.tasks import Task
@@ -52,7 +53,8 @@ class ExperimentRuntime:
         record: the stored experiment.
         store: where events and snapshots go.
         snapshot_every: take a snapshot after this many events.
-        max_batch: most tasks or reports per request (413 above).
+        max_batch: most tasks or reports per call (the API's own limit, ``MAX_BATCH``, is
+            checked before a request gets here; a lower value is for tests).
         max_outstanding: most issued-but-unreported tasks; beyond it the oldest expire early
             so a client that never reports cannot grow memory without bound.
         clock: wall clock for leases (injectable for tests).
@@ -64,7 +66,7 @@ class ExperimentRuntime:
         store: Store,
         *,
         snapshot_every: int = 1000,
-        max_batch: int = 4096,
+        max_batch: int = MAX_BATCH,
         max_outstanding: int = 100_000,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api_schemas.limits import DEFAULT_MAX_BODY_BYTES
+
 
 class Settings(BaseSettings):
     """Everything the teacher service can be told at start-up."""
@@ -21,13 +23,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     snapshot_every: int = Field(default=1000, ge=1, description="Events between teacher snapshots.")
-    max_batch: int = Field(default=4096, ge=1, description="Most tasks or reports in one request.")
     max_outstanding: int = Field(
         default=100_000,
         ge=1,
         description="Most unreported tasks per experiment before early expiry.",
     )
-    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(
+        default=DEFAULT_MAX_BODY_BYTES, ge=1024, description="Largest request body (413 above)."
+    )
     sweep_interval: float = Field(default=1.0, gt=0, description="Seconds between lease sweeps.")
     sqlite_synchronous: str = Field(default="NORMAL", description="SQLite synchronous pragma.")
 

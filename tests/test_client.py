@@ -139,12 +139,25 @@ def test_not_found_errors(client: TeacherClient) -> None:
         client.report("nf", [{"task_id": "bogus-1", "episode_return": 1.0}])
 
 
-def test_payload_too_large(client: TeacherClient) -> None:
+def test_batch_above_the_documented_limit(client: TeacherClient) -> None:
     client.create_experiment("big", BOX2, RANDOM)
-    with pytest.raises(PayloadTooLargeError, match="4096") as ei:
+    with pytest.raises(InvalidRequestError, match="4096") as ei:
         client.sample("big", 5000)
-    assert ei.value.status_code == 413 and ei.value.attempts == 1
+    assert ei.value.status_code == 422 and ei.value.attempts == 1
     assert client.state("big").counters.tasks_issued == 0
+
+
+def test_body_above_the_size_limit(client: TeacherClient) -> None:
+    # Schema-valid (4096 reports of 64 long score names) but ~40 MB: above the 16 MiB body
+    # limit, which is the one limit JSON Schema cannot state.
+    client.create_experiment("huge", BOX2, RANDOM)
+    tasks = client.sample("huge", 4096)
+    scores = {f"{k:03d}" + "s" * 125: 0.5 for k in range(64)}
+    reports = [{"task_id": t.id, "episode_return": 1.0, "scores": scores} for t in tasks]
+    with pytest.raises(PayloadTooLargeError, match="exceeds") as ei:
+        client.report("huge", reports)
+    assert ei.value.status_code == 413 and ei.value.attempts == 1
+    assert client.state("huge").counters.reports_accepted == 0
 
 
 def test_invalid_request(client: TeacherClient) -> None:

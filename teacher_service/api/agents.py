@@ -11,12 +11,13 @@ import hashlib
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, Response, status
+from fastapi import APIRouter, Header, Path, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from api_schemas.agents import AgentInfo, AgentList, agent_id_problem
-from api_schemas.errors import ErrorResponse
+from api_schemas.limits import AGENT_ID_PATTERN, MAX_AGENT_ID, SHA256_HEX_PATTERN
 from teacher_service.api.deps import RuntimeDep, durable
+from teacher_service.api.responses import ON_EXPERIMENT, errors
 from teacher_service.errors import AgentNotFoundError, InvalidAgentError, UnavailableError
 from teacher_service.runtime import ExperimentRuntime
 from teacher_service.storage.store import AgentRecord, StorageError
@@ -26,10 +27,20 @@ router = APIRouter(prefix="/v1/experiments", tags=["agents"])
 #: Bodies at least this large are hashed in a worker thread, not on the event loop.
 _HASH_IN_THREAD_BYTES = 64 * 1024
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_ERRORS = {
-    404: {"model": ErrorResponse, "description": "Unknown experiment or agent."},
-    422: {"model": ErrorResponse, "description": "Invalid agent id or body."},
-}
+
+#: The agent id in the path. The route checks it itself (for a message that says which rule
+#: it breaks), so the limits are published here rather than enforced by the framework.
+AgentIdPath = Annotated[
+    str,
+    Path(
+        description="The agent's id.",
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": MAX_AGENT_ID,
+            "pattern": AGENT_ID_PATTERN,
+        },
+    ),
+]
 
 
 def _check_agent_id(agent_id: str) -> None:
@@ -82,21 +93,28 @@ async def _sha256(data: bytes) -> str:
 @router.put(
     "/{experiment_id}/agents/{agent_id:path}",
     response_model=AgentInfo,
-    responses={**_ERRORS, 413: {"model": ErrorResponse, "description": "Body too large."}},
+    responses=errors(*ON_EXPERIMENT, 413, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            "content": {
+                "application/octet-stream": {
+                    "schema": {"type": "string", "format": "binary", "minLength": 1}
+                }
+            },
         }
     },
 )
 async def put_agent(
-    agent_id: str,
+    agent_id: AgentIdPath,
     request: Request,
     rt: RuntimeDep,
     x_content_sha256: Annotated[
         str | None,
-        Header(description="SHA-256 (hex) of the body; checked before anything is stored."),
+        Header(
+            description="SHA-256 (hex) of the body; checked before anything is stored.",
+            json_schema_extra={"pattern": SHA256_HEX_PATTERN},
+        ),
     ] = None,
 ) -> AgentInfo:
     """Store the raw body as the agent's latest checkpoint (its ``version`` goes up by one,
@@ -127,7 +145,7 @@ async def put_agent(
 @router.get(
     "/{experiment_id}/agents",
     response_model=AgentList,
-    responses={404: _ERRORS[404]},
+    responses=errors(*ON_EXPERIMENT, 503),
 )
 async def list_agents(rt: RuntimeDep) -> AgentList:
     """Every stored agent of the experiment (metadata only), by agent id."""
@@ -145,13 +163,19 @@ async def list_agents(rt: RuntimeDep) -> AgentList:
             "description": "The checkpoint's bytes; its SHA-256 in ``ETag``/``X-Content-SHA256``.",
         },
         304: {"description": "``If-None-Match`` names the stored checkpoint."},
-        **_ERRORS,
+        **errors(*ON_EXPERIMENT, 503),
     },
 )
 async def get_agent(
-    agent_id: str,
+    agent_id: AgentIdPath,
     rt: RuntimeDep,
-    if_none_match: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[
+        str | None,
+        Header(
+            max_length=8192,
+            description="ETags (SHA-256 of checkpoints) the client holds: 304 if one is current.",
+        ),
+    ] = None,
 ) -> Response:
     """The agent's latest checkpoint as ``application/octet-stream``."""
     _check_agent_id(agent_id)

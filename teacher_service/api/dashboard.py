@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api_schemas.dashboard import DashboardFrame
 from teacher_service.api.deps import RuntimeDep
+from teacher_service.api.responses import ON_EXPERIMENT, errors
 from teacher_service.dashboard.history import DashboardHub
 
 #: The page's files (HTML, JS, CSS), shipped inside the package: nothing from a CDN.
@@ -50,7 +51,11 @@ async def dashboard_page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
 
-@router.get("/{experiment_id}/dashboard", response_model=DashboardFrame)
+@router.get(
+    "/{experiment_id}/dashboard",
+    response_model=DashboardFrame,
+    responses=errors(*ON_EXPERIMENT, 503),
+)
 async def get_frame(rt: RuntimeDep, hub: HubDep, max_points: MaxPoints = 300) -> DashboardFrame:
     """One dashboard frame: counters, throughput, downsampled series, the teacher's view."""
     history = hub.history(rt.id)
@@ -62,7 +67,11 @@ async def get_frame(rt: RuntimeDep, hub: HubDep, max_points: MaxPoints = 300) ->
     return await run_in_threadpool(fresh_frame)
 
 
-@router.get("/{experiment_id}/events", response_class=EventSourceResponse)
+@router.get(
+    "/{experiment_id}/events",
+    response_class=EventSourceResponse,
+    responses=errors(*ON_EXPERIMENT),
+)
 async def stream_frames(
     rt: RuntimeDep,
     hub: HubDep,
@@ -70,13 +79,23 @@ async def stream_frames(
     interval: Annotated[
         float, Query(ge=0.1, le=60.0, description="Seconds between checks for news.")
     ] = 1.0,
+    limit: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=1_000_000,
+            description="Frames to send before the stream ends (default: no end).",
+        ),
+    ] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events named ``frame`` (data: a DashboardFrame, id: its log seq): the
     first at once, then one whenever the experiment changed, checked every ``interval``
-    seconds (and at least every few seconds, so throughput decays when it goes idle)."""
+    seconds (and at least every few seconds, so throughput decays when it goes idle). The
+    stream ends after ``limit`` frames, or when the experiment is deleted."""
     history = hub.history(rt.id)
     last_key: tuple[object, ...] | None = None
     last_sent = 0.0
+    sent = 0
     while True:
         changed = await run_in_threadpool(history.refresh)  # the frame below reuses it
         # Repeats and late reports change counters without logging an event.
@@ -86,4 +105,7 @@ async def stream_frames(
             frame = await run_in_threadpool(history.frame, rt, max_points)
             yield ServerSentEvent(data=frame, event="frame", id=str(frame.seq), retry=2000)
             last_key, last_sent = key, now
+            sent += 1
+            if limit is not None and sent >= limit:
+                return
         await asyncio.sleep(interval)

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from api_schemas.limits import MAX_NAME
 from teacher_service.errors import UnavailableError
 from teacher_service.manager import ExperimentManager
 from teacher_service.metrics import Metrics
@@ -63,7 +64,17 @@ async def require_token(
         )
 
 
-async def get_runtime(experiment_id: str, manager: ManagerDep) -> ExperimentRuntime:
+ExperimentKey = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_NAME,
+        description="The experiment's id or its unique name.",
+    ),
+]
+
+
+async def get_runtime(experiment_id: ExperimentKey, manager: ManagerDep) -> ExperimentRuntime:
     """The experiment named in the path, by id or by name (404 otherwise)."""
     return manager.get(experiment_id)
 

@@ -14,6 +14,7 @@ from api_schemas.evaluations import (
     EvaluationRecord,
 )
 from teacher_service.api.deps import RuntimeDep, durable
+from teacher_service.api.responses import JSON_WRITE, ON_EXPERIMENT, errors
 
 router = APIRouter(prefix="/v1/experiments", tags=["evaluations"])
 
@@ -22,6 +23,7 @@ router = APIRouter(prefix="/v1/experiments", tags=["evaluations"])
     "/{experiment_id}/evaluations",
     response_model=EvaluationAck,
     status_code=status.HTTP_201_CREATED,
+    responses=errors(*ON_EXPERIMENT, *JSON_WRITE),
 )
 async def post_evaluations(body: EvaluationBatch, rt: RuntimeDep) -> EvaluationAck:
     """Store evaluation results; answered once they are committed (503 if storage fails)."""
@@ -30,7 +32,11 @@ async def post_evaluations(body: EvaluationBatch, rt: RuntimeDep) -> EvaluationA
     return EvaluationAck(accepted=len(payloads))
 
 
-@router.get("/{experiment_id}/evaluations", response_model=EvaluationList)
+@router.get(
+    "/{experiment_id}/evaluations",
+    response_model=EvaluationList,
+    responses=errors(*ON_EXPERIMENT, 503),
+)
 async def list_evaluations(
     rt: RuntimeDep,
     limit: int = Query(default=10_000, ge=1, le=100_000, description="Newest results kept."),

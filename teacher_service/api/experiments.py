@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from api_schemas.experiments import (
@@ -14,12 +14,31 @@ from api_schemas.experiments import (
     ExperimentState,
 )
 from teacher_service.api.deps import ManagerDep, RuntimeDep
+from teacher_service.api.responses import JSON_WRITE, ON_EXPERIMENT, PROTECTED, errors
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ExperimentPublic)
-async def create_experiment(body: ExperimentCreate, manager: ManagerDep) -> ExperimentPublic:
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ExperimentPublic,
+    responses={
+        201: {
+            "description": "Created (and durable).",
+            "headers": {
+                "Location": {
+                    "description": "The new experiment's path.",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        **errors(*PROTECTED, *JSON_WRITE, 409),
+    },
+)
+async def create_experiment(
+    body: ExperimentCreate, manager: ManagerDep, response: Response
+) -> ExperimentPublic:
     """Create an experiment (409 if the name is taken). Answers once it is durable."""
     rec, fut = await run_in_threadpool(manager.begin_create, body)
     error: BaseException | None = None
@@ -28,23 +47,28 @@ async def create_experiment(body: ExperimentCreate, manager: ManagerDep) -> Expe
     except Exception as exc:
         error = exc
     rt = manager.finish_create(rec, error)
+    response.headers["Location"] = f"{router.prefix}/{rt.id}"
     return manager.public(rt)
 
 
-@router.get("", response_model=ExperimentList)
+@router.get("", response_model=ExperimentList, responses=errors(*PROTECTED))
 async def list_experiments(manager: ManagerDep) -> ExperimentList:
     """Every experiment with its counters."""
     data = [manager.public(rt) for rt in manager.all()]
     return ExperimentList(data=data, count=len(data))
 
 
-@router.get("/{experiment_id}", response_model=ExperimentPublic)
+@router.get(
+    "/{experiment_id}", response_model=ExperimentPublic, responses=errors(*ON_EXPERIMENT)
+)
 async def get_experiment(rt: RuntimeDep, manager: ManagerDep) -> ExperimentPublic:
     """One experiment, by id or name."""
     return manager.public(rt)
 
 
-@router.get("/{experiment_id}/state", response_model=ExperimentState)
+@router.get(
+    "/{experiment_id}/state", response_model=ExperimentState, responses=errors(*ON_EXPERIMENT)
+)
 async def get_state(rt: RuntimeDep) -> ExperimentState:
     """Counters plus the teacher's own view (what the dashboard draws)."""
     return await run_in_threadpool(rt.state)

@@ -16,6 +16,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from teacher_service import export
 from teacher_service.api.deps import RuntimeDep, durable
+from teacher_service.api.responses import ON_EXPERIMENT, errors
 
 router = APIRouter(prefix="/v1/experiments", tags=["export"])
 
@@ -32,9 +33,14 @@ async def _chain(first: bytes, rest: Iterator[bytes]) -> AsyncIterator[bytes]:
     responses={
         200: {
             "description": "The history, streamed.",
-            "content": {"application/x-ndjson": {}, "application/vnd.apache.parquet": {}},
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "application/vnd.apache.parquet": {
+                    "schema": {"type": "string", "format": "binary"}
+                },
+            },
         },
-        406: {"description": "Parquet asked for but pyarrow is not installed on the server."},
+        **errors(*ON_EXPERIMENT, 406, 503),
     },
 )
 async def export_history(

@@ -6,11 +6,16 @@ from fastapi import APIRouter
 
 from api_schemas.reports import ReportAck, ReportBatch
 from teacher_service.api.deps import MetricsDep, RuntimeDep, call_runtime, durable
+from teacher_service.api.responses import JSON_WRITE, ON_EXPERIMENT, errors
 
 router = APIRouter(prefix="/v1/experiments", tags=["reports"])
 
 
-@router.post("/{experiment_id}/reports", response_model=ReportAck)
+@router.post(
+    "/{experiment_id}/reports",
+    response_model=ReportAck,
+    responses=errors(*ON_EXPERIMENT, *JSON_WRITE),
+)
 async def create_reports(body: ReportBatch, rt: RuntimeDep, metrics: MetricsDep) -> ReportAck:
     """Accept reports: all-or-nothing on unknown tasks (404); repeats count as duplicates."""
     ack, fut = await call_runtime(rt, len(body.reports), rt.report, body.reports)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api_schemas.teachers import TEACHER_CONFIGS, TeacherInfo, TeacherList
+from teacher_service.api.responses import PROTECTED, errors
 
 router = APIRouter(prefix="/v1/teachers", tags=["teachers"])
 
 
-@router.get("", response_model=TeacherList)
+@router.get("", response_model=TeacherList, responses=errors(*PROTECTED))
 async def list_teachers() -> TeacherList:
     """Kinds, accepted space kinds, a one-line description and a JSON schema with defaults."""
     data = [
