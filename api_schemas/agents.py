@@ -11,6 +11,8 @@ import re
 
 from pydantic import BaseModel, Field
 
+from api_schemas.limits import RESPONSE
+
 #: What an agent id may look like: a letter or digit, then up to 127 letters, digits,
 #: ``_``, ``.`` or ``-`` (no ``/``, no spaces, never ``.`` or ``..``).
 AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
@@ -34,6 +36,8 @@ def agent_id_problem(agent_id: str) -> str | None:
 class AgentInfo(BaseModel):
     """What is stored about an agent's checkpoint (everything but its bytes)."""
 
+    model_config = RESPONSE
+
     agent_id: str = Field(pattern=AGENT_ID_PATTERN, description="The agent's id.")
     version: int = Field(ge=1, description="1 for the first upload, +1 for each later one.")
     size: int = Field(ge=0, description="Size of the checkpoint in bytes.")
@@ -45,6 +49,8 @@ class AgentInfo(BaseModel):
 
 class AgentList(BaseModel):
     """``GET /v1/experiments/{id}/agents``: every agent of the experiment, by id."""
+
+    model_config = RESPONSE
 
     data: list[AgentInfo]
     count: int

@@ -13,11 +13,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from api_schemas.experiments import ExperimentCounters
+from api_schemas.limits import RESPONSE
 from api_schemas.spaces import TaskSpace
 
 
 class Throughput(BaseModel):
     """Rates over the last ``window_s`` seconds of the event log (server clock)."""
+
+    model_config = RESPONSE
 
     tasks_per_s: float
     reports_per_s: float
@@ -34,6 +37,8 @@ class ProgressSeries(BaseModel):
     (it doubles each time the series is halved to stay under ``max_points``).
     """
 
+    model_config = RESPONSE
+
     t: list[float] = Field(default_factory=list, description="Server time at the point's end.")
     reports: list[int] = Field(default_factory=list)
     tasks: list[int] = Field(default_factory=list)
@@ -45,6 +50,8 @@ class ProgressSeries(BaseModel):
 class EvaluationSeries(BaseModel):
     """Held-out results for one environment (e.g. one test maze), oldest first."""
 
+    model_config = RESPONSE
+
     env: str
     t: list[float] = Field(default_factory=list, description="Server time the result arrived.")
     env_steps: list[int | None] = Field(default_factory=list)
@@ -54,6 +61,8 @@ class EvaluationSeries(BaseModel):
 
 class DashboardFrame(BaseModel):
     """Everything the live page draws for one experiment at one moment."""
+
+    model_config = RESPONSE
 
     id: str
     name: str

@@ -10,6 +10,7 @@ from api_schemas.limits import (
     MAX_EPISODES,
     MAX_EVALUATIONS,
     MAX_WORKER,
+    RESPONSE,
     Name,
     Real,
     text,
@@ -51,11 +52,15 @@ class EvaluationBatch(BaseModel):
 class EvaluationRecord(Evaluation):
     """A stored evaluation, with the server time it arrived."""
 
+    model_config = RESPONSE
+
     received_at: float
 
 
 class EvaluationList(BaseModel):
     """``GET /v1/experiments/{id}/evaluations``: oldest first."""
+
+    model_config = RESPONSE
 
     data: list[EvaluationRecord]
     count: int
@@ -63,5 +68,7 @@ class EvaluationList(BaseModel):
 
 class EvaluationAck(BaseModel):
     """Answer to a posted batch (sent once it is durable)."""
+
+    model_config = RESPONSE
 
     accepted: int

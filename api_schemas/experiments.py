@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api_schemas.limits import MAX_LEASE_SECONDS, MAX_SEED, Name
+from api_schemas.limits import MAX_LEASE_SECONDS, MAX_SEED, RESPONSE, Name
 from api_schemas.spaces import TaskSpace
 from api_schemas.teachers import TeacherConfig
 
@@ -46,6 +46,8 @@ class ExperimentCounters(BaseModel):
     and therefore count only since the server process started.
     """
 
+    model_config = RESPONSE
+
     tasks_issued: int = 0
     reports_accepted: int = 0
     duplicates: int = 0
@@ -57,6 +59,8 @@ class ExperimentCounters(BaseModel):
 
 class ExperimentPublic(BaseModel):
     """An experiment as the API returns it."""
+
+    model_config = RESPONSE
 
     id: str
     name: str
@@ -71,12 +75,16 @@ class ExperimentPublic(BaseModel):
 class ExperimentList(BaseModel):
     """``GET /v1/experiments``."""
 
+    model_config = RESPONSE
+
     data: list[ExperimentPublic]
     count: int
 
 
 class ExperimentState(BaseModel):
     """``GET /v1/experiments/{id}/state``: counters plus the teacher's own view."""
+
+    model_config = RESPONSE
 
     id: str
     name: str

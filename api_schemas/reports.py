@@ -13,6 +13,7 @@ from api_schemas.limits import (
     MAX_SCORE_NAME,
     MAX_SCORES,
     MAX_TASK_ID,
+    RESPONSE,
     Real,
     text,
     well_formed,
@@ -67,6 +68,8 @@ class ReportAck(BaseModel):
     of tasks already reported (idempotent retries). ``expired``: reports of tasks whose lease
     had expired (the teacher was already told; the report is acknowledged and not used).
     """
+
+    model_config = RESPONSE
 
     accepted: int
     duplicates: int

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api_schemas.limits import MAX_BATCH, MAX_WORKER, text
+from api_schemas.limits import MAX_BATCH, MAX_WORKER, RESPONSE, text
 
 Worker = text(MAX_WORKER)
 
@@ -28,7 +28,7 @@ class TaskMode(StrEnum):
 class Task(BaseModel):
     """One proposal of the teacher; ``id`` is unique and made by the server."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True, extra="forbid")
 
     id: str
     params: dict[str, Any] | None = None
@@ -52,5 +52,7 @@ class TaskRequest(BaseModel):
 
 class TaskBatch(BaseModel):
     """Response of ``POST /v1/experiments/{id}/tasks``."""
+
+    model_config = RESPONSE
 
     tasks: list[Task]

@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api_schemas.limits import Real
+from api_schemas.limits import RESPONSE, Real
 
 
 class _TeacherConfigBase(BaseModel):
@@ -506,6 +506,8 @@ TEACHER_CONFIGS: tuple[type[_TeacherConfigBase], ...] = (
 class TeacherInfo(BaseModel):
     """One entry of ``GET /v1/teachers``."""
 
+    model_config = RESPONSE
+
     kind: str
     spaces: list[str]
     description: str
@@ -514,6 +516,8 @@ class TeacherInfo(BaseModel):
 
 class TeacherList(BaseModel):
     """``GET /v1/teachers``."""
+
+    model_config = RESPONSE
 
     data: list[TeacherInfo]
     count: int
