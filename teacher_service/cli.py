@@ -21,7 +21,7 @@ app = typer.Typer(
     add_completion=False,
 )
 experiments_app = typer.Typer(
-    help="Create, list and show experiments on a running server.", no_args_is_help=True
+    help="Create, list, show and delete experiments on a running server.", no_args_is_help=True
 )
 bench_app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
 app.add_typer(experiments_app, name="experiments")
@@ -228,6 +228,34 @@ def experiments_show(
         if state:
             out["state"] = _run_client_call(lambda: c.state(experiment)).model_dump(mode="json")
     _echo_json(out)
+
+
+@experiments_app.command("delete")
+def experiments_delete(
+    experiment: Annotated[str, typer.Argument(help="Experiment id or name.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    server: ServerOpt = "http://127.0.0.1:8000",
+    token: TokenOpt = None,
+) -> None:
+    """Delete an experiment and everything stored for it (log, snapshots, evaluations,
+    agents). Asks first unless --yes."""
+    if not yes:
+        question = (
+            f"Delete experiment {experiment} and everything stored for it "
+            "(log, snapshots, evaluations, agents)?"
+        )
+        try:
+            confirmed = typer.confirm(question, default=False)
+        except typer.Abort:  # end of input
+            confirmed = False
+        if not confirmed:
+            _fail("aborted; nothing was deleted")
+    with _client(server, token) as c:
+        _run_client_call(lambda: c.delete_experiment(experiment))
+    typer.echo(
+        f"deleted experiment {experiment} and everything stored for it "
+        "(log, snapshots, evaluations, agents)"
+    )
 
 
 @app.command("export")

@@ -448,6 +448,32 @@ class TeacherClient:
         data = self._json("GET", self._exp_path(key), idempotent=True)
         return ExperimentPublic.model_validate(data)
 
+    def delete_experiment(self, experiment: str) -> None:
+        """Delete an experiment and everything stored for it (its log, snapshots,
+        evaluations and agent checkpoints); returns once the deletion is committed. A new
+        experiment may then take its name.
+
+        Transient failures are retried (a 503 means nothing was deleted). When an attempt's
+        answer is lost after the server deleted the experiment, the retry gets 404: a 404 on
+        any attempt but the first is therefore taken as success (the experiment is gone
+        either way). A 404 on the first attempt is raised.
+
+        Args:
+            experiment: experiment id or name.
+
+        Raises:
+            NotFoundError: no experiment has that id or name.
+        """
+        self._ensure_open()
+        try:
+            self._send(
+                "DELETE", self._exp_path(experiment), idempotent=True, max_retries=self.retries
+            )
+        except NotFoundError as exc:
+            if exc.attempts == 1:
+                raise
+            log.info("%s was gone on retry %d: taken as deleted", experiment, exc.attempts - 1)
+
     def list_experiments(self) -> list[ExperimentPublic]:
         """Every experiment the server hosts, with its counters."""
         data = self._json("GET", "/v1/experiments", idempotent=True)

@@ -10,7 +10,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from api_schemas.experiments import ExperimentCreate, ExperimentPublic
-from teacher_service.errors import ExperimentNotFoundError, NameTakenError
+from teacher_service.errors import ExperimentNotFoundError, NameTakenError, UnavailableError
 from teacher_service.runtime import ExperimentRuntime
 from teacher_service.storage import ExperimentRecord, Store
 from teacher_service.storage.store import DuplicateNameError
@@ -33,6 +33,9 @@ class ExperimentManager:
         self._by_id: dict[str, ExperimentRuntime] = {}
         self._by_name: dict[str, str] = {}
         self._pending_names: set[str] = set()
+        # Experiments being deleted, name -> id: both stay reserved until the deletion is
+        # committed (or failed and the experiment is back).
+        self._deleting: dict[str, str] = {}
 
     def load_all(self) -> None:
         """Rebuild every stored experiment from its snapshot and log (at start-up)."""
@@ -54,9 +57,13 @@ class ExperimentManager:
                 or body.name in self._by_id
             ):
                 raise NameTakenError(f"an experiment named {body.name!r} already exists")
+            if body.name in self._deleting or body.name in self._deleting.values():
+                raise NameTakenError(
+                    f"an experiment named {body.name!r} is being deleted; retry in a moment"
+                )
             self._pending_names.add(body.name)
             new_id = uuid.uuid4().hex[:16]
-            while new_id in self._by_name or new_id in self._by_id:
+            while new_id in self._by_name or new_id in self._by_id or new_id in self._deleting:
                 new_id = uuid.uuid4().hex[:16]
         rec = ExperimentRecord(
             id=new_id,
@@ -91,6 +98,69 @@ class ExperimentManager:
             self._by_id[rec.id] = rt
             self._by_name[rec.name] = rec.id
             return rt
+
+    def begin_delete(self, key: str) -> tuple[ExperimentRuntime, Future]:
+        """Unregister an experiment (new requests get 404), refuse the calls that already
+        hold its runtime, and queue the deletion of everything stored for it. Its name stays
+        reserved until :meth:`finish_delete`. Blocks until a call in progress on the runtime
+        is done: run it off the event loop.
+
+        Returns:
+            The runtime and a future resolving once the deletion is committed.
+
+        Raises:
+            ExperimentNotFoundError: no experiment has that id or name (or it is already
+                being deleted).
+        """
+        with self._lock:
+            rt = self._by_id.get(key)
+            if rt is None and key in self._by_name:
+                rt = self._by_id[self._by_name[key]]
+            if rt is None:
+                raise ExperimentNotFoundError(f"no experiment with id or name {key!r}")
+            del self._by_id[rt.id]
+            del self._by_name[rt.name]
+            self._deleting[rt.name] = rt.id
+        # After this, no call on the runtime queues a write: the delete below comes after
+        # every write of the log, and the store refuses whatever else arrives later.
+        rt.mark_deleted()
+        try:
+            fut = self.store.delete_experiment(rt.id)
+        except Exception as exc:
+            self._restore(rt)
+            raise UnavailableError(f"storage failed, nothing was deleted (retry): {exc}") from exc
+        return rt, fut
+
+    def finish_delete(self, rt: ExperimentRuntime, error: BaseException | None) -> None:
+        """Release the name once the deletion is committed; if it failed, bring the
+        experiment back from the store and raise :class:`UnavailableError`. Blocks (a
+        failed deletion replays the experiment): run it off the event loop."""
+        if error is None:
+            with self._lock:
+                self._deleting.pop(rt.name, None)
+            log.info("deleted experiment %s (%s)", rt.name, rt.id)
+            return
+        log.error("delete of experiment %s failed: %s", rt.name, error)
+        self._restore(rt)
+        raise UnavailableError(
+            f"storage failed, experiment {rt.name!r} was not deleted (retry): {error}"
+        ) from error
+
+    def _restore(self, rt: ExperimentRuntime) -> None:
+        """Register a fresh runtime of an experiment whose deletion failed, rebuilt from
+        what the store holds (every write queued before the delete has settled by now)."""
+        self.store.reset_failure(rt.id)
+        try:
+            new = ExperimentRuntime.load(rt.record, self.store, **self.runtime_options)
+        except Exception as exc:
+            # Storage is still failing: rebuild from the log on the first call instead.
+            log.error("experiment %s: reload failed (%s); rebuilding on first use", rt.name, exc)
+            new = ExperimentRuntime(rt.record, self.store, **self.runtime_options)
+            new.broken = True
+        with self._lock:
+            self._deleting.pop(rt.name, None)
+            self._by_id[rt.id] = new
+            self._by_name[rt.name] = rt.id
 
     def get(self, key: str) -> ExperimentRuntime:
         """Runtime by id or by unique name."""

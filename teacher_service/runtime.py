@@ -27,7 +27,12 @@ from api_schemas.limits import MAX_BATCH
 from api_schemas.reports import Report, ReportAck
 from api_schemas.spaces import BoxSpace, DiscreteSpace, LevelSpace, SpaceError
 from api_schemas.tasks import Task
-from teacher_service.errors import BatchTooLargeError, InvalidReportError, TaskNotFoundError
+from teacher_service.errors import (
+    BatchTooLargeError,
+    ExperimentNotFoundError,
+    InvalidReportError,
+    TaskNotFoundError,
+)
 from teacher_service.storage import ExperimentRecord, Store
 from teacher_service.teachers import TaskProposal, TaskResult, Teacher, make_teacher
 
@@ -81,6 +86,9 @@ class ExperimentRuntime:
         self.max_outstanding = max_outstanding
         self.clock = clock
         self.lock = threading.Lock()
+        # Set (under the lock) when the experiment is being deleted: every later call that
+        # takes the lock is refused, so nothing more is written for it.
+        self.deleted = False
         self._reset_state()
 
     # ------------------------------------------------------------------ state
@@ -119,8 +127,9 @@ class ExperimentRuntime:
 
     # --------------------------------------------------------------- logging
     def _append(self, kind: str, payload: dict[str, Any]) -> Future:
+        data = orjson.dumps(payload)  # before the sequence moves: a failure leaves no gap
         self.seq += 1
-        fut = self.store.append_event(self.id, self.seq, kind, orjson.dumps(payload))
+        fut = self.store.append_event(self.id, self.seq, kind, data)
         self._last_write = fut
         self.counters.events = self.seq
         self.events_since_snapshot += 1
@@ -198,6 +207,8 @@ class ExperimentRuntime:
                     raise ProposalError(f"teacher {self.teacher.kind}: {exc}") from exc
 
     def _usable(self) -> None:
+        if self.deleted:
+            raise ExperimentNotFoundError(f"experiment {self.name!r} was deleted")
         if self.broken:
             # A failed write or a teacher error left memory ahead of the log: rebuild.
             log.warning("experiment %s: rebuilding from the log after an error", self.name)
@@ -420,6 +431,13 @@ class ExperimentRuntime:
         return rt
 
     # ---------------------------------------------------------------- views
+    def log_position(self) -> tuple[int, dict[str, Any]]:
+        """The last logged event and the counters as of it (read together, under the lock;
+        after a failed write, once memory has been rebuilt from what is durable)."""
+        with self.lock:
+            self._usable()
+            return self.seq, self.counters.model_dump()
+
     def public_counters(self) -> ExperimentCounters:
         """A copy of the counters."""
         return self.counters.model_copy()
@@ -440,6 +458,14 @@ class ExperimentRuntime:
         """Called when a queued write failed: memory is ahead of the log."""
         with self.lock:
             self.broken = True
+
+    def mark_deleted(self) -> None:
+        """Refuse every later call (404) and stop the teacher's background work. Taking the
+        lock waits for a call in progress, so its writes are queued before whatever the
+        caller queues next (the store's delete)."""
+        with self.lock:
+            self.deleted = True
+            self.teacher.close()
 
     def close(self) -> None:
         """Stop the teacher's background work."""

@@ -29,6 +29,7 @@ def test_every_command_has_help() -> None:
         ["experiments", "create"],
         ["experiments", "list"],
         ["experiments", "show"],
+        ["experiments", "delete"],
         ["bench"],
         ["bench", "teachers"],
         ["demo"],

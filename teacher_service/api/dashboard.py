@@ -23,6 +23,7 @@ from api_schemas.dashboard import DashboardFrame
 from teacher_service.api.deps import RuntimeDep
 from teacher_service.api.responses import ON_EXPERIMENT, errors
 from teacher_service.dashboard.history import DashboardHub
+from teacher_service.errors import ExperimentNotFoundError
 
 #: The page's files (HTML, JS, CSS), shipped inside the package: nothing from a CDN.
 STATIC_DIR = Path(str(resources.files("teacher_service.dashboard") / "static"))
@@ -96,13 +97,16 @@ async def stream_frames(
     last_key: tuple[object, ...] | None = None
     last_sent = 0.0
     sent = 0
-    while True:
+    while not rt.deleted:
         changed = await run_in_threadpool(history.refresh)  # the frame below reuses it
         # Repeats and late reports change counters without logging an event.
         key = (history.seq, history.evaluation_id, rt.counters.duplicates, rt.counters.late_reports)
         now = time.monotonic()
         if changed or key != last_key or now - last_sent >= IDLE_FRAME_S:
-            frame = await run_in_threadpool(history.frame, rt, max_points)
+            try:
+                frame = await run_in_threadpool(history.frame, rt, max_points)
+            except ExperimentNotFoundError:
+                return  # deleted meanwhile
             yield ServerSentEvent(data=frame, event="frame", id=str(frame.seq), retry=2000)
             last_key, last_sent = key, now
             sent += 1

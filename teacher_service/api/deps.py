@@ -17,11 +17,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from api_schemas.limits import MAX_NAME
-from teacher_service.errors import UnavailableError
+from teacher_service.errors import ExperimentNotFoundError, UnavailableError
 from teacher_service.manager import ExperimentManager
 from teacher_service.metrics import Metrics
 from teacher_service.runtime import ExperimentRuntime
 from teacher_service.settings import Settings
+from teacher_service.storage.store import ExperimentGoneError
 
 _bearer = HTTPBearer(auto_error=False)
 T = TypeVar("T")
@@ -93,9 +94,12 @@ async def call_runtime(
 
 
 async def durable(fut: Future, runtime: ExperimentRuntime | None = None) -> None:
-    """Wait until a queued write is committed; a failed write becomes a 503."""
+    """Wait until a queued write is committed; a failed write becomes a 503, and a write the
+    store refused because its experiment was deleted meanwhile becomes a 404."""
     try:
         await asyncio.wrap_future(fut)
+    except ExperimentGoneError as exc:
+        raise ExperimentNotFoundError(f"{exc}; nothing was stored") from exc
     except Exception as exc:
         if runtime is not None:
             runtime.mark_write_failed()

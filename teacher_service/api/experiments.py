@@ -1,10 +1,10 @@
-"""``/v1/experiments``: create, list, show, state."""
+"""``/v1/experiments``: create, list, show, state, delete."""
 
 from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from api_schemas.experiments import (
@@ -72,3 +72,28 @@ async def get_experiment(rt: RuntimeDep, manager: ManagerDep) -> ExperimentPubli
 async def get_state(rt: RuntimeDep) -> ExperimentState:
     """Counters plus the teacher's own view (what the dashboard draws)."""
     return await run_in_threadpool(rt.state)
+
+
+@router.delete(
+    "/{experiment_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={
+        204: {"description": "Deleted, durably, with everything stored for it."},
+        **errors(*ON_EXPERIMENT, 503),
+    },
+)
+async def delete_experiment(rt: RuntimeDep, manager: ManagerDep, request: Request) -> Response:
+    """Delete the experiment and everything stored for it: its log, snapshots, evaluations
+    and agent checkpoints. Answers 204 once the deletion is committed; requests on the
+    experiment still in flight then get 404, and a new experiment may take its name. On a
+    storage failure (503) nothing is deleted."""
+    rt, fut = await run_in_threadpool(manager.begin_delete, rt.id)
+    error: BaseException | None = None
+    try:
+        await asyncio.wrap_future(fut)
+    except Exception as exc:
+        error = exc
+    await run_in_threadpool(manager.finish_delete, rt, error)
+    request.app.state.dashboard.forget(rt.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -134,12 +134,21 @@ class DashboardHub:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._histories: dict[str, ExperimentHistory] = {}
+        self._forgotten: set[str] = set()  # deleted experiments (ids are never reused)
         self._lock = threading.Lock()
 
     def history(self, experiment_id: str) -> ExperimentHistory:
-        """The (shared) history of one experiment."""
+        """The (shared) history of one experiment (not kept for a deleted one)."""
         with self._lock:
             h = self._histories.get(experiment_id)
             if h is None:
-                h = self._histories[experiment_id] = ExperimentHistory(self.store, experiment_id)
+                h = ExperimentHistory(self.store, experiment_id)
+                if experiment_id not in self._forgotten:
+                    self._histories[experiment_id] = h
             return h
+
+    def forget(self, experiment_id: str) -> None:
+        """Drop a deleted experiment's history, and keep none for it from now on."""
+        with self._lock:
+            self._histories.pop(experiment_id, None)
+            self._forgotten.add(experiment_id)

@@ -45,6 +45,10 @@ class DuplicateNameError(StorageError):
     """An experiment with that name already exists in the database."""
 
 
+class ExperimentGoneError(StorageError):
+    """A write of an experiment that was deleted (refused: it would leave orphan rows)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ExperimentRecord:
     """An experiment as stored: its id, unique name, creation spec (JSON) and time."""
@@ -78,7 +82,8 @@ class AgentRecord:
 
 @dataclass(slots=True)
 class _Op:
-    kind: str  # "event" | "snapshot" | "experiment" | "evaluations" | "agent" | "barrier"
+    # "event" | "snapshot" | "experiment" | "evaluations" | "agent" | "delete" | "barrier"
+    kind: str
     experiment_id: str
     seq: int
     data: Any
@@ -98,6 +103,16 @@ _AGENT_META = (
 )
 #: Writes that make up an experiment's log: after one fails, later ones are refused.
 _LOGGED = frozenset({"event", "snapshot"})
+#: Writes refused once their experiment is deleted (they would leave orphan rows).
+_OF_EXPERIMENT = frozenset({"event", "snapshot", "evaluations", "agent"})
+#: Every table holding rows of an experiment (what a delete removes).
+_EXPERIMENT_TABLES = (
+    (events, events.c.experiment_id),
+    (snapshots, snapshots.c.experiment_id),
+    (evaluations, evaluations.c.experiment_id),
+    (agents, agents.c.experiment_id),
+    (experiments, experiments.c.id),
+)
 
 
 def _is_sqlite(url: str) -> bool:
@@ -141,6 +156,8 @@ class Store:
         # Experiments with a failed write: their later writes are refused until the runtime
         # has rebuilt from the log (reset_failure), so the log never gets a gap.
         self._failed: set[str] = set()
+        # Deleted experiments: their later writes are refused (ids are never reused).
+        self._deleted: set[str] = set()
         self._thread.start()
 
     @staticmethod
@@ -286,6 +303,14 @@ class Store:
             yield from res
             last = getattr(res[-1], key.name)
 
+    def delete_experiment(self, experiment_id: str) -> Future:
+        """Queue the deletion of an experiment and of every row stored for it (its record,
+        log, snapshots, evaluations and agents), in one transaction, after every write
+        queued before it. Once it is committed, later writes of the experiment are refused
+        with :class:`ExperimentGoneError`, so none can leave orphan rows. The future resolves
+        to ``None`` once the deletion is committed (or fails with :class:`StorageError`)."""
+        return self._submit("delete", experiment_id, 0, None)
+
     def barrier(self) -> Future:
         """A future that resolves once everything queued before it is committed."""
         return self._submit("barrier", "", 0, None)
@@ -315,13 +340,56 @@ class Store:
         self._failed.discard(experiment_id)
 
     def _refused(self, op: _Op) -> bool:
-        """Fail ``op`` if its experiment had a failed write (see :meth:`reset_failure`)."""
+        """Fail ``op`` if its experiment was deleted, or had a failed write (see
+        :meth:`reset_failure`)."""
+        if op.kind in _OF_EXPERIMENT and op.experiment_id in self._deleted:
+            op.future.set_exception(
+                ExperimentGoneError(f"experiment {op.experiment_id} was deleted")
+            )
+            return True
         if op.kind in _LOGGED and op.experiment_id in self._failed:
             op.future.set_exception(StorageError("an earlier write of this experiment failed"))
             return True
         return False
 
     def _commit_group(self, ops: list[_Op]) -> None:
+        # A delete commits in a transaction of its own, between the writes queued before it
+        # and those queued after it (which it may refuse).
+        start = 0
+        for i, op in enumerate(ops):
+            if op.kind == "delete":
+                self._commit_writes(ops[start:i])
+                self._commit_delete(op)
+                start = i + 1
+        self._commit_writes(ops[start:])
+
+    def _commit_delete(self, op: _Op) -> None:
+        """Delete every row of an experiment in one transaction (transient failures are
+        retried); after the commit, refuse the experiment's later writes."""
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    self._delete_rows(conn, op.experiment_id)
+            except Exception as exc:  # the writer thread must survive anything
+                log.warning(
+                    "delete of %s failed (attempt %d): %s", op.experiment_id, attempt + 1, exc
+                )
+                if isinstance(exc, SQLAlchemyError) and attempt < 2:
+                    time.sleep(0.1 * 5**attempt)
+                    continue
+                op.future.set_exception(StorageError(f"delete failed, nothing deleted: {exc}"))
+                return
+            self._deleted.add(op.experiment_id)
+            self._failed.discard(op.experiment_id)
+            op.future.set_result(None)
+            return
+
+    @staticmethod
+    def _delete_rows(conn: Any, experiment_id: str) -> None:
+        for table, column in _EXPERIMENT_TABLES:
+            conn.execute(delete(table).where(column == experiment_id))
+
+    def _commit_writes(self, ops: list[_Op]) -> None:
         ops = [op for op in ops if not self._refused(op)]
         if not ops:
             return
