@@ -11,7 +11,7 @@ import re
 
 from pydantic import BaseModel, Field
 
-from api_schemas.limits import RESPONSE
+from api_schemas.wire import RESPONSE
 
 #: What an agent id may look like: a letter or digit, then up to 127 letters, digits,
 #: ``_``, ``.`` or ``-`` (no ``/``, no spaces, never ``.`` or ``..``).

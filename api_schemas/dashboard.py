@@ -13,8 +13,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from api_schemas.experiments import ExperimentCounters
-from api_schemas.limits import RESPONSE
 from api_schemas.spaces import TaskSpace
+from api_schemas.wire import RESPONSE
 
 
 class Throughput(BaseModel):

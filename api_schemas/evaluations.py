@@ -10,11 +10,11 @@ from api_schemas.limits import (
     MAX_EPISODES,
     MAX_EVALUATIONS,
     MAX_WORKER,
-    RESPONSE,
     Name,
     Real,
     text,
 )
+from api_schemas.wire import RESPONSE, Float, Int, bounded_int
 
 CheckpointRef = text(MAX_CHECKPOINT_REF)
 Worker = text(MAX_WORKER)
@@ -26,14 +26,11 @@ class Evaluation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     env: Name = Field(description="Held-out maze name or gymnasium env id.")
-    episodes: int = Field(ge=1, le=MAX_EPISODES, description="Episodes played.")
-    solve_rate: float = Field(ge=0.0, le=1.0, description="Share of episodes solved.")
+    episodes: Int = Field(ge=1, le=MAX_EPISODES, description="Episodes played.")
+    solve_rate: Float = Field(ge=0.0, le=1.0, description="Share of episodes solved.")
     mean_return: Real = Field(description="Mean episode return.")
-    env_steps: int | None = Field(
-        default=None,
-        ge=0,
-        le=MAX_ENV_STEPS,
-        description="Training env steps of the evaluated weights.",
+    env_steps: bounded_int(0, MAX_ENV_STEPS) | None = Field(
+        default=None, description="Training env steps of the evaluated weights."
     )
     checkpoint: CheckpointRef | None = Field(
         default=None, description="Where the evaluated weights are stored."
@@ -44,7 +41,24 @@ class Evaluation(BaseModel):
 class EvaluationBatch(BaseModel):
     """``POST /v1/experiments/{id}/evaluations`` body."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "evaluations": [
+                        {
+                            "env": "SixteenRooms",
+                            "episodes": 20,
+                            "solve_rate": 0.55,
+                            "mean_return": 0.41,
+                            "env_steps": 3000000,
+                        }
+                    ]
+                }
+            ]
+        },
+    )
 
     evaluations: list[Evaluation] = Field(min_length=1, max_length=MAX_EVALUATIONS)
 

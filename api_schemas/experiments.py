@@ -6,21 +6,40 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api_schemas.limits import MAX_LEASE_SECONDS, MAX_SEED, RESPONSE, Name
+from api_schemas.limits import MAX_LEASE_SECONDS, MAX_SEED, Name
 from api_schemas.spaces import TaskSpace
 from api_schemas.teachers import TeacherConfig
+from api_schemas.wire import RESPONSE, Float, Int
 
 
 class ExperimentCreate(BaseModel):
     """Body of ``POST /v1/experiments``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "walker",
+                    "space": {
+                        "kind": "box",
+                        "dims": [
+                            {"name": "stump_height", "low": 0.0, "high": 3.0},
+                            {"name": "gap_width", "low": 0.0, "high": 6.0},
+                        ],
+                    },
+                    "teacher": {"kind": "alp_gmm", "fit_rate": 250},
+                    "seed": 0,
+                }
+            ]
+        },
+    )
 
     name: Name = Field(description="Unique name; routes accept it in place of the id.")
     space: TaskSpace
     teacher: TeacherConfig
-    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="Seed of the teacher's RNG.")
-    lease_seconds: float = Field(
+    seed: Int = Field(default=0, ge=0, le=MAX_SEED, description="Seed of the teacher's RNG.")
+    lease_seconds: Float = Field(
         default=600.0,
         gt=0,
         le=MAX_LEASE_SECONDS,

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
+
+from api_schemas.wire import json_number
 
 #: Most tasks asked for in one request, and most reports sent in one request.
 MAX_BATCH = 4096
@@ -87,10 +89,8 @@ def text(max_length: int, min_length: int = 0) -> type[str]:
 
 
 #: A finite real number of magnitude at most ``MAX_REAL``.
-Real = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_REAL, le=MAX_REAL)]
+Real = Annotated[
+    float, Field(allow_inf_nan=False, ge=-MAX_REAL, le=MAX_REAL), BeforeValidator(json_number)
+]
 #: An experiment, dimension, task or environment name.
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)]
-
-#: The config of every response model: its fields are always present in answers, so the
-#: OpenAPI document marks them required (defaults matter only in requests).
-RESPONSE = ConfigDict(json_schema_serialization_defaults_required=True)

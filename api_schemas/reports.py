@@ -13,11 +13,11 @@ from api_schemas.limits import (
     MAX_SCORE_NAME,
     MAX_SCORES,
     MAX_TASK_ID,
-    RESPONSE,
     Real,
     text,
     well_formed,
 )
+from api_schemas.wire import RESPONSE, Bool, Int, bounded_int
 
 #: A score's name: any well-formed Unicode text of 1 to ``MAX_SCORE_NAME`` characters.
 ScoreName = Annotated[
@@ -39,16 +39,16 @@ class Report(BaseModel):
 
     task_id: TaskId = Field(description="The id of the task, as the server issued it.")
     episode_return: Real = Field(description="The episode's return (mean over `episodes`).")
-    success: bool | None = Field(default=None, description="Whether the episode was solved.")
-    length: int | None = Field(
-        default=None, ge=0, le=MAX_EPISODE_LENGTH, description="Steps of the episode."
+    success: Bool | None = Field(default=None, description="Whether the episode was solved.")
+    length: bounded_int(0, MAX_EPISODE_LENGTH) | None = Field(
+        default=None, description="Steps of the episode."
     )
     scores: dict[ScoreName, Real] = Field(
         default_factory=dict,
         max_length=MAX_SCORES,
         description="Per-level scores computed by the student, by name.",
     )
-    episodes: int = Field(
+    episodes: Int = Field(
         default=1, ge=1, le=MAX_EPISODES, description="Episodes averaged into this report."
     )
 
@@ -56,7 +56,24 @@ class Report(BaseModel):
 class ReportBatch(BaseModel):
     """Body of ``POST /v1/experiments/{id}/reports``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "reports": [
+                        {
+                            "task_id": "3f2a9c0d1b7e4a65-0",
+                            "episode_return": 0.82,
+                            "success": True,
+                            "length": 143,
+                            "scores": {"positive_value_loss": 0.05},
+                        }
+                    ]
+                }
+            ]
+        },
+    )
 
     reports: list[Report] = Field(min_length=1, max_length=MAX_BATCH)
 

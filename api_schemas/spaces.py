@@ -15,6 +15,7 @@ from api_schemas.limits import (
     Real,
     text,
 )
+from api_schemas.wire import kind_required
 
 Description = text(MAX_DESCRIPTION)
 
@@ -44,7 +45,7 @@ class BoxDim(BaseModel):
 class BoxSpace(BaseModel):
     """A continuous box of named dimensions: task params are ``{name: float}``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=kind_required)
 
     kind: Literal["box"] = "box"
     dims: list[BoxDim] = Field(min_length=1, max_length=MAX_BOX_DIMS)
@@ -97,7 +98,7 @@ class DiscreteTaskSpec(BaseModel):
 class DiscreteSpace(BaseModel):
     """A finite list of named tasks: task params are ``{"task": name}``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=kind_required)
 
     kind: Literal["discrete"] = "discrete"
     tasks: list[DiscreteTaskSpec] = Field(min_length=1, max_length=MAX_DISCRETE_TASKS)
@@ -145,6 +146,7 @@ def _level_space_schema(schema: dict[str, Any]) -> None:
         configs.append(sub)
     description = props["config"].get("description")
     props["config"] = {"anyOf": configs, "description": description}
+    kind_required(schema)
 
 
 class LevelSpace(BaseModel):
@@ -164,7 +166,10 @@ class LevelSpace(BaseModel):
         # The generator module is plain Python/numpy (no minigrid import).
         from env_generators.generators import generator_config
 
-        generator_config(self.generator, self.config)  # ValueError -> 422 with the reason
+        # ValueError -> 422 with the reason. The validated config (defaults filled in, each
+        # value of its declared type) is what is kept, stored and answered.
+        config = generator_config(self.generator, self.config).model_dump(mode="json")
+        object.__setattr__(self, "config", config)  # frozen model: set once, while validating
         return self
 
     def validate_level(self, level: str) -> str:

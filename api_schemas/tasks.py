@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api_schemas.limits import MAX_BATCH, MAX_WORKER, RESPONSE, text
+from api_schemas.limits import MAX_BATCH, MAX_WORKER, text
+from api_schemas.wire import RESPONSE, Int
 
 Worker = text(MAX_WORKER)
 
@@ -42,9 +43,11 @@ class Task(BaseModel):
 class TaskRequest(BaseModel):
     """Body of ``POST /v1/experiments/{id}/tasks``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"n": 8, "worker": "rollout-0"}]}
+    )
 
-    n: int = Field(default=1, ge=1, le=MAX_BATCH, description="Number of tasks wanted.")
+    n: Int = Field(default=1, ge=1, le=MAX_BATCH, description="Number of tasks wanted.")
     worker: Worker | None = Field(
         default=None, description="A label of who asks (kept in the log and the export)."
     )

@@ -11,11 +11,12 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api_schemas.limits import RESPONSE, Real
+from api_schemas.limits import Real
+from api_schemas.wire import RESPONSE, Bool, Float, Int, bounded_int, kind_required
 
 
 class _TeacherConfigBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=kind_required)
 
     SPACES: ClassVar[tuple[str, ...]] = ()
     #: Student roles the teacher issues tasks for (PAIRED); empty for one student.
@@ -39,28 +40,28 @@ class GMMConfigBase(_TeacherConfigBase):
     """Hyper-parameters shared by the Gaussian-mixture teachers (ALP-GMM, Covar-GMM).
     Defaults are the papers'."""
 
-    fit_rate: int = Field(
+    fit_rate: Int = Field(
         default=250,
         ge=10,
         le=100_000,
         description="Episodes between GMM refits, each on the last fit_rate rows (paper: 250).",
     )
-    bootstrap: int = Field(
+    bootstrap: Int = Field(
         default=250,
         ge=0,
         le=10_000_000,
         description="Uniformly sampled episodes before the first fit (paper: 250).",
     )
-    random_task_ratio: float = Field(
+    random_task_ratio: Float = Field(
         default=0.2,
         ge=0.0,
         le=1.0,
         description="Probability of a uniform task after bootstrap (paper: 0.2).",
     )
-    min_k: int = Field(
+    min_k: Int = Field(
         default=2, ge=1, le=50, description="Fewest GMM components tried (paper: 2)."
     )
-    max_k: int = Field(
+    max_k: Int = Field(
         default=10, ge=1, le=50, description="Most GMM components tried, inclusive (paper: 10)."
     )
     criterion: Literal["aic", "bic", "aicc"] = Field(
@@ -74,7 +75,7 @@ class GMMConfigBase(_TeacherConfigBase):
         default=1.0,
         description="Return mapped to 1 before use (reference BipedalWalker: 350).",
     )
-    fit_delay: int = Field(
+    fit_delay: Int = Field(
         default=50,
         ge=0,
         le=100_000,
@@ -124,7 +125,7 @@ class CovarGMMConfig(GMMConfigBase):
     )
 
     kind: Literal["covar_gmm"] = "covar_gmm"
-    absolute_lp: bool = Field(
+    absolute_lp: Bool = Field(
         default=False,
         description=(
             "Use |cov(time, reward)| as a component's learning progress instead of "
@@ -144,37 +145,37 @@ class RIACConfig(_TeacherConfigBase):
     )
 
     kind: Literal["riac"] = "riac"
-    max_region_size: int = Field(
+    max_region_size: Int = Field(
         default=200,
         ge=4,
         le=100_000,
         description="A region holding more episodes than this is split (reference: 200).",
     )
-    split_attempts: int = Field(
+    split_attempts: Int = Field(
         default=50, ge=1, le=10_000, description="Random (dim, threshold) splits tried (50)."
     )
-    min_region_points: int = Field(
+    min_region_points: Int = Field(
         default=10,
         ge=1,
         le=100_000,
         description="Episodes each child of a split must hold (reference: 10).",
     )
-    min_dims_range_ratio: float = Field(
+    min_dims_range_ratio: Float = Field(
         default=1 / 15,
         gt=0.0,
         lt=0.5,
         description="Smallest child width per dimension, as a fraction of its range (1/15).",
     )
-    alp_window: int = Field(
+    alp_window: Int = Field(
         default=200,
         ge=2,
         le=100_000,
         description=("Recent rewards of a region whose half means give its ALP (reference: 200)."),
     )
-    p_uniform: float = Field(
+    p_uniform: Float = Field(
         default=0.2, ge=0.0, le=1.0, description="Probability of a uniform task (0.2)."
     )
-    p_perturb: float = Field(
+    p_perturb: Float = Field(
         default=0.1,
         ge=0.0,
         le=1.0,
@@ -183,10 +184,10 @@ class RIACConfig(_TeacherConfigBase):
             "N(0, perturb_sd) (0.1). The rest (0.7) is uniform inside an ALP-chosen region."
         ),
     )
-    perturb_sd: float = Field(
+    perturb_sd: Float = Field(
         default=0.1, gt=0.0, le=1.0, description="SD of that perturbation, unit cube (0.1)."
     )
-    leaves_only: bool = Field(
+    leaves_only: Bool = Field(
         default=False,
         description="Choose among leaf regions only, not every region of the tree (False).",
     )
@@ -219,31 +220,31 @@ class LPTreeConfig(_TeacherConfigBase):
     )
 
     kind: Literal["lp_tree"] = "lp_tree"
-    window: int = Field(
+    window: Int = Field(
         default=64,
         ge=8,
         le=10_000,
         description="Most recent episodes each leaf keeps for its split test.",
     )
-    split_every: int = Field(
+    split_every: Int = Field(
         default=8,
         ge=1,
         le=10_000,
         description="Episodes a leaf gathers between two split tests.",
     )
-    split_min: int = Field(
+    split_min: Int = Field(
         default=16, ge=4, le=10_000, description="Episodes a leaf needs before it is first tested."
     )
-    min_leaf: int = Field(
+    min_leaf: Int = Field(
         default=4, ge=1, le=5_000, description="Episodes each side of a split must hold."
     )
-    min_width: float = Field(
+    min_width: Float = Field(
         default=1 / 40,
         gt=0.0,
         lt=0.5,
         description="Smallest leaf width per dimension, as a fraction of its range.",
     )
-    split_t: float = Field(
+    split_t: Float = Field(
         default=3.0,
         gt=0.0,
         le=1000.0,
@@ -252,37 +253,37 @@ class LPTreeConfig(_TeacherConfigBase):
             "must reach: splits follow real differences, not noise or distractor dims."
         ),
     )
-    lp_window: int = Field(
+    lp_window: Int = Field(
         default=8,
         ge=3,
         le=10_000,
         description="Last rewards of a leaf through which its progress line is fitted.",
     )
-    lcb: float = Field(
+    lcb: Float = Field(
         default=0.5,
         ge=0.0,
         le=100.0,
         description="Standard errors subtracted from |slope| (leaf LP = lower bound).",
     )
-    p_uniform: float = Field(
+    p_uniform: Float = Field(
         default=0.1, ge=0.0, le=1.0, description="Probability of a uniform task."
     )
-    p_expand: float = Field(
+    p_expand: Float = Field(
         default=0.1,
         ge=0.0,
         le=1.0,
         description="Probability of a task in the neighbourhood of an LP-chosen leaf.",
     )
-    expand: float = Field(
+    expand: Float = Field(
         default=0.5,
         gt=0.0,
         le=10.0,
         description="That neighbourhood: the leaf grown by this fraction of its width per side.",
     )
-    bootstrap: int = Field(
+    bootstrap: Int = Field(
         default=100, ge=0, le=10_000_000, description="Uniform episodes before any leaf choice."
     )
-    max_leaves: int = Field(
+    max_leaves: Int = Field(
         default=2048,
         ge=1,
         le=1_000_000,
@@ -320,7 +321,7 @@ class ReplayConfigBase(_TeacherConfigBase):
 
     SPACES: ClassVar[tuple[str, ...]] = ("level",)
 
-    buffer_size: int = Field(
+    buffer_size: Int = Field(
         default=4000, ge=2, le=100_000, description="Levels the replay buffer holds (4000)."
     )
     score: ScoreFunction = Field(
@@ -335,22 +336,22 @@ class ReplayConfigBase(_TeacherConfigBase):
         default="rank",
         description="Score weights h = 1/rank(S) (rank) or h = S (power); P_S ~ h^(1/beta).",
     )
-    temperature: float = Field(
+    temperature: Float = Field(
         default=0.3, gt=0.0, le=100.0, description="beta of P_S ~ h^(1/beta) (0.3)."
     )
-    staleness_coef: float = Field(
+    staleness_coef: Float = Field(
         default=0.3,
         ge=0.0,
         le=1.0,
         description="rho of P = (1 - rho) P_S + rho P_C, P_C ~ episodes since last sampled (0.3).",
     )
-    replay_prob: float = Field(
+    replay_prob: Float = Field(
         default=0.5,
         ge=0.0,
         le=1.0,
         description="Probability of a replayed level once the buffer is at least half full.",
     )
-    robust: bool = Field(
+    robust: Bool = Field(
         default=True,
         description=(
             "PLR-robust (PLR⊥): new levels are only scored (mode 'explore'), gradient updates "
@@ -396,16 +397,16 @@ class ACCELConfig(ReplayConfigBase):
     )
 
     kind: Literal["accel"] = "accel"
-    replay_prob: float = Field(
+    replay_prob: Float = Field(
         default=0.8,
         ge=0.0,
         le=1.0,
         description="Probability of a replayed level once the buffer is at least half full (0.8).",
     )
-    num_edits: int = Field(
+    num_edits: Int = Field(
         default=5, ge=1, le=1000, description="Random tile edits per child level (5)."
     )
-    edit_batch: int = Field(
+    edit_batch: Int = Field(
         default=32,
         ge=1,
         le=10_000,
@@ -414,7 +415,7 @@ class ACCELConfig(ReplayConfigBase):
             "many children (the reference edits after every replay batch of 32 envs)."
         ),
     )
-    edit_parents: int = Field(
+    edit_parents: Int = Field(
         default=4,
         ge=1,
         le=10_000,
@@ -445,27 +446,25 @@ class PAIREDConfig(_TeacherConfigBase):
     )
 
     kind: Literal["paired"] = "paired"
-    max_walls: int | None = Field(
+    max_walls: bounded_int(0, 10_000) | None = Field(
         default=None,
-        ge=0,
-        le=10_000,
         description=(
             "Wall-placing steps of the adversary after goal and agent; default the level "
             "space's max_walls (the published comparison uses 25 and 60)."
         ),
     )
-    episodes_per_role: int = Field(
+    episodes_per_role: Int = Field(
         default=2,
         ge=1,
         le=64,
         description="Episodes each role plays on a level (antagonist max, protagonist mean).",
     )
-    hidden: int = Field(default=64, ge=4, le=1024, description="Adversary MLP hidden units.")
-    lr: float = Field(default=1e-3, gt=0.0, le=1.0, description="Adversary Adam step size.")
-    update_every: int = Field(
+    hidden: Int = Field(default=64, ge=4, le=1024, description="Adversary MLP hidden units.")
+    lr: Float = Field(default=1e-3, gt=0.0, le=1.0, description="Adversary Adam step size.")
+    update_every: Int = Field(
         default=32, ge=1, le=10_000, description="Levels whose regrets make one adversary update."
     )
-    entropy_coef: float = Field(
+    entropy_coef: Float = Field(
         default=0.01, ge=0.0, le=10.0, description="Entropy bonus of the adversary policy."
     )
 

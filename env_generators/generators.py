@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api_schemas.wire import Bool, Int
 from env_generators.levels import MAX_SIDE, Level, generate_level
 
 #: Tiles of the largest room (a bound for the counts of walls and lava).
@@ -27,15 +28,15 @@ class MiniGridGeneratorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    size: int = Field(default=15, ge=5, le=MAX_SIDE, description="Side, border included.")
-    min_walls: int = Field(default=0, ge=0, le=MAX_TILES, description="Fewest wall tiles drawn.")
-    max_walls: int = Field(
+    size: Int = Field(default=15, ge=5, le=MAX_SIDE, description="Side, border included.")
+    min_walls: Int = Field(default=0, ge=0, le=MAX_TILES, description="Fewest wall tiles drawn.")
+    max_walls: Int = Field(
         default=60, ge=0, le=MAX_TILES, description="Most wall tiles drawn (inclusive)."
     )
-    max_lava: int = Field(
+    max_lava: Int = Field(
         default=0, ge=0, le=MAX_TILES, description="Most lava tiles drawn (inclusive)."
     )
-    solvable: bool = Field(
+    solvable: Bool = Field(
         default=False,
         description="Redraw until the goal is reachable (the reference DR does not).",
     )

@@ -9,13 +9,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from teacher_service.api import (
@@ -30,13 +26,14 @@ from teacher_service.api import (
     teachers,
 )
 from teacher_service.api.deps import require_token
+from teacher_service.api.error_handlers import error_body, install_error_handlers
+from teacher_service.api.responses import add_links, errors_as_json
 from teacher_service.dashboard.history import DashboardHub
-from teacher_service.errors import ServiceError
+from teacher_service.errors import ExperimentNotFoundError
 from teacher_service.manager import ExperimentManager
 from teacher_service.metrics import Metrics
 from teacher_service.settings import Settings
 from teacher_service.storage import Store
-from teacher_service.storage.store import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +56,7 @@ class _LimitsAndTiming:
             return
         for k, v in scope.get("headers", ()) if scope["method"] in _BODY_METHODS else ():
             if k == b"content-length" and v.isdigit() and int(v) > self.max_body:
-                await _send_json(
-                    send, 413, {"detail": f"request body exceeds {self.max_body} bytes"}
-                )
+                await _send_json(send, 413, f"request body exceeds {self.max_body} bytes")
                 return
         t0 = time.perf_counter()
         code = [500]
@@ -83,7 +78,7 @@ class _LimitsAndTiming:
         try:
             await self.app(scope, limited_receive, send_wrapper)
         except _BodyTooLargeError:
-            await _send_json(send, 413, {"detail": f"request body exceeds {self.max_body} bytes"})
+            await _send_json(send, 413, f"request body exceeds {self.max_body} bytes")
             code[0] = 413
         route = scope.get("route")
         path = getattr(route, "path", "unmatched")
@@ -96,10 +91,8 @@ class _BodyTooLargeError(Exception):
     pass
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    import orjson
-
-    data = orjson.dumps(body)
+async def _send_json(send: Send, status: int, detail: str) -> None:
+    data = error_body(status, detail)
     await send(
         {
             "type": "http.response.start",
@@ -113,15 +106,6 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-def _validation_message(errors: list[dict[str, Any]]) -> str:
-    parts = []
-    for e in errors[:10]:
-        loc = ".".join(str(x) for x in e.get("loc", ()))
-        parts.append(f"{loc}: {e.get('msg')}")
-    more = f" (+{len(errors) - 10} more)" if len(errors) > 10 else ""
-    return "; ".join(parts) + more
-
-
 def _api_description(settings: Settings) -> str:
     return (
         "Curriculum teachers over HTTP: propose tasks, receive reports.\n\n"
@@ -132,6 +116,19 @@ def _api_description(settings: Settings) -> str:
         f"{settings.max_body_bytes} bytes are answered 413. Every path that names an "
         "experiment accepts its id or its unique name."
     )
+
+
+def _finish_document(app: FastAPI) -> None:
+    """Build the OpenAPI document once, with every error answer declared as JSON and the
+    links between operations."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_links(errors_as_json(build()))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -166,45 +163,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         lifespan=lifespan,
         description=_api_description(settings),
+        # operationId = the route function's name (create_experiment, create_tasks, ...):
+        # what generated clients call their methods.
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.settings = settings
     app.state.metrics = metrics
 
-    @app.exception_handler(ServiceError)
-    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # 401 from the token check, 404 for an unknown path, 405, 400 for a body that is
-        # not UTF-8: the same body as every other error.
-        return JSONResponse(
-            {"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
-        )
-
-    @app.exception_handler(StorageError)
-    @app.exception_handler(SQLAlchemyError)
-    async def _storage_error(_: Request, exc: Exception) -> JSONResponse:
-        log.error("storage failed: %s", exc)
-        return JSONResponse(
-            {"detail": f"storage failed, retry: {type(exc).__name__}"}, status_code=503
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": str(e.get("type"))}
-            for e in exc.errors()
-        ]
-        return JSONResponse(
-            {"detail": _validation_message(errors), "errors": errors}, status_code=422
-        )
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
-
+    install_error_handlers(app)
+    _finish_document(app)
     app.include_router(health.router)
     app.include_router(dashboard.pages)  # the page itself holds no data: no token
     app.mount("/dashboard/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
@@ -231,5 +198,7 @@ async def _sweep(manager: ExperimentManager, interval: float) -> None:
         for rt in manager.all():
             try:
                 await run_in_threadpool(rt.sweep)
+            except ExperimentNotFoundError:
+                pass  # deleted since the list was taken
             except Exception:
                 log.exception("lease sweep failed for %s", rt.name)

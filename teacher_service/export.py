@@ -224,9 +224,7 @@ def plan_export(rt: ExperimentRuntime) -> ExportPlan:
     Takes the lock: call it off the event loop. Events up to ``last_seq`` may still be in
     the store's write queue; wait on ``store.barrier()`` before streaming.
     """
-    with rt.lock:
-        last_seq = rt.seq
-        counters = rt.counters.model_dump()
+    last_seq, counters = rt.log_position()
     return ExportPlan(
         experiment_id=rt.id,
         name=rt.name,

@@ -233,6 +233,25 @@ def test_list_page_lists_the_experiments_and_links_to_live_pages(
     tab.assert_clean()
 
 
+def test_list_drops_a_deleted_experiment(tab: Tab, service: Service) -> None:
+    page = tab.page
+    box = {"kind": "box", "dims": [{"name": "x", "low": 0.0, "high": 1.0}]}
+    with httpx.Client(
+        base_url=service.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+    ) as c:
+        r = c.post(
+            "/v1/experiments", json={"name": "doomed", "space": box, "teacher": {"kind": "random"}}
+        )
+        assert r.status_code == 201, r.text
+        page.goto(f"{service.url}/#token={TOKEN}")
+        doomed = page.locator("[data-testid=experiment-row][data-name=doomed]")
+        doomed.wait_for(timeout=WAIT)
+        assert c.delete("/v1/experiments/doomed").status_code == 204
+        doomed.wait_for(state="detached", timeout=WAIT)  # the list is polled
+    assert page.locator("[data-testid=experiment-row][data-name=alp2d]").count() == 1
+    tab.assert_clean()
+
+
 # ----------------------------------------------------------------- box: ALP-GMM 2-D
 def test_alp_gmm_live_page_draws_curves_gmm_and_updates_live(tab: Tab, service: Service) -> None:
     page = open_live(tab, service, "alp2d")

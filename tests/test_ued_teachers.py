@@ -184,6 +184,16 @@ def test_replayed_level_score_is_refreshed() -> None:
     assert t.buffer.scores[slot] == 0.05 and t.buffer.replays[slot] == 1
 
 
+def test_view_holds_scores_closer_than_float_resolution_at_their_magnitude() -> None:
+    # 1e15 and its next float differ by 0.125: numpy cannot make 20 distinct bins of that.
+    t = plr(buffer_size=2)
+    a, b = t.propose(2)
+    t.observe([result(a, positive_value_loss=1e15), result(b, positive_value_loss=1e15 + 0.125)])
+    hist = t.view()["scores"]["histogram"]
+    assert hist == {"edges": [1e15, 1e15 + 0.125], "counts": [2]}
+    json.dumps(t.view(), allow_nan=False)
+
+
 def test_max_mc_uses_the_tracked_highest_return() -> None:
     t = plr(buffer_size=2, replay_prob=1.0, score="max_mc")
     a, b = t.propose(2)

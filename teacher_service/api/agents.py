@@ -112,6 +112,7 @@ async def put_agent(
     x_content_sha256: Annotated[
         str | None,
         Header(
+            max_length=64,
             description="SHA-256 (hex) of the body; checked before anything is stored.",
             json_schema_extra={"pattern": SHA256_HEX_PATTERN},
         ),

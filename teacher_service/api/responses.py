@@ -43,3 +43,82 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         code: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[code]}
         for code in sorted(set(codes))
     }
+
+
+def errors_as_json(doc: dict[str, Any]) -> dict[str, Any]:
+    """Declare every error answer of ``doc`` (an OpenAPI document) as ``application/json``.
+
+    FastAPI files a route's extra responses under the route's own media type, which for the
+    event stream is ``text/event-stream``; its errors are JSON like every other.
+    """
+    for ops in doc.get("paths", {}).values():
+        for op in ops.values():
+            for code, response in op.get("responses", {}).items():
+                content = response.get("content", {})
+                if code[:1] in "45" and content and "application/json" not in content:
+                    response["content"] = {"application/json": next(iter(content.values()))}
+    return doc
+
+
+#: Operations on one experiment, reached from its creation with the new id.
+_ON_NEW_EXPERIMENT = (
+    "get_experiment",
+    "get_state",
+    "create_tasks",
+    "post_evaluations",
+    "list_evaluations",
+    "put_agent",
+    "list_agents",
+    "export_history",
+    "get_frame",
+    "stream_frames",
+    "delete_experiment",
+)
+_SAME_EXPERIMENT = {"experiment_id": "$request.path.experiment_id"}
+
+#: OpenAPI links: how one answer feeds the next request (operationId, status) -> links. They
+#: tell a reader, and a stateful fuzzer, the life of an experiment: create it, ask for tasks,
+#: report them, read its state and history, store agents, delete it.
+LINKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("create_experiment", "201"): {
+        op: {"operationId": op, "parameters": {"experiment_id": "$response.body#/id"}}
+        for op in _ON_NEW_EXPERIMENT
+    },
+    ("create_tasks", "200"): {
+        "report_the_first_task": {
+            "operationId": "create_reports",
+            "parameters": _SAME_EXPERIMENT,
+            "requestBody": {
+                "reports": [{"task_id": "$response.body#/tasks/0/id", "episode_return": 0.5}]
+            },
+            # Schemathesis: send this body as it is (a generated report would name a task
+            # that was never issued, and a batch is all-or-nothing).
+            "x-schemathesis": {"merge_body": False},
+        },
+    },
+    ("create_reports", "200"): {
+        op: {"operationId": op, "parameters": _SAME_EXPERIMENT}
+        for op in ("get_state", "export_history", "create_tasks")
+    },
+    ("put_agent", "200"): {
+        "get_the_agent": {
+            "operationId": "get_agent",
+            "parameters": {**_SAME_EXPERIMENT, "agent_id": "$response.body#/agent_id"},
+        },
+        "list_agents": {"operationId": "list_agents", "parameters": _SAME_EXPERIMENT},
+    },
+    ("post_evaluations", "201"): {
+        "list_evaluations": {"operationId": "list_evaluations", "parameters": _SAME_EXPERIMENT},
+    },
+}
+
+
+def add_links(doc: dict[str, Any]) -> dict[str, Any]:
+    """Attach :data:`LINKS` to the answers of ``doc`` (an OpenAPI document)."""
+    for ops in doc.get("paths", {}).values():
+        for op in ops.values():
+            for status, response in op.get("responses", {}).items():
+                links = LINKS.get((op.get("operationId", ""), status))
+                if links:
+                    response["links"] = links
+    return doc

@@ -207,7 +207,10 @@ class PLRTeacher(Teacher):
         stale = (self.episodes - buf.last_sampled[:n]).astype(np.float64)
         hist: dict[str, list[float] | list[int]] = {"edges": [], "counts": []}
         if n:
-            counts, edges = np.histogram(scores, bins=HIST_BINS)
+            try:
+                counts, edges = np.histogram(scores, bins=HIST_BINS)
+            except ValueError:  # a spread below float resolution at this magnitude: one bin
+                counts, edges = np.array([n]), np.array([scores.min(), scores.max()])
             hist = {"edges": edges.tolist(), "counts": counts.tolist()}
         depths = buf.depths[:n]
         top = np.argsort(-scores, kind="stable")[:TOP_LEVELS]
