@@ -113,11 +113,7 @@ class ExperimentManager:
                 being deleted).
         """
         with self._lock:
-            rt = self._by_id.get(key)
-            if rt is None and key in self._by_name:
-                rt = self._by_id[self._by_name[key]]
-            if rt is None:
-                raise ExperimentNotFoundError(f"no experiment with id or name {key!r}")
+            rt = self._lookup(key)
             del self._by_id[rt.id]
             del self._by_name[rt.name]
             self._deleting[rt.name] = rt.id
@@ -165,9 +161,13 @@ class ExperimentManager:
     def get(self, key: str) -> ExperimentRuntime:
         """Runtime by id or by unique name."""
         with self._lock:
-            rt = self._by_id.get(key)
-            if rt is None and key in self._by_name:
-                rt = self._by_id[self._by_name[key]]
+            return self._lookup(key)
+
+    def _lookup(self, key: str) -> ExperimentRuntime:
+        """Runtime by id or by unique name (call under the lock)."""
+        rt = self._by_id.get(key)
+        if rt is None and key in self._by_name:
+            rt = self._by_id[self._by_name[key]]
         if rt is None:
             raise ExperimentNotFoundError(f"no experiment with id or name {key!r}")
         return rt

@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +39,9 @@ pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    srv = ServerProcess(
-        f"sqlite:///{tmp_path / 'fuzz.db'}", token=TOKEN, log_path=tmp_path / "server.log"
-    ).start()
-    yield srv
-    srv.stop()
+def server(server_factory: Any, sqlite_url: str) -> ServerProcess:
+    """A teacher service with a bearer token on a fresh SQLite file."""
+    return server_factory(sqlite_url, token=TOKEN)
 
 
 def _transitions(ndjson: Path) -> Counter[str]:
@@ -93,7 +89,7 @@ def test_schemathesis_finds_no_failure_and_no_error(server: ServerProcess, tmp_p
         cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=800, check=False
     )
     out = proc.stdout + proc.stderr
-    log = (tmp_path / "server.log").read_text()
+    log = server.log_path.read_text()
     assert proc.returncode == 0, out[-20_000:] + "\n--- server log ---\n" + log[-5000:]
 
     summary = json.loads(next(reports.glob("json-*.json")).read_text())

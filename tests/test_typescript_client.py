@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +45,9 @@ def npm() -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
+def server(server_factory: Any, sqlite_url: str) -> ServerProcess:
     """A teacher service with a bearer token on a fresh SQLite file."""
-    srv = ServerProcess(
-        f"sqlite:///{tmp_path / 'ts.db'}", token=TOKEN, log_path=tmp_path / "server.log"
-    ).start()
-    yield srv
-    srv.stop()
+    return server_factory(sqlite_url, token=TOKEN)
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float, log: Path) -> str:
@@ -103,7 +98,7 @@ def test_typescript_client_generated_from_openapi(
         "npm_config_fund": "false",
         "npm_config_audit": "false",
     }
-    log = tmp_path / "server.log"
+    log = server.log_path
 
     _run([npm, "ci", "--no-audit", "--no-fund"], work, env, 180, log)
     _run([npm, "run", "generate"], work, env, 60, log)
