@@ -130,7 +130,7 @@ class ConflictError(ApiError):
 
 
 class PayloadTooLargeError(ApiError):
-    """413: more tasks or reports in one request than the server allows, or a huge body."""
+    """413: a request body above the server's size limit (16 MiB unless configured)."""
 
 
 class InvalidRequestError(ApiError):
@@ -496,7 +496,7 @@ class TeacherClient:
 
         Args:
             experiment: experiment id or name.
-            n: number of tasks (at most the server's max batch, 4096 by default).
+            n: number of tasks (at most ``MAX_BATCH``, 4096).
             worker: optional worker label, logged with the tasks.
 
         Raises:
@@ -851,7 +851,8 @@ class CurriculumSession:
         self.worker = worker
         self._tasks_path = TeacherClient._exp_path(experiment, "/tasks")
         self._reports_path = TeacherClient._exp_path(experiment, "/reports")
-        # Most tasks per request / reports per request; halved on a 413.
+        # Most tasks per request / reports per request (the API's limit); halved on a 413
+        # (a body above the server's size limit: many long score names, say).
         self._max_fetch = min(prefetch, MAX_BATCH)
         self._max_send = min(max(report_batch, 1024), MAX_BATCH)
 
