@@ -291,6 +291,20 @@ def test_stream_sends_a_frame_at_once_then_live_updates(srv) -> None:
     assert time.monotonic() - t0 < 20  # frames came as things changed, not on a slow clock
 
 
+def test_stream_ends_after_limit_frames(srv) -> None:
+    with _client(srv) as c:
+        exp = _create(c, "limited")
+        _issue_and_report(c, exp, [0.5])
+
+        def feed(k: int) -> None:
+            _issue_and_report(c, exp, [0.1 * k])
+
+        url = f"{srv.url}/v1/experiments/{exp}/events?interval=0.1&limit=2"
+        frames = list(_frames(url, 10, feed))  # asks for more than the server sends
+    assert len(frames) == 2
+    assert int(frames[1]["id"]) > int(frames[0]["id"])
+
+
 def test_stream_reports_repeats_and_survives_a_restart(srv) -> None:
     with _client(srv) as c:
         exp = _create(c, "restart")
