@@ -67,10 +67,13 @@ async def get_experiment(rt: RuntimeDep, manager: ManagerDep) -> ExperimentPubli
 
 
 @router.get(
-    "/{experiment_id}/state", response_model=ExperimentState, responses=errors(*ON_EXPERIMENT)
+    "/{experiment_id}/state",
+    response_model=ExperimentState,
+    responses=errors(*ON_EXPERIMENT, 503),
 )
 async def get_state(rt: RuntimeDep) -> ExperimentState:
-    """Counters plus the teacher's own view (what the dashboard draws)."""
+    """Counters plus the teacher's own view (what the dashboard draws). After a failed
+    write the experiment is first rebuilt from its log (503 if storage still fails)."""
     return await run_in_threadpool(rt.state)
 
 
