@@ -11,11 +11,10 @@ import re
 
 from pydantic import BaseModel, Field
 
+from api_schemas.limits import AGENT_ID_PATTERN, MAX_AGENT_ID
 from api_schemas.wire import RESPONSE
 
-#: What an agent id may look like: a letter or digit, then up to 127 letters, digits,
-#: ``_``, ``.`` or ``-`` (no ``/``, no spaces, never ``.`` or ``..``).
-AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+# No ``/``, no spaces, never ``.`` or ``..``: an agent id is safe in a path.
 _AGENT_ID_RE = re.compile(AGENT_ID_PATTERN)
 
 
@@ -23,8 +22,8 @@ def agent_id_problem(agent_id: str) -> str | None:
     """Why ``agent_id`` is not a valid agent id, or ``None`` when it is."""
     if not agent_id:
         return "agent id is empty"
-    if len(agent_id) > 128:
-        return f"agent id is {len(agent_id)} characters long (at most 128)"
+    if len(agent_id) > MAX_AGENT_ID:
+        return f"agent id is {len(agent_id)} characters long (at most {MAX_AGENT_ID})"
     if _AGENT_ID_RE.fullmatch(agent_id) is None:
         return (
             f"agent id {agent_id!r} must start with a letter or digit and contain only "

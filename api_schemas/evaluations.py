@@ -9,15 +9,14 @@ from api_schemas.limits import (
     MAX_ENV_STEPS,
     MAX_EPISODES,
     MAX_EVALUATIONS,
-    MAX_WORKER,
     Name,
     Real,
+    WorkerLabel,
     text,
 )
 from api_schemas.wire import RESPONSE, Float, Int, bounded_int
 
 CheckpointRef = text(MAX_CHECKPOINT_REF)
-Worker = text(MAX_WORKER)
 
 
 class Evaluation(BaseModel):
@@ -35,7 +34,7 @@ class Evaluation(BaseModel):
     checkpoint: CheckpointRef | None = Field(
         default=None, description="Where the evaluated weights are stored."
     )
-    worker: Worker | None = Field(default=None, description="Who evaluated.")
+    worker: WorkerLabel | None = Field(default=None, description="Who evaluated.")
 
 
 class EvaluationBatch(BaseModel):

@@ -92,5 +92,7 @@ def text(max_length: int, min_length: int = 0) -> type[str]:
 Real = Annotated[
     float, Field(allow_inf_nan=False, ge=-MAX_REAL, le=MAX_REAL), BeforeValidator(json_number)
 ]
+#: A label of who asked for tasks or who evaluated (kept in the log and the export).
+WorkerLabel = text(MAX_WORKER)
 #: An experiment, dimension, task or environment name.
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)]

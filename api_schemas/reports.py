@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from api_schemas.limits import (
     MAX_BATCH,
@@ -15,16 +13,11 @@ from api_schemas.limits import (
     MAX_TASK_ID,
     Real,
     text,
-    well_formed,
 )
 from api_schemas.wire import RESPONSE, Bool, Int, bounded_int
 
 #: A score's name: any well-formed Unicode text of 1 to ``MAX_SCORE_NAME`` characters.
-ScoreName = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=MAX_SCORE_NAME),
-    AfterValidator(well_formed),
-]
+ScoreName = text(MAX_SCORE_NAME, min_length=1)
 TaskId = text(MAX_TASK_ID, min_length=1)
 
 

@@ -7,10 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api_schemas.limits import MAX_BATCH, MAX_WORKER, text
+from api_schemas.limits import MAX_BATCH, WorkerLabel
 from api_schemas.wire import RESPONSE, Int
-
-Worker = text(MAX_WORKER)
 
 
 class TaskMode(StrEnum):
@@ -48,7 +46,7 @@ class TaskRequest(BaseModel):
     )
 
     n: Int = Field(default=1, ge=1, le=MAX_BATCH, description="Number of tasks wanted.")
-    worker: Worker | None = Field(
+    worker: WorkerLabel | None = Field(
         default=None, description="A label of who asks (kept in the log and the export)."
     )
 

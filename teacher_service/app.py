@@ -54,8 +54,9 @@ class _LimitsAndTiming:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for k, v in scope.get("headers", ()) if scope["method"] in _BODY_METHODS else ():
-            if k == b"content-length" and v.isdigit() and int(v) > self.max_body:
+        if scope["method"] in _BODY_METHODS:
+            length = dict(scope.get("headers", ())).get(b"content-length", b"")
+            if length.isdigit() and int(length) > self.max_body:
                 await _send_json(send, 413, f"request body exceeds {self.max_body} bytes")
                 return
         t0 = time.perf_counter()

@@ -29,6 +29,16 @@ def server(sqlite_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One running teacher service (SQLite) for a module's tests that only add experiments,
+    each under names of its own."""
+    d = tmp_path_factory.mktemp("shared")
+    srv = ServerProcess(f"sqlite:///{d / 'ac.db'}", log_path=d / "server.log").start()
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator:
     """Start extra servers; all are stopped at teardown."""

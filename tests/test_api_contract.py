@@ -272,15 +272,10 @@ BAD_CASES = [
 
 
 @pytest.fixture(scope="module")
-def shared_client(tmp_path_factory) -> httpx.Client:
+def shared_client(shared_server) -> httpx.Client:
     """One server for all bad-input cases (each case uses its own experiment)."""
-    from teacher_service.testing import ServerProcess
-
-    d = tmp_path_factory.mktemp("bad")
-    srv = ServerProcess(f"sqlite:///{d / 'ac.db'}", log_path=d / "server.log").start()
-    with httpx.Client(base_url=srv.url, timeout=30) as c:
+    with httpx.Client(base_url=shared_server.url, timeout=30) as c:
         yield c
-    srv.stop()
 
 
 @pytest.mark.parametrize("case", BAD_CASES, ids=[c[0] for c in BAD_CASES])

@@ -38,15 +38,6 @@ REPO = Path(__file__).resolve().parents[1]
 RANDOM = {"kind": "random"}
 
 
-@pytest.fixture(scope="module")
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server for the tests that only add experiments (each uses its own names)."""
-    d = tmp_path_factory.mktemp("client")
-    srv = ServerProcess(f"sqlite:///{d / 'ac.db'}", log_path=d / "server.log").start()
-    yield srv
-    srv.stop()
-
-
 @pytest.fixture
 def client(shared_server: ServerProcess) -> Iterator[TeacherClient]:
     with TeacherClient(shared_server.url, retries=3, backoff=0.01) as c:

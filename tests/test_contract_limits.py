@@ -32,16 +32,8 @@ from tests.conftest import BOX2
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    d = tmp_path_factory.mktemp("limits")
-    s = ServerProcess(f"sqlite:///{d / 'ac.db'}", log_path=d / "server.log").start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def client(srv: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=srv.url, timeout=60) as c:
+def client(shared_server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=shared_server.url, timeout=60) as c:
         yield c
 
 
@@ -115,7 +107,7 @@ def test_out_of_range_report_is_422_naming_the_field_and_changes_nothing(
 
 
 def test_the_largest_accepted_values_replay_and_export(
-    client: httpx.Client, srv: ServerProcess
+    client: httpx.Client, shared_server: ServerProcess
 ) -> None:
     name = "extremes"
     _experiment(client, name)
@@ -147,8 +139,8 @@ def test_the_largest_accepted_values_replay_and_export(
         assert row["scores"] == sent["scores"]
         assert row["length"] == sent.get("length")
         assert row["episodes"] == sent.get("episodes", 1)
-    srv.kill()
-    srv.start()
+    shared_server.kill()
+    shared_server.start()
     assert client.get(f"/v1/experiments/{name}/state").json() == state
     again = read_export(client.get(f"/v1/experiments/{name}/export?format=parquet").content)
     assert again[1:] == rows["parquet"][1:]
@@ -208,7 +200,7 @@ def test_batch_limits_are_the_documented_ones(client: httpx.Client, doc: dict[st
 
 # ------------------------------------------------------------------ the error model
 def test_every_error_answer_has_the_documented_body(
-    client: httpx.Client, doc: dict[str, Any], srv: ServerProcess
+    client: httpx.Client, doc: dict[str, Any], shared_server: ServerProcess
 ) -> None:
     _experiment(client, "errs", "random")
     cases = [
