@@ -37,7 +37,7 @@ bench: install
 	$(PY) benchmarks/ray_scaling.py
 	$(PY) -m teacher_service bench teachers --seeds 8
 
-# DR vs PLR vs ACCEL with the Ray students (about 22 minutes on 2 cores; see README Results).
+# DR vs PLR vs ACCEL with the Ray students (about 22 minutes on 2 cores; see docs/results/minigrid-ued.md).
 UED_ARGS ?= --steps 600000 --seeds 0 1 2
 bench-ued: install
 	$(PY) benchmarks/minigrid_ued.py $(UED_ARGS)

@@ -211,7 +211,8 @@ class RIACConfig(_TeacherConfigBase):
 
 class LPTreeConfig(_TeacherConfigBase):
     """LP-Tree, this project's teacher: an online regression tree over reward whose leaves
-    are sampled by a lower confidence bound of their recent learning progress (README)."""
+    are sampled by a lower confidence bound of their recent learning progress (see
+    docs/algorithms.md#lp-tree)."""
 
     SPACES: ClassVar[tuple[str, ...]] = ("box",)
     DESCRIPTION: ClassVar[str] = (
@@ -316,8 +317,8 @@ SCORE_INPUTS: dict[str, str] = {
 
 
 class ReplayConfigBase(_TeacherConfigBase):
-    """Hyper-parameters of the level replay buffer shared by PLR and ACCEL
-    (ALGORITHMS.md §2; defaults are the MiniGrid maze settings of the papers)."""
+    """Hyper-parameters of the level replay buffer shared by PLR and ACCEL (defaults are the
+    MiniGrid maze settings of the papers; see docs/algorithms.md#robust-plr)."""
 
     SPACES: ClassVar[tuple[str, ...]] = ("level",)
 

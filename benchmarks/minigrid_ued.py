@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Regret-based UED on MiniGrid mazes: DR vs Robust PLR vs ACCEL (vs PAIRED) with the Ray
-students, at equal env steps, evaluated zero-shot on the held-out mazes (ALGORITHMS.md §8).
+students, at equal env steps, evaluated zero-shot on the held-out mazes
+(docs/algorithms.md#minigrid-mazes-and-the-ued-benchmark).
 
 For every method and seed: a fresh experiment on 15x15 MiniGrid levels (0-60 walls for the
 generator; ACCEL starts from empty rooms) on a real teacher service (temporary SQLite), and a
@@ -20,11 +21,12 @@ mean, env steps, wall time, the teacher's final view summary, machine), a plot
 ``benchmarks/results/checkpoints/minigrid_ued/`` that ``autocurriculum evaluate --checkpoint``
 scores on any MiniGrid env id.
 
-The published figures (ALGORITHMS.md §8) come from ~300M env steps with the reference PPO
-settings; this benchmark's defaults fit a 2-core machine in well under an hour, so they use
-fast-learning PPO settings (the demo's, with ~512-sample minibatches so more workers mean more
-gradient steps per update) and a 500-level buffer for every method alike. ``plr_classic`` is PLR
-without the robust rule (it also trains on new levels).
+The published figures (docs/algorithms.md#minigrid-mazes-and-the-ued-benchmark) come from
+~300M env steps with the reference PPO settings; this benchmark's defaults fit a 2-core
+machine in well under an hour, so they use fast-learning PPO settings (the demo's, with
+~512-sample minibatches so more workers mean more gradient steps per update) and a 500-level
+buffer for every method alike. ``plr_classic`` is PLR without the robust rule (it also trains
+on new levels).
 
 Usage::
 
@@ -57,8 +59,9 @@ from teacher_service.testing import service_at
 
 RESULTS = Path(__file__).parent / "results"
 METHODS = ("random", "plr", "plr_classic", "accel", "paired")
-#: Mean held-out solve rates published for the 60-wall setting (ALGORITHMS.md §8; PAIRED's
-#: figure is from the 25-wall setting, the only one published for it there).
+#: Mean held-out solve rates published for the 60-wall setting
+#: (docs/algorithms.md#minigrid-mazes-and-the-ued-benchmark; PAIRED's and classic PLR's
+#: figures are from the 25-wall setting, the only one published for them there).
 PUBLISHED = {
     "random": {"solve_rate": 0.62, "setting": "60 walls, ~300M steps"},
     "plr": {"solve_rate": 0.71, "setting": "60 walls, ~300M steps (PLR⊥)"},
@@ -78,7 +81,8 @@ def teacher_config(method: str, args: argparse.Namespace) -> dict[str, Any]:
     if method == "plr":
         return {"kind": "plr", **replay}
     if method == "plr_classic":
-        # PLR with gradient updates on new levels too (ALGORITHMS.md §2: robust=False)
+        # PLR with gradient updates on new levels too (robust=False;
+        # docs/algorithms.md#robust-plr)
         return {"kind": "plr", **replay, "robust": False}
     if method == "accel":
         # the reference edits after every replay batch of all its envs
@@ -92,9 +96,10 @@ def teacher_config(method: str, args: argparse.Namespace) -> dict[str, Any]:
 def ppo_config(args: argparse.Namespace) -> PPOConfig:
     """The PPO settings every method shares."""
     if args.reference_ppo:
-        # ALGORITHMS.md §2: gamma .995, lr 1e-4, 256 steps, 5 epochs; the reference maze
-        # agent remembers what it has seen (an LSTM of 256 units after the 16-filter conv);
-        # it updates on replay rollouts only, so full-size minibatches (fixed_minibatch)
+        # docs/algorithms.md#robust-plr: gamma .995, lr 1e-4, 256 steps, 5 epochs; the
+        # reference maze agent remembers what it has seen (an LSTM of 256 units after the
+        # 16-filter conv); it updates on replay rollouts only, so full-size minibatches
+        # (fixed_minibatch)
         return PPOConfig(lstm=True, hidden=256, fixed_minibatch=True)
     # Minibatches of ~--minibatch-size samples, so a machine with more workers (bigger
     # batches) takes proportionally more gradient steps per update instead of fewer.
@@ -301,7 +306,7 @@ def summarise(rows: list[dict], args: argparse.Namespace, argv: list[str] | None
 
 def combine(paths: list[Path]) -> dict[str, Any]:
     """One results file from several runs of this script that differ only in their seeds
-    (e.g. one seed per call on a machine lent by the hour)."""
+    (e.g. one seed per job, spread over several machines)."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     first = parts[0]
     same = ("steps", "workers", "envs_per_worker", "buffer_size", "eval_episodes", "mazes", "ppo")
@@ -375,8 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--score", choices=("positive_value_loss", "max_mc", "l1_value_loss"),
         default="positive_value_loss",
-        help="PLR/ACCEL level score (ALGORITHMS.md §2 gives positive value loss or MaxMC for "
-        "MiniGrid mazes)",
+        help="PLR/ACCEL level score (positive value loss or MaxMC for MiniGrid mazes; see "
+        "docs/algorithms.md#robust-plr)",
     )  # fmt: skip
     p.add_argument("--eval-episodes", type=int, default=20, help="episodes per held-out maze")
     p.add_argument("--mazes", nargs="+", default=list(DEFAULT_EVAL_MAZES))

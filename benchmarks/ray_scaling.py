@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Env steps/s of the Ray students with 1, 2, 4, ... rollout workers (DESIGN.md §6).
+"""Env steps/s of the Ray students with 1, 2, 4, ... rollout workers
+(docs/architecture.md#students).
 
 Starts a real teacher service (subprocess, temporary SQLite file) and, for each worker count,
 a fresh experiment on the reference levels (15 x 15, 0-60 walls, ``random`` teacher) and a

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Load benchmark of the teacher service over HTTP (DESIGN.md §9).
+"""Load benchmark of the teacher service over HTTP (docs/architecture.md#tests-and-benchmarks).
 
 Starts a real server (``python -m teacher_service serve``) in a subprocess on a fresh SQLite
 file and drives it from this process with asyncio: every virtual client owns one keep-alive

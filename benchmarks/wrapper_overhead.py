@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Throughput cost of ``CurriculumWrapper`` (DESIGN.md §6): env steps/s with and without it.
+"""Throughput cost of ``CurriculumWrapper`` (docs/architecture.md#students): env steps/s with
+and without it.
 
 Starts a real teacher service (subprocess, temporary SQLite file) with a ``level`` experiment
 served by the ``random`` teacher (15 x 15 solvable mazes, up to 30 walls), then measures, in

@@ -24,7 +24,8 @@ MAX_TILES = MAX_SIDE * MAX_SIDE
 class MiniGridGeneratorConfig(BaseModel):
     """Random MiniGrid mazes: a ``size`` x ``size`` room (border included) with a uniformly
     drawn number of walls (and lava tiles) placed at random, agent and goal on free tiles.
-    Defaults follow the reference UED setting (15 x 15, 0-60 walls; ALGORITHMS.md §8)."""
+    Defaults follow the reference UED setting (15 x 15, 0-60 walls;
+    docs/algorithms.md#minigrid-mazes-and-the-ued-benchmark)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -77,7 +78,7 @@ GENERATORS: dict[str, LevelGenerator] = {
         "minigrid",
         MiniGridGeneratorConfig,
         _sample_minigrid,
-        "MiniGrid mazes (ASCII levels, DESIGN.md §7)",
+        "MiniGrid mazes (ASCII levels, docs/architecture.md#environment-generators)",
     )
 }
 

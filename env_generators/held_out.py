@@ -1,9 +1,11 @@
-"""The held-out test set: named, hand-made MiniGrid mazes of varied structure (DESIGN.md §7).
+"""The held-out test set: named, hand-made MiniGrid mazes of varied structure
+(docs/architecture.md#environment-generators).
 
 None of them is produced by the level generator; students never train on them. Each is
 checked solvable (navigation actions) by the test suite, and each name can be used wherever
 an env id is accepted (``autocurriculum evaluate --env Labyrinth``, the evaluator, the
-wrapper). The 15 x 15 ones match the size of the reference results (ALGORITHMS.md §8).
+wrapper). The 15 x 15 ones match the size of the reference results
+(docs/algorithms.md#minigrid-mazes-and-the-ued-benchmark).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""MiniGrid levels as plain data (DESIGN.md §7): the ASCII encoding, strict parsing, the
-shortest-path / solvability check, generation from parameters, ACCEL's mutation operators
-(ALGORITHMS.md §3), and rendering to SVG and PNG.
+"""MiniGrid levels as plain data (docs/architecture.md#environment-generators): the ASCII
+encoding, strict parsing, the shortest-path / solvability check, generation from parameters,
+ACCEL's mutation operators (docs/algorithms.md#accel), and rendering to SVG and PNG.
 
 Plain Python and numpy only: the teacher service uses this module, and only building the
 env (:mod:`env_generators.minigrid_env`) imports minigrid.
@@ -295,7 +295,7 @@ def generate_level(
 
 
 def mutate(level: Level, rng: np.random.Generator, num_edits: int = 5) -> Level:
-    """ACCEL's editor (ALGORITHMS.md §3): ``num_edits`` random edits, each turning a random
+    """ACCEL's editor (docs/algorithms.md#accel): ``num_edits`` random edits, each turning a random
     interior tile into wall, floor, or the goal (the goal moves there). An agent or goal that
     an edit overwrites is re-placed on a random free tile, so both always remain.
     Solvability is not enforced (ACCEL lets the score rule judge children)."""

@@ -1,9 +1,10 @@
-"""A MiniGrid environment built from a :class:`~env_generators.levels.Level` (DESIGN.md §7).
+"""A MiniGrid environment built from a :class:`~env_generators.levels.Level`
+(docs/architecture.md#environment-generators).
 
 The student sees the standard MiniGrid partial observation (``image`` of the agent's view,
 ``direction``, ``mission``), so a policy trained here can be evaluated on any MiniGrid env id
-built with the same view size. Success gives ``1 - 0.9 * t / T`` (ALGORITHMS.md §8), lava
-ends the episode with 0, and ``T`` is reached with 0.
+built with the same view size. Success gives ``1 - 0.9 * t / T``, lava ends the episode with
+0, and ``T`` is reached with 0 (docs/algorithms.md#minigrid-mazes-and-the-ued-benchmark).
 
 The level can be changed between episodes (:meth:`LevelEnv.set_level`) without changing the
 observation or action spaces, which is what the curriculum wrapper relies on.
@@ -24,7 +25,7 @@ from minigrid.minigrid_env import MiniGridEnv
 from env_generators.held_out import held_out_maze, is_held_out
 from env_generators.levels import DOOR, GOAL, KEY, LAVA, WALL, Level
 
-#: View size of the reference results (ALGORITHMS.md §8).
+#: View size of the reference results (docs/algorithms.md#minigrid-mazes-and-the-ued-benchmark).
 DEFAULT_VIEW = 5
 #: Episode cap of the reference results for 15 x 15 levels.
 REFERENCE_STEPS = 250

@@ -1,5 +1,5 @@
 """The simulated student of the ALP-GMM paper's teacher benchmark, and its challenge variants
-(ALGORITHMS.md §7).
+(docs/algorithms.md#the-simulated-student).
 
 An instant, seedable stand-in for an RL student: the unit square is cut into a grid of
 cells, each with a competence ``c`` in 0..100. Practising a cell raises its competence

@@ -129,7 +129,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     Without ``address`` an embedded single-node cluster starts on 127.0.0.1 only, without
     Ray's dashboard or job API (exposed Ray clusters have been hijacked in the wild).
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is what keeps Ray 2.60's processes on loopback
-    (DESIGN.md §6). With ``address`` it joins that cluster as a driver.
+    (docs/architecture.md#students). With ``address`` it joins that cluster as a driver.
     """
     loopback = address is None or address.split(":")[0] in ("127.0.0.1", "localhost")
     if loopback:

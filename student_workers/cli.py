@@ -1,8 +1,9 @@
 """The full ``autocurriculum`` command line: the service commands plus the students'.
 
 ``train``, ``evaluate`` and ``demo`` join the commands of :mod:`teacher_service.cli` here, so
-that the service package never imports the students (DESIGN.md §1). Torch and Ray are imported
-inside the commands that need them: ``autocurriculum serve`` starts without them.
+that the service package never imports the students (docs/architecture.md#layout). Torch
+and Ray are imported inside the commands that need them: ``autocurriculum serve`` starts
+without them.
 """
 
 from __future__ import annotations
@@ -227,7 +228,8 @@ def demo(
     n_workers = workers or max(1, min(os.cpu_count() or 1, 8))
     try:
         with TeacherClient(url) as client:
-            # The reference DR setting: 15x15 mazes with 0-60 random walls (ALGORITHMS.md §8).
+            # The reference DR setting: 15x15 mazes with 0-60 random walls
+            # (docs/algorithms.md#minigrid-mazes-and-the-ued-benchmark).
             client.create_experiment(
                 name, {"kind": "level", "generator": "minigrid"}, {"kind": teacher}, seed=seed
             )

@@ -1,10 +1,11 @@
-"""PPO for MiniGrid students, in the spirit of CleanRL's single-file PPO (DESIGN.md §6).
+"""PPO for MiniGrid students, in the spirit of CleanRL's single-file PPO
+(docs/architecture.md#students).
 
 Everything the Ray learner and rollout workers share lives here: the hyper-parameters
-(:class:`PPOConfig`, defaults of ALGORITHMS.md §2), the network (:class:`MiniGridAgent`: a
-small CNN over the 5x5x3 partial view plus the direction, optionally with an LSTM), GAE,
-the clipped PPO update (:class:`PPOLearner`), and the per-episode level scores that
-PLR-style teachers need (:class:`EpisodeScorer`).
+(:class:`PPOConfig`, defaults in docs/algorithms.md#robust-plr), the network
+(:class:`MiniGridAgent`: a small CNN over the 5x5x3 partial view plus the direction, optionally
+with an LSTM), GAE, the clipped PPO update (:class:`PPOLearner`), and the per-episode level
+scores that PLR-style teachers need (:class:`EpisodeScorer`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from torch import nn
 
 
 class PPOConfig(BaseModel):
-    """PPO hyper-parameters. Defaults: ALGORITHMS.md §2 for gamma, lambda, clip and the
-    learning rate; the rest as in the UED reference code for MiniGrid mazes."""
+    """PPO hyper-parameters. Defaults: the papers' maze settings for gamma, lambda, clip and the
+    learning rate; the rest as in the UED reference code for MiniGrid mazes
+    (docs/algorithms.md#robust-plr)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -332,7 +334,8 @@ def role_rollout(rollout: Rollout, index: int) -> Rollout:
 
 
 class EpisodeScorer:
-    """Per-episode level scores from a worker's own value estimates (ALGORITHMS.md §2).
+    """Per-episode level scores from a worker's own value estimates
+    (docs/algorithms.md#robust-plr).
 
     Accumulates, for each env, the GAE advantages and values of the steps of its running
     episode across rollouts, and emits when the episode ends: ``positive_value_loss`` =

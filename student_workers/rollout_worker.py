@@ -7,7 +7,7 @@ Ray actor. Per rollout it
    task from the worker's client session at each reset (so a level lasts one episode);
 2. computes GAE with its *own* value estimates and, for every episode that ended, the level
    scores PLR-style teachers use (positive value loss, L1 value loss, mean value for MaxMC;
-   ALGORITHMS.md §2), and queues one report per episode with those scores;
+   docs/algorithms.md#robust-plr), and queues one report per episode with those scores;
 3. returns the rollout (with advantages) for the learner. Steps of ``explore`` tasks are
    played and scored but masked out of the gradient (Robust PLR, ACCEL children).
 

@@ -1,5 +1,6 @@
 """The training driver behind ``autocurriculum train``: Ray rollout workers, one PPO learner
-(one per student role), an evaluator, all fed by a teacher experiment over HTTP (DESIGN.md §6).
+(one per student role), an evaluator, all fed by a teacher experiment over HTTP
+(docs/architecture.md#students).
 
 Each iteration is one synchronous PPO step, as in the reference implementations:
 

@@ -1,4 +1,5 @@
-"""Gymnasium wrapper that trains an agent on the tasks of a teacher service (DESIGN.md §6).
+"""Gymnasium wrapper that trains an agent on the tasks of a teacher service
+(docs/architecture.md#students).
 
 :class:`CurriculumWrapper` turns any trainer that speaks gymnasium (Stable-Baselines3,
 CleanRL-style loops, gymnasium vector envs) into a student of the teacher service:

@@ -1,5 +1,6 @@
-"""Teacher-quality benchmark: a teacher drives the simulated student (ALGORITHMS.md §7) or
-one of its challenge variants (:data:`env_generators.simulated_student.VARIANTS`).
+"""Teacher-quality benchmark: a teacher drives the simulated student
+(docs/algorithms.md#the-simulated-student) or one of its challenge variants
+(:data:`env_generators.simulated_student.VARIANTS`).
 
 Runs in process (the teacher object directly) or against a running server through
 :class:`~teacher_service.client.TeacherClient`; both use the same loop: ask for a batch
@@ -25,7 +26,8 @@ from teacher_service.teachers import TaskResult, make_teacher
 
 _CONFIG = TypeAdapter(TeacherConfig)
 
-#: Reference figures of ALGORITHMS.md §7 (base toy, 8 seeds, % mastered at 5k/10k/20k).
+#: Reference figures of the paper's code (docs/algorithms.md#the-simulated-student): base toy,
+#: 8 seeds, % of cells mastered at 5k/10k/20k episodes.
 REFERENCE = {
     "random": {"5000": 0.0, "10000": 1.0, "20000": 4.5, "sd_20000": 0.8},
     "alp_gmm": {"5000": 5.1, "10000": 14.6, "20000": 36.3, "sd_20000": 2.4},

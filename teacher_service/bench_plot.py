@@ -1,7 +1,7 @@
 """PNG plot of a teacher-benchmark report (``autocurriculum bench teachers``): one panel per
 student variant, the mean score curve of each teacher with a band of one standard deviation,
-and the reference figures of ALGORITHMS.md §7 as markers on the base toy. Needs matplotlib
-(the ``plots`` extra)."""
+and the reference figures (docs/algorithms.md#the-simulated-student) as markers on the base
+toy. Needs matplotlib (the ``plots`` extra)."""
 
 from __future__ import annotations
 

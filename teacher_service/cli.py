@@ -324,8 +324,9 @@ def bench_teachers(
         bool, typer.Option("--plot/--no-plot", help="Also draw the curves to <out>.png.")
     ] = True,
 ) -> None:
-    """Run teachers on the simulated student and its variants (ALGORITHMS.md §7); write score
-    curves, mean ± sd at 5k/10k/20k episodes and wall times (JSON), and a PNG of the curves."""
+    """Run teachers on the simulated student and its variants
+    (docs/algorithms.md#the-simulated-student); write score curves, mean ± sd at 5k/10k/20k
+    episodes and wall times (JSON), and a PNG of the curves."""
     _one_blas_thread()
     import time
 
@@ -484,7 +485,7 @@ def demo_toy(
             exp = client.create_experiment(name, TOY_SPACE, {"kind": teacher}, seed=seed)
             console.print(
                 f"experiment [cyan]{name}[/cyan]: teacher {teacher} drives the simulated student "
-                f"(ALGORITHMS.md §7) for {episodes} episodes; "
+                f"(docs/algorithms.md#the-simulated-student) for {episodes} episodes; "
                 f"live dashboard: [bold]{url}/?exp={name}[/bold]"
             )
             with (

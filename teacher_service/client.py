@@ -1,4 +1,4 @@
-"""A small synchronous client for the teacher service (DESIGN.md §3).
+"""A small synchronous client for the teacher service (HTTP contract: docs/api.md).
 
 Only ``httpx``, ``pydantic``, ``api_schemas`` and the standard library are imported here, so
 students (Ray workers, gymnasium wrappers, any trainer) can use it without pulling in the

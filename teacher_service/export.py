@@ -1,8 +1,8 @@
 """An experiment's full history as rows, for analysis in pandas (``GET .../export``).
 
-The export is built from the durable event log (DESIGN.md §5) and the stored evaluations,
-read in chunks and streamed as ``bytes`` chunks, so memory stays bounded whatever the
-length of the history. Two formats:
+The export is built from the durable event log (docs/architecture.md#runtime-and-storage)
+and the stored evaluations, read in chunks and streamed as ``bytes`` chunks, so memory stays
+bounded whatever the length of the history. Two formats:
 
 - **JSON lines** (``jsonl``, always available): one JSON object per line.
 - **Parquet** (``parquet``, needs ``pip install 'autocurriculum[export]'``, i.e. pyarrow):

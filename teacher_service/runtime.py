@@ -1,5 +1,5 @@
 """One ``ExperimentRuntime`` per experiment: it owns the teacher, serialises calls to it,
-and keeps the write-ahead log (DESIGN.md §5).
+and keeps the write-ahead log (docs/architecture.md#runtime-and-storage).
 
 Every call that changes the teacher is also one event of the log, in one ordered
 sequence: ``tasks`` (a propose call and what it issued), ``reports`` (accepted reports),

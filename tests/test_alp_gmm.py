@@ -1,5 +1,6 @@
-"""ALP-GMM teacher (teachers/alp_gmm.py): the rules of ALGORITHMS.md §1, background fits,
-determinism, snapshots, and the simulated-student quality check."""
+"""ALP-GMM teacher (teachers/alp_gmm.py): the rules of
+docs/algorithms.md#alp-gmm-covar-gmm-and-riac, background fits, determinism, snapshots, and
+the simulated-student quality check."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The HTTP contract of DESIGN.md §3 against a real server: routes, errors, idempotency."""
+"""The HTTP contract (docs/api.md) against a real server: routes, errors, idempotency."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def test_health_teachers_and_metrics(client: httpx.Client) -> None:
         assert kinds[kind]["spaces"] == ["box"] and kinds[kind]["description"]
     assert kinds["riac"]["hyperparameters"]["properties"]["max_region_size"]["default"] == 200
     assert kinds["lp_tree"]["hyperparameters"]["properties"]["lp_window"]["default"] == 8
-    for kind, p in (("plr", 0.5), ("accel", 0.8)):  # ALGORITHMS.md §2-§3 defaults
+    # defaults of docs/algorithms.md#robust-plr and #accel
+    for kind, p in (("plr", 0.5), ("accel", 0.8)):
         props = kinds[kind]["hyperparameters"]["properties"]
         assert kinds[kind]["spaces"] == ["level"]
         assert props["replay_prob"]["default"] == p and props["buffer_size"]["default"] == 4000

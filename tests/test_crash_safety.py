@@ -1,4 +1,5 @@
-"""Determinism and crash safety (DESIGN.md §5) on SQLite and PostgreSQL.
+"""Determinism and crash safety (docs/architecture.md#runtime-and-storage) on SQLite and
+PostgreSQL.
 
 A server is SIGKILLed while a driver is mid-run, restarted on the same database, and
 compared with a twin server that was fed the same committed request sequence but never

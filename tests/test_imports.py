@@ -1,4 +1,5 @@
-"""The service image must start without the students' heavy dependencies (DESIGN.md §1)."""
+"""The service image must start without the students' heavy dependencies
+(docs/architecture.md#layout)."""
 
 from __future__ import annotations
 

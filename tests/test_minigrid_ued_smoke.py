@@ -65,7 +65,7 @@ def test_minigrid_ued_benchmark_runs_and_checkpoints_evaluate(tmp_path: Path) ->
     got = json.loads(res.stdout.strip().splitlines()[-1])
     assert got["env"] == "MiniGrid-Empty-5x5-v0" and got["episodes"] == 2
 
-    # --combine merges runs of the same settings (e.g. one seed per call on a lent machine)
+    # --combine merges runs of the same settings (e.g. one seed per job)
     other = json.loads(out.read_text())
     for run in other["runs"]:
         run["seed"], run["mean_solve_rate"] = 1, 1.0 - run["mean_solve_rate"]

@@ -1,5 +1,6 @@
-"""The ``paired`` teacher (PAIRED, ALGORITHMS.md §4) and its numpy adversary: paired roles,
-regret, adversary updates and learning, expiry, exact snapshots, and the HTTP service."""
+"""The ``paired`` teacher (PAIRED, docs/algorithms.md#paired) and its numpy adversary: paired
+roles, regret, adversary updates and learning, expiry, exact snapshots, and the HTTP
+service."""
 
 from __future__ import annotations
 

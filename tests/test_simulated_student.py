@@ -1,5 +1,5 @@
-"""The simulated student (ALGORITHMS.md §7) and its challenge variants: the unlock rule, each
-variant's twist, seeding, and what a perfect teacher reaches."""
+"""The simulated student (docs/algorithms.md#the-simulated-student) and its challenge
+variants: the unlock rule, each variant's twist, seeding, and what a perfect teacher reaches."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_base_unlock_rule_and_perfect_teacher() -> None:
     for i, j in perfect_order(10):
         for _ in range(76):
             s.episode(centre(i, j))
-    assert s.episodes == 7_600 and s.score() == 100.0  # ALGORITHMS.md §7
+    assert s.episodes == 7_600 and s.score() == 100.0  # docs/algorithms.md#the-simulated-student
     assert s.episode(centre(0, 0)) == 0.77
 
 

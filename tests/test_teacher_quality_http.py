@@ -1,6 +1,7 @@
-"""Teacher quality end to end over real HTTP (ALGORITHMS.md §7): the simulated student,
-20,000 episodes, several seeds, one real server. Reference (8 seeds): random 4.5 %,
-ALP-GMM 36.3 ± 2.4 %, RIAC 47.8 ± 1.6 %, Covar-GMM 66.9 ± 4.4 %. Our LP-Tree must reach 85 %.
+"""Teacher quality end to end over real HTTP (docs/algorithms.md#the-simulated-student): the
+simulated student, 20,000 episodes, several seeds, one real server. Reference (8 seeds): random
+4.5 %, ALP-GMM 36.3 ± 2.4 %, RIAC 47.8 ± 1.6 %, Covar-GMM 66.9 ± 4.4 %. Our LP-Tree must reach
+85 %.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Robust PLR and ACCEL (teachers/plr.py, accel.py, level_buffer.py): the exact rules of
-ALGORITHMS.md §2-§3 against hand-computed cases, snapshot round trips, and the HTTP path
-(422 for reports without the score, kill -9 and restart continuing like a twin)."""
+docs/algorithms.md#robust-plr and #accel against hand-computed cases, snapshot round trips,
+and the HTTP path (422 for reports without the score, kill -9 and restart continuing like a
+twin)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``accel``: ACCEL (Parker-Holder et al. 2022), PLR⊥ plus an editor (ALGORITHMS.md §3).
+"""``accel``: ACCEL (Parker-Holder et al. 2022), PLR⊥ plus an editor (docs/algorithms.md#accel).
 
 New levels are empty rooms (agent and goal only); complexity comes from edits. After every
 ``edit_batch`` reports of replayed levels, the ``edit_parents`` of them with the lowest

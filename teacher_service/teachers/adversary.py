@@ -1,4 +1,4 @@
-"""PAIRED's level-designing adversary (Dennis et al. 2020; ALGORITHMS.md §4) as a small
+"""PAIRED's level-designing adversary (Dennis et al. 2020; docs/algorithms.md#paired) as a small
 numpy policy: the teacher service never imports torch.
 
 One tanh hidden layer maps an observation vector to logits over the level's interior tiles;

@@ -1,4 +1,4 @@
-"""``alp_gmm``: ALP-GMM (Portelas et al., CoRL 2019), ALGORITHMS.md §1.
+"""``alp_gmm``: ALP-GMM (Portelas et al., CoRL 2019), docs/algorithms.md#alp-gmm-covar-gmm-and-riac.
 
 The teacher keeps, for every finished episode, a row ``[task, alp]`` where ``task`` is the
 task in the unit cube and ``alp`` its absolute learning progress: the absolute difference
@@ -30,7 +30,8 @@ MIN_HISTORY_FOR_ALP = 5
 
 
 class ALPGMMTeacher(GMMTeacher):
-    """ALP-GMM over a box space (see the module docstring and ALGORITHMS.md §1).
+    """ALP-GMM over a box space (see the module docstring and
+    docs/algorithms.md#alp-gmm-covar-gmm-and-riac).
 
     Args:
         space: a :class:`~api_schemas.spaces.BoxSpace`.

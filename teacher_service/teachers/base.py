@@ -1,4 +1,4 @@
-"""The one interface every teacher implements (DESIGN.md §4).
+"""The one interface every teacher implements (docs/architecture.md#teachers).
 
 Teachers are plain Python objects: no I/O, no wall clock, all randomness from the
 ``numpy.random.Generator`` they are given. The same seed and the same sequence of calls

@@ -1,5 +1,5 @@
-"""``covar_gmm``: Covar-GMM (Moulin-Frier et al. 2014), ALGORITHMS.md §1, as benchmarked in
-the ALP-GMM paper.
+"""``covar_gmm``: Covar-GMM (Moulin-Frier et al. 2014), as benchmarked in the ALP-GMM paper
+(docs/algorithms.md#alp-gmm-covar-gmm-and-riac).
 
 Each finished episode adds a row ``[task, t, reward]``: ``t`` is the episode's position in
 its fit window divided by ``fit_rate`` (0 for the first episode of a window, just under 1
@@ -19,7 +19,8 @@ from teacher_service.teachers.gmm_base import GMMParams, GMMTeacher
 
 
 class CovarGMMTeacher(GMMTeacher):
-    """Covar-GMM over a box space (see the module docstring and ALGORITHMS.md §1).
+    """Covar-GMM over a box space (see the module docstring and
+    docs/algorithms.md#alp-gmm-covar-gmm-and-riac).
 
     Args:
         space: a :class:`~api_schemas.spaces.BoxSpace`.

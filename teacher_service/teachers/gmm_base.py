@@ -1,4 +1,5 @@
-"""Shared machinery of the Gaussian-mixture teacher family (ALP-GMM, Covar-GMM; ALGORITHMS.md §1).
+"""Shared machinery of the Gaussian-mixture teacher family (ALP-GMM, Covar-GMM;
+docs/algorithms.md#alp-gmm-covar-gmm-and-riac).
 
 Both teachers keep one row ``[task, extra...]`` per finished episode (``task`` in the unit
 cube; ALP-GMM's extra is the episode's absolute learning progress, Covar-GMM's are the time

@@ -1,5 +1,5 @@
-"""The level replay buffer of Prioritized Level Replay (ALGORITHMS.md §2), shared by the
-``plr`` and ``accel`` teachers.
+"""The level replay buffer of Prioritized Level Replay (docs/algorithms.md#robust-plr), shared
+by the ``plr`` and ``accel`` teachers.
 
 A fixed number of slots, each holding one level (its ASCII encoding), its latest score,
 the highest return ever seen on it (MaxMC's R_max), when it was last sampled (staleness)

@@ -1,4 +1,4 @@
-"""``lp_tree``: this project's teacher for box spaces (README, "A better teacher").
+"""``lp_tree``: this project's teacher for box spaces (docs/algorithms.md#lp-tree).
 
 An online regression tree over reward partitions the unit cube, and leaves are sampled in
 proportion to a lower confidence bound of their *recent* learning progress.

@@ -1,9 +1,9 @@
 """Incremental exact nearest-neighbour index (the "nearest previously seen task" of ALP).
 
-ALP-GMM (ALGORITHMS.md §1) needs, for every finished episode, the nearest earlier task.
-The reference implementation rebuilds a KD-tree over the whole history at every update,
-so its cost grows with the history. This index uses the logarithmic method of Bentley &
-Saxe (1980) in its "one tree per level" form:
+ALP-GMM (docs/algorithms.md#alp-gmm-covar-gmm-and-riac) needs, for every finished episode, the
+nearest earlier task. The reference implementation rebuilds a KD-tree over the whole history at
+every update, so its cost grows with the history. This index uses the logarithmic method of
+Bentley & Saxe (1980) in its "one tree per level" form:
 
 * the newest points sit in a small brute-force buffer (``buffer_size`` rows);
 * older points live in at most one ``scipy.spatial.cKDTree`` per level; level ``i`` holds

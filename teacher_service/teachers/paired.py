@@ -1,4 +1,4 @@
-"""``paired``: PAIRED (Dennis et al. 2020; ALGORITHMS.md §4).
+"""``paired``: PAIRED (Dennis et al. 2020; docs/algorithms.md#paired).
 
 An adversary policy (:class:`~teacher_service.teachers.adversary.LevelAdversary`) designs
 each level step by step: the goal tile, then the agent tile, then ``max_walls`` wall tiles.

@@ -1,12 +1,12 @@
 """``plr``: Robust Prioritized Level Replay (Jiang et al. 2021), PLR⊥, and classic PLR.
 
-The teacher keeps a buffer of levels scored by the student's regret estimates (ALGORITHMS.md
-§2). Each proposal is a replay of a buffer level, drawn by rank (or power) prioritisation
-mixed with staleness, with probability ``replay_prob`` once the buffer is at least half full;
-otherwise a new level from the space's generator. In the robust variant (the default) new
-levels are issued with ``mode = explore``: the student only scores them, and makes gradient
-updates on replayed levels alone. A scored level enters the buffer if there is room or if
-its score is at least the lowest score in the buffer, which it then replaces.
+The teacher keeps a buffer of levels scored by the student's regret estimates
+(docs/algorithms.md#robust-plr). Each proposal is a replay of a buffer level, drawn by rank (or
+power) prioritisation mixed with staleness, with probability ``replay_prob`` once the buffer is
+at least half full; otherwise a new level from the space's generator. In the robust variant
+(the default) new levels are issued with ``mode = explore``: the student only scores them, and
+makes gradient updates on replayed levels alone. A scored level enters the buffer if there is
+room or if its score is at least the lowest score in the buffer, which it then replaces.
 
 Every proposal carries ``params`` describing the level: ``level_id``, ``origin``
 (``new`` / ``replay`` / ``edit``), ``parent``, ``edits`` and ``depth``; they come back with
@@ -45,7 +45,7 @@ def _summary(x: np.ndarray) -> dict[str, float | None]:
 
 class PLRTeacher(Teacher):
     """Robust PLR (PLR⊥) on a level space; ``robust=False`` gives classic PLR, which also
-    trains on new levels. See the module docstring and ALGORITHMS.md §2."""
+    trains on new levels. See the module docstring and docs/algorithms.md#robust-plr."""
 
     kind: ClassVar[str] = "plr"
     config_model: ClassVar[type[ReplayConfigBase]] = PLRConfig
@@ -94,7 +94,8 @@ class PLRTeacher(Teacher):
 
     def _next_proposal(self) -> TaskProposal:
         # Replay with probability p once the buffer is at least half full -- p itself, not
-        # the filled fraction that one reference implementation uses (ALGORITHMS.md §2).
+        # the filled fraction that one reference implementation uses
+        # (docs/algorithms.md#robust-plr).
         if self.buffer.half_full() and self.rng.random() < self.replay_probability():
             slot = self.buffer.sample(self.rng, self.episodes)
             return self._proposal(
@@ -155,7 +156,7 @@ class PLRTeacher(Teacher):
         return None
 
     def _score(self, result: TaskResult, max_return: float) -> float:
-        """The level score of one report (ALGORITHMS.md §2)."""
+        """The level score of one report (docs/algorithms.md#robust-plr)."""
         if self.config.score == "max_mc":
             # MaxMC: mean(R_max - V_t) = R_max - mean V, with R_max tracked by the teacher
             return max_return - float(result.scores["mean_value"])

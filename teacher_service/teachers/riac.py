@@ -1,5 +1,5 @@
-"""``riac``: Robust Intelligent Adaptive Curiosity (Baranes & Oudeyer 2009), ALGORITHMS.md §1,
-as benchmarked in the ALP-GMM paper.
+"""``riac``: Robust Intelligent Adaptive Curiosity (Baranes & Oudeyer 2009), as benchmarked in
+the ALP-GMM paper (docs/algorithms.md#alp-gmm-covar-gmm-and-riac).
 
 The unit cube is split recursively into regions. Every region keeps its last
 ``max_region_size + 1`` episodes (task, normalised reward), and its ALP is the absolute
@@ -63,7 +63,8 @@ def region_alp(rewards: np.ndarray, window: int, min_points: int) -> float:
 
 
 class RIACTeacher(Teacher):
-    """RIAC over a box space (see the module docstring and ALGORITHMS.md §1).
+    """RIAC over a box space (see the module docstring and
+    docs/algorithms.md#alp-gmm-covar-gmm-and-riac).
 
     Args:
         space: a :class:`~api_schemas.spaces.BoxSpace`.
