@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from student_workers.evaluation import CheckpointError, load_checkpoint
+from student_workers.checkpoints import CheckpointError, load_checkpoint
 from student_workers.ppo import PPOConfig, PPOLearner, concat_rollouts, role_rollout
 
 logger = logging.getLogger(__name__)

@@ -159,7 +159,7 @@ def train(
 
 
 def _check_envs(envs: tuple[str, ...]) -> None:
-    from student_workers.evaluation import EnvNotFoundError, make_eval_env
+    from student_workers.eval_episodes import EnvNotFoundError, make_eval_env
 
     for name in envs:
         try:
@@ -180,7 +180,8 @@ def evaluate(
 ) -> None:
     """Evaluate a saved student; print {"env","episodes","solve_rate","mean_return"}."""
     _one_blas_thread()
-    from student_workers.evaluation import CheckpointError, EnvNotFoundError, evaluate_checkpoint
+    from student_workers.checkpoints import CheckpointError, evaluate_checkpoint
+    from student_workers.eval_episodes import EnvNotFoundError
 
     try:
         result = evaluate_checkpoint(checkpoint, env, episodes, greedy=greedy, seed=seed)

@@ -14,7 +14,7 @@ import torch
 
 from env_generators.held_out import held_out_names
 from env_generators.minigrid_env import DEFAULT_VIEW
-from student_workers.evaluation import make_eval_env, run_episodes
+from student_workers.eval_episodes import make_eval_env, run_episodes
 from student_workers.ppo import MiniGridAgent, PPOConfig
 from teacher_service.client import TeacherClient, TeacherClientError
 

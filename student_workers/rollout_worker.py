@@ -32,8 +32,8 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from api_schemas.tasks import Task, TaskMode
 from env_generators.levels import empty_level
 from env_generators.minigrid_env import DEFAULT_VIEW, LevelEnv
+from student_workers.collector import RolloutCollector
 from student_workers.ppo import EpisodeScorer, MiniGridAgent, PPOConfig, Rollout, finish_rollout
-from student_workers.rollout import RolloutCollector
 from teacher_service.client import TeacherClient
 
 logger = logging.getLogger(__name__)

@@ -258,7 +258,7 @@ def _loop(
     import ray
     from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 
-    from student_workers.evaluation import save_checkpoint
+    from student_workers.checkpoints import save_checkpoint
 
     t0 = time.perf_counter()
     env_steps = trained_steps = episodes = updates = failures = lost_steps = 0

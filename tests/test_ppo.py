@@ -1,4 +1,4 @@
-"""PPO for MiniGrid students (student_workers/ppo.py, rollout.py): GAE and level scores by
+"""PPO for MiniGrid students (student_workers/ppo.py, collector.py): GAE and level scores by
 hand, checkpoints, and learning from near 0 to a high solve rate on small empty rooms."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from torch.distributions import Categorical
 
 from env_generators.levels import empty_level
 from env_generators.minigrid_env import LevelEnv
-from student_workers.evaluation import run_episodes
+from student_workers.collector import RolloutCollector
+from student_workers.eval_episodes import run_episodes
 from student_workers.ppo import (
     EpisodeScorer,
     PPOConfig,
@@ -23,7 +24,6 @@ from student_workers.ppo import (
     compute_gae,
     concat_rollouts,
 )
-from student_workers.rollout import RolloutCollector
 
 
 class EmptyRooms(gym.Wrapper):

@@ -23,7 +23,7 @@ import torch
 
 from api_schemas.tasks import Task, TaskMode
 from env_generators.generators import generator_config, get_generator
-from student_workers.evaluation import load_checkpoint
+from student_workers.checkpoints import load_checkpoint
 from student_workers.ppo import PPOConfig
 from student_workers.rollout_worker import RolloutWorker
 from teacher_service.client import TeacherClient

@@ -15,7 +15,7 @@ import torch
 
 from api_schemas.tasks import Task, TaskMode
 from student_workers.actors import LearnerActor
-from student_workers.evaluation import load_checkpoint
+from student_workers.checkpoints import load_checkpoint
 from student_workers.ppo import (
     MiniGridAgent,
     PPOConfig,

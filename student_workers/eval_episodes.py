@@ -1,4 +1,4 @@
-"""Evaluating a MiniGrid student: on held-out mazes, any MiniGrid env id, or a saved checkpoint.
+"""Playing a MiniGrid student without gradients: on held-out mazes or any MiniGrid env id.
 
 Used by the evaluator actor (which posts results to ``/v1/experiments/{id}/evaluations``) and
 by ``autocurriculum evaluate``. An episode counts as solved when it ends with a positive
@@ -7,21 +7,13 @@ reward (MiniGrid pays ``1 - 0.9 t/T`` for reaching the goal and 0 otherwise).
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-from typing import Any
-
 import gymnasium as gym
 import numpy as np
 import torch
 
 from env_generators.held_out import held_out_names, is_held_out
 from env_generators.minigrid_env import DEFAULT_VIEW, LevelEnv, register_envs
-from student_workers.ppo import MiniGridAgent, PPOLearner
-
-#: Checkpoint format version written beside the weights.
-CHECKPOINT_FORMAT = 1
+from student_workers.ppo import MiniGridAgent
 
 
 class EnvNotFoundError(ValueError):
@@ -101,75 +93,4 @@ def run_episodes(
         "solve_rate": solved / episodes,
         "mean_return": float(np.mean(returns)),
         "mean_length": float(np.mean(lengths)),
-    }
-
-
-def save_checkpoint(
-    learner: PPOLearner | dict[str, Any], path: str | os.PathLike[str], **meta: Any
-) -> Path:
-    """Write a learner's checkpoint (or a :meth:`PPOLearner.checkpoint` dict; CPU tensors, so
-    it loads anywhere) plus ``meta`` to ``path`` atomically: a crash mid-write leaves the
-    previous checkpoint intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ckpt = dict(learner.checkpoint() if isinstance(learner, PPOLearner) else learner)
-    ckpt["format"] = CHECKPOINT_FORMAT
-    ckpt["meta"] = meta
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable or not one of ours."""
-
-
-def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu") -> tuple[PPOLearner, dict]:
-    """(learner, meta) from a file written by :func:`save_checkpoint`, on ``device``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})"
-        ) from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not an autocurriculum student checkpoint")
-    try:
-        learner = PPOLearner.from_checkpoint(ckpt, device=device)
-    except Exception as exc:
-        raise CheckpointError(f"{path} does not match the student network: {exc}") from exc
-    return learner, dict(ckpt.get("meta") or {})
-
-
-def evaluate_checkpoint(
-    path: str | os.PathLike[str],
-    env: str,
-    episodes: int = 100,
-    *,
-    greedy: bool = False,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """``{"env", "episodes", "solve_rate", "mean_return"}`` of a saved student on ``env``."""
-    learner, _ = load_checkpoint(path)
-    made = make_eval_env(env, view=learner.agent.view)
-    try:
-        res = run_episodes(learner.agent, made, episodes, greedy=greedy, seed=seed)
-    finally:
-        made.close()
-    return {
-        "env": env,
-        "episodes": res["episodes"],
-        "solve_rate": res["solve_rate"],
-        "mean_return": res["mean_return"],
     }
