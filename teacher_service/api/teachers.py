@@ -15,7 +15,7 @@ async def list_teachers() -> TeacherList:
     """Kinds, accepted space kinds, a one-line description and a JSON schema with defaults."""
     data = [
         TeacherInfo(
-            kind=cfg.model_fields["kind"].default,
+            kind=cfg.kind_name(),
             spaces=list(cfg.SPACES),
             description=cfg.DESCRIPTION,
             hyperparameters=cfg.model_json_schema(),

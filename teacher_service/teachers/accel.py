@@ -3,7 +3,7 @@
 New levels are empty rooms (agent and goal only); complexity comes from edits. After every
 ``edit_batch`` reports of replayed levels, the ``edit_parents`` of them with the lowest
 ``return - |L1 value loss|`` are copied to fill a batch of ``edit_batch`` children, each made
-by ``num_edits`` random edits (``env_generators.levels.mutate``). Children are issued next,
+by ``num_edits`` random edits (the generator's ``mutate``). Children are issued next,
 with ``mode = explore`` (scored without gradient updates), and enter the buffer under PLR's
 replacement rule. Each level keeps its lineage: parent level id, edits since its empty-room
 ancestor, and depth.
@@ -31,14 +31,16 @@ from teacher_service.teachers.plr import PLRTeacher
 
 
 class ACCELTeacher(PLRTeacher):
-    """ACCEL on a MiniGrid level space. See the module docstring."""
+    """ACCEL on a level space whose generator can edit levels. See the module docstring."""
 
-    kind: ClassVar[str] = "accel"
     config_model: ClassVar[type[ReplayConfigBase]] = ACCELConfig
 
     def __init__(self, space: Any, config: ACCELConfig, rng: np.random.Generator) -> None:
         super().__init__(space, config, rng)
-        self._size = int(self._generator_config.size)  # type: ignore[attr-defined]
+        if not self._generator.supports_editing:
+            raise ValueError(
+                f"accel needs a level generator that edits levels, not {space.generator!r}"
+            )
         # replayed levels of the current edit round: (level, lineage, return - |value loss|)
         self.candidates_: list[tuple[str, Lineage, float]] = []
         self.round_steps_ = 0  # env steps of the current round's replays
@@ -52,9 +54,7 @@ class ACCELTeacher(PLRTeacher):
 
     def _new_level(self) -> str:
         """ACCEL's new levels are empty rooms: complexity comes from the editor."""
-        from env_generators.levels import empty_level
-
-        return empty_level(self._size, self.rng).encode()
+        return self._generator.empty(self.rng, self._generator_config)
 
     def _replayed(self, result: TaskResult, lineage: Lineage, score: float) -> None:
         value_loss = abs(float(result.scores.get("l1_value_loss", score)))
@@ -80,8 +80,6 @@ class ACCELTeacher(PLRTeacher):
         return int(np.ceil(self.config.edit_batch * self._mean_length("edit")))
 
     def _edit_round(self) -> None:
-        from env_generators.levels import Level, mutate
-
         cfg = self.config
         keys = np.array([c[2] for c in self.candidates_])
         # the edit_parents levels with the lowest return - |value loss|, copied to fill a batch
@@ -89,7 +87,7 @@ class ACCELTeacher(PLRTeacher):
         parents = parents[: cfg.edit_parents]
         for k in range(cfg.edit_batch):
             level, lineage, _ = parents[k % len(parents)]
-            child = mutate(Level.parse(level), self.rng, num_edits=cfg.num_edits).encode()
+            child = self._generator.mutate(level, self.rng, cfg.num_edits)
             child_lineage = Lineage(
                 level_id=self._new_id(),
                 parent=lineage.level_id,

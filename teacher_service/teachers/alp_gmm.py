@@ -39,7 +39,6 @@ class ALPGMMTeacher(GMMTeacher):
         rng: the teacher's generator (proposals and fit seeds).
     """
 
-    kind = "alp_gmm"
     config_model = ALPGMMConfig
     n_extra = 1
     config: ALPGMMConfig

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from api_schemas.spaces import BoxSpace
 from api_schemas.tasks import TaskMode
+from api_schemas.teachers import TeacherConfigBase
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +73,10 @@ class TeacherStateError(ValueError):
 class Teacher(ABC):
     """Base class of every teacher.
 
-    Subclasses set ``kind`` and ``config_model`` and implement ``propose``, ``observe``,
-    ``view`` and ``_extra_state``/``_load_extra_state``. The base class owns the RNG and
-    its serialisation.
+    Subclasses set ``config_model`` (their config class, which declares the kind: see
+    :class:`api_schemas.teachers.TeacherConfigBase`) and implement ``propose``, ``observe``,
+    ``view`` and ``_extra_state``/``_load_extra_state``. ``kind`` is taken from the config.
+    The base class owns the RNG and its serialisation.
 
     Args:
         space: the experiment's task space (already validated).
@@ -83,7 +85,13 @@ class Teacher(ABC):
     """
 
     kind: ClassVar[str]
-    config_model: ClassVar[type[BaseModel]]
+    config_model: ClassVar[type[TeacherConfigBase]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The kind is declared once, by the config (its ``kind`` literal).
+        if "config_model" in cls.__dict__:
+            cls.kind = cls.config_model.kind_name()
 
     def __init__(self, space: Any, config: BaseModel, rng: np.random.Generator) -> None:
         if not isinstance(config, self.config_model):

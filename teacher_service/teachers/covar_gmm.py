@@ -28,7 +28,6 @@ class CovarGMMTeacher(GMMTeacher):
         rng: the teacher's generator (proposals and fit seeds).
     """
 
-    kind = "covar_gmm"
     config_model = CovarGMMConfig
     n_extra = 2
     config: CovarGMMConfig

@@ -130,7 +130,6 @@ class LPTreeTeacher(Teacher):
         rng: the teacher's generator.
     """
 
-    kind = "lp_tree"
     config_model = LPTreeConfig
     config: LPTreeConfig
 

@@ -151,21 +151,19 @@ class PAIREDTeacher(Teacher):
     dropped.
     """
 
-    kind = "paired"
     config_model = PAIREDConfig
 
     def __init__(self, space: Any, config: PAIREDConfig, rng: np.random.Generator) -> None:
         super().__init__(space, config, rng)
         if not isinstance(space, LevelSpace):
             raise ValueError(f"paired needs a 'level' task space, got {space.kind!r}")
-        from env_generators.generators import generator_config
+        from env_generators.generators import get_generator
 
-        gen_cfg = generator_config(space.generator, space.config)
-        size = getattr(gen_cfg, "size", None)
-        if not isinstance(size, int):
-            raise ValueError(
-                f"paired needs a level generator with a 'size', not {space.generator!r}"
-            )
+        # The adversary places MiniGrid tiles itself: it needs the MiniGrid encoding.
+        if space.generator != "minigrid":
+            raise ValueError(f"paired builds MiniGrid levels, not {space.generator!r} levels")
+        gen_cfg = get_generator(space.generator).config(space.config)
+        size = int(gen_cfg.size)  # type: ignore[attr-defined]
         max_walls = config.max_walls
         if max_walls is None:
             max_walls = int(getattr(gen_cfg, "max_walls", 0))

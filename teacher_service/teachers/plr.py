@@ -47,17 +47,16 @@ class PLRTeacher(Teacher):
     """Robust PLR (PLR⊥) on a level space; ``robust=False`` gives classic PLR, which also
     trains on new levels. See the module docstring and docs/algorithms.md#robust-plr."""
 
-    kind: ClassVar[str] = "plr"
     config_model: ClassVar[type[ReplayConfigBase]] = PLRConfig
 
     def __init__(self, space: Any, config: ReplayConfigBase, rng: np.random.Generator) -> None:
         super().__init__(space, config, rng)
         if not isinstance(space, LevelSpace):
             raise ValueError(f"{self.kind} needs a 'level' task space, got {space.kind!r}")
-        from env_generators.generators import generator_config, get_generator
+        from env_generators.generators import get_generator
 
         self._generator = get_generator(space.generator)
-        self._generator_config = generator_config(space.generator, space.config)
+        self._generator_config = self._generator.config(space.config)
         self.buffer = LevelBuffer(
             config.buffer_size, config.prioritization, config.temperature, config.staleness_coef
         )
@@ -127,7 +126,7 @@ class PLRTeacher(Teacher):
 
     def _new_level(self) -> str:
         """A level from the space's generator (domain randomisation)."""
-        return self._generator.sample(self.rng, self._generator_config).encode()
+        return self._generator.sample(self.rng, self._generator_config)
 
     def _new_id(self) -> int:
         self.next_level_id_ += 1

@@ -1,4 +1,5 @@
-"""``random``: domain randomisation, the baseline every curriculum must beat."""
+"""``random``: domain randomisation, the baseline every curriculum must beat
+(docs/algorithms.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ class RandomTeacher(Teacher):
     levels drawn by the space's generator with its parameters randomised (domain
     randomisation, e.g. MiniGrid mazes with a uniform number of walls)."""
 
-    kind = "random"
     config_model = RandomConfig
 
     def __init__(self, space: Any, config: RandomConfig, rng: np.random.Generator) -> None:
@@ -27,10 +27,10 @@ class RandomTeacher(Teacher):
         if isinstance(space, BoxSpace):
             self._scaler = BoxScaler(space)
         elif isinstance(space, LevelSpace):
-            from env_generators.generators import generator_config, get_generator
+            from env_generators.generators import get_generator
 
             self._generator = get_generator(space.generator)
-            self._generator_config = generator_config(space.generator, space.config)
+            self._generator_config = self._generator.config(space.config)
         elif not isinstance(space, DiscreteSpace):
             raise ValueError(f"random teacher does not support {space.kind!r} spaces")
         self.n_observed_ = 0
@@ -41,7 +41,7 @@ class RandomTeacher(Teacher):
         if self._generator is not None:
             sample = self._generator.sample
             cfg = self._generator_config
-            return [TaskProposal(level=sample(self.rng, cfg).encode()) for _ in range(n)]
+            return [TaskProposal(level=sample(self.rng, cfg)) for _ in range(n)]
         if self._scaler is not None:
             u = self.rng.random((n, self._scaler.ndim))
             return [TaskProposal(params=p) for p in self._scaler.to_params_batch(u)]

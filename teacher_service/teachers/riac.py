@@ -72,7 +72,6 @@ class RIACTeacher(Teacher):
         rng: the teacher's generator.
     """
 
-    kind = "riac"
     config_model = RIACConfig
     config: RIACConfig
 
