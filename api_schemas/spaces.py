@@ -131,28 +131,14 @@ class DiscreteSpace(BaseModel):
         return {"task": name}
 
 
-def _level_space_schema(schema: dict[str, Any]) -> None:
-    """Publish the known generators and their config schemas (validated by the generator)."""
-    from env_generators.generators import GENERATORS
-
-    props = schema["properties"]
-    props["generator"]["enum"] = sorted(GENERATORS)
-    configs = []
-    for name in sorted(GENERATORS):
-        sub = GENERATORS[name].config_model.model_json_schema()
-        if "$defs" in sub:  # inlined below: a generator config must be flat
-            raise TypeError(f"generator {name!r}: its config schema must not use $defs")
-        sub["title"] = f"{name} generator config"
-        configs.append(sub)
-    description = props["config"].get("description")
-    props["config"] = {"anyOf": configs, "description": description}
-    kind_required(schema)
-
-
 class LevelSpace(BaseModel):
-    """Structured levels (e.g. MiniGrid mazes) made by a named generator with a fixed config."""
+    """Structured levels (e.g. MiniGrid mazes) made by a named generator with a fixed config.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_level_space_schema)
+    The generator owns the encoding: the service checks ``config`` and every level with it
+    (``env_generators.generators``); here the space is data only.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=kind_required)
 
     kind: Literal["level"] = "level"
     generator: Name = Field(default="minigrid", description="The level generator.")
@@ -160,31 +146,6 @@ class LevelSpace(BaseModel):
         default_factory=dict,
         description="The generator's fixed configuration (its defaults fill what is left out).",
     )
-
-    @model_validator(mode="after")
-    def _known_generator(self) -> LevelSpace:
-        # The generator module is plain Python/numpy (no minigrid import).
-        from env_generators.generators import generator_config
-
-        # ValueError -> 422 with the reason. The validated config (defaults filled in, each
-        # value of its declared type) is what is kept, stored and answered.
-        config = generator_config(self.generator, self.config).model_dump(mode="json")
-        object.__setattr__(self, "config", config)  # frozen model: set once, while validating
-        return self
-
-    def validate_level(self, level: str) -> str:
-        """Check that ``level`` parses (encoding rules of ``env_generators.levels``).
-
-        Raises:
-            SpaceError: with the parser's message.
-        """
-        from env_generators.levels import Level, LevelError
-
-        try:
-            Level.parse(level)
-        except LevelError as exc:
-            raise SpaceError(f"malformed level: {exc}") from None
-        return level
 
 
 TaskSpace = Annotated[BoxSpace | DiscreteSpace | LevelSpace, Field(discriminator="kind")]

@@ -169,10 +169,6 @@ class Level:
             raise LevelError("a level with a door 'D' needs a key 'K'")
         return cls(tiles=grid, agent=(x, y), agent_dir=d)
 
-    def with_tiles(self, tiles: np.ndarray, agent: tuple[int, int] | None = None) -> Level:
-        """A copy with other tiles (and optionally another agent position)."""
-        return Level(tiles=tiles, agent=agent or self.agent, agent_dir=self.agent_dir)
-
 
 # --------------------------------------------------------------------------- solvability
 

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from api_schemas.spaces import BoxSpace
+
 
 class SimulatedStudent:
     """Base toy student.
@@ -251,3 +253,13 @@ def make_student(variant: str, seed: int) -> SimulatedStudent:
         return VARIANTS[variant].make(seed)
     except KeyError:
         raise KeyError(f"unknown variant {variant!r}; known: {sorted(VARIANTS)}") from None
+
+
+def toy_space(dims: int = 2) -> BoxSpace:
+    """The simulated students' task space: the unit cube ``[0, 1]^dims``, dims ``x0, x1, ...``
+    (served by ``autocurriculum demo-toy`` and used by the teacher-quality benchmark)."""
+    return BoxSpace(dims=[{"name": f"x{i}", "low": 0.0, "high": 1.0} for i in range(dims)])
+
+
+#: The base simulated student's task space, the unit square.
+TOY_SPACE = toy_space(2)

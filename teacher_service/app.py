@@ -33,6 +33,7 @@ from teacher_service.errors import ExperimentNotFoundError
 from teacher_service.manager import ExperimentManager
 from teacher_service.metrics import Metrics
 from teacher_service.settings import Settings
+from teacher_service.spaces import add_generator_schemas
 from teacher_service.storage import Store
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def _finish_document(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = add_links(errors_as_json(build()))
+            app.openapi_schema = add_generator_schemas(add_links(errors_as_json(build())))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

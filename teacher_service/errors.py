@@ -31,6 +31,13 @@ class InvalidReportError(ServiceError):
     status_code = 422
 
 
+class InvalidExperimentError(ServiceError):
+    """A space and teacher that validate on their own but that the teacher refuses together
+    (e.g. ACCEL with a generator that cannot edit levels)."""
+
+    status_code = 422
+
+
 class NameTakenError(ServiceError):
     """An experiment with that name exists."""
 

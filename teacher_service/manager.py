@@ -10,7 +10,12 @@ from concurrent.futures import Future
 from typing import Any
 
 from api_schemas.experiments import ExperimentCreate, ExperimentPublic
-from teacher_service.errors import ExperimentNotFoundError, NameTakenError, UnavailableError
+from teacher_service.errors import (
+    ExperimentNotFoundError,
+    InvalidExperimentError,
+    NameTakenError,
+    UnavailableError,
+)
 from teacher_service.runtime import ExperimentRuntime
 from teacher_service.storage import ExperimentRecord, Store
 from teacher_service.storage.store import DuplicateNameError
@@ -74,7 +79,10 @@ class ExperimentManager:
         try:
             # Build the teacher once before storing, so a config the teacher rejects
             # never reaches the database.
-            ExperimentRuntime(rec, self.store, **self.runtime_options).close()
+            try:
+                ExperimentRuntime(rec, self.store, **self.runtime_options).close()
+            except ValueError as exc:  # the teacher refuses this space or config
+                raise InvalidExperimentError(str(exc)) from exc
             fut = self.store.create_experiment(rec)
         except Exception:
             with self._lock:

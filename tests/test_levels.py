@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from api_schemas.spaces import LevelSpace, SpaceError
-from env_generators.generators import MiniGridGeneratorConfig, get_generator
+from env_generators.generators import GENERATORS, get_generator
 from env_generators.held_out import held_out_maze, held_out_names
 from env_generators.levels import (
     GOAL,
@@ -27,6 +27,9 @@ from env_generators.levels import (
     render_svg,
     shortest_path,
 )
+from env_generators.minigrid_generator import MiniGridGeneratorConfig
+from teacher_service.spaces import SpaceConfigError, check_proposal, normalise_space
+from teacher_service.teachers import TaskProposal
 
 SMALL = """
 #######
@@ -211,16 +214,44 @@ def test_generator_config_is_validated() -> None:
     cfg = MiniGridGeneratorConfig(max_walls=10, solvable=True)
     rng = np.random.default_rng(0)
     for _ in range(20):
-        level = gen.sample(rng, cfg)
+        level = Level.parse(gen.sample(rng, cfg))
         assert 4 * 14 <= level.count(WALL) <= 4 * 14 + 10 and is_solvable(level)
     with pytest.raises(ValueError, match="min_walls"):
         MiniGridGeneratorConfig(min_walls=5, max_walls=4)
-    with pytest.raises(ValueError, match="unknown level generator"):
-        LevelSpace(generator="nope")
-    space = LevelSpace(config={"size": 9, "max_walls": 10})
-    assert space.validate_level(held_out_maze("Corridor").encode())
+    with pytest.raises(ValueError, match="min_walls"):
+        gen.config({"min_walls": 5, "max_walls": 4})
+    with pytest.raises(SpaceConfigError, match="unknown level generator") as err:
+        normalise_space(LevelSpace(generator="nope"))
+    assert err.value.errors[0]["loc"] == ("generator",)
+    with pytest.raises(SpaceConfigError) as err:
+        normalise_space(LevelSpace(config={"size": 3}))
+    assert err.value.errors[0]["loc"] == ("config", "size")
+    space = normalise_space(LevelSpace(config={"size": 9, "max_walls": 10}))
+    assert space.config == {**MiniGridGeneratorConfig().model_dump(), "size": 9, "max_walls": 10}
+    corridor = held_out_maze("Corridor").encode()
+    assert gen.validate(corridor) == corridor
+    check_proposal(space, TaskProposal(level=corridor))
     with pytest.raises(SpaceError, match="malformed level"):
-        space.validate_level("###")
+        check_proposal(space, TaskProposal(level="###"))
+
+
+def test_the_minigrid_generator_owns_its_encoding() -> None:
+    """Sampling, validating, editing and drawing all go through the generator, on strings."""
+    gen = get_generator("minigrid")
+    cfg = gen.config({"size": 9, "max_walls": 10})
+    rng = np.random.default_rng(3)
+    level = gen.sample(rng, cfg)
+    assert isinstance(level, str) and gen.validate(level) == level
+    assert gen.supports_editing
+    empty = Level.parse(gen.empty(rng, cfg))
+    assert empty.width == 9 and empty.count(WALL) == 4 * 8
+    child = gen.mutate(level, np.random.default_rng(1), 5)
+    assert gen.validate(child) == child
+    assert child == mutate(Level.parse(level), np.random.default_rng(1), num_edits=5).encode()
+    assert gen.render_png(level)[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(LevelError):
+        gen.validate("#G#")
+    assert sorted(GENERATORS) == ["minigrid"]
 
 
 def test_level_space_over_http(server) -> None:

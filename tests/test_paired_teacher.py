@@ -14,6 +14,7 @@ import pytest
 from api_schemas.spaces import BoxSpace, LevelSpace
 from api_schemas.teachers import PAIREDConfig
 from env_generators.levels import LAVA, WALL, Level
+from teacher_service.spaces import check_proposal
 from teacher_service.storage.codec import pack_state, unpack_state
 from teacher_service.teachers.adversary import LevelAdversary, Trajectory
 from teacher_service.teachers.base import TaskProposal, TaskResult
@@ -80,7 +81,7 @@ def test_levels_parse_and_respect_max_walls() -> None:
     assert len(levels) == 60
     walls = []
     for text in levels.values():
-        assert space.validate_level(text) == text
+        check_proposal(space, TaskProposal(level=text))
         lv = Level.parse(text)
         assert lv.width == lv.height == 9 and lv.count(LAVA) == 0
         assert lv.agent != lv.goal

@@ -22,12 +22,11 @@ import pytest
 import torch
 
 from api_schemas.tasks import Task, TaskMode
-from env_generators.generators import generator_config, get_generator
+from env_generators.generators import get_generator
 from student_workers.checkpoints import load_checkpoint
 from student_workers.ppo import PPOConfig
 from student_workers.rollout_worker import RolloutWorker
-from teacher_service.client import TeacherClient
-from teacher_service.export import read_export
+from teacher_service.client import TeacherClient, read_export
 from teacher_service.storage.store import Store
 from teacher_service.testing import ServerProcess, free_port
 
@@ -234,7 +233,7 @@ class FakeSession:
 
     def __init__(self) -> None:
         self.rng = np.random.default_rng(0)
-        self.config = generator_config("minigrid", {"size": 7, "max_walls": 3})
+        self.config = get_generator("minigrid").config({"size": 7, "max_walls": 3})
         self.issued: list[Task] = []
         self.reports: list[dict] = []
         self.stats = {"accepted": 0}
@@ -243,7 +242,7 @@ class FakeSession:
         i = len(self.issued)
         mode = TaskMode.EXPLORE if i % 3 == 2 else TaskMode.TRAIN
         level = get_generator("minigrid").sample(self.rng, self.config)
-        task = Task(id=f"t{i}", level=level.encode(), mode=mode, lease_expires_at=0.0)
+        task = Task(id=f"t{i}", level=level, mode=mode, lease_expires_at=0.0)
         self.issued.append(task)
         return task
 

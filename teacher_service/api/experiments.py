@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api_schemas.experiments import (
@@ -15,6 +16,7 @@ from api_schemas.experiments import (
 )
 from teacher_service.api.deps import ManagerDep, RuntimeDep
 from teacher_service.api.responses import JSON_WRITE, ON_EXPERIMENT, PROTECTED, errors
+from teacher_service.spaces import SpaceConfigError, normalise_space
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 
@@ -40,6 +42,13 @@ async def create_experiment(
     body: ExperimentCreate, manager: ManagerDep, response: Response
 ) -> ExperimentPublic:
     """Create an experiment (409 if the name is taken). Answers once it is durable."""
+    try:
+        # The level generator checks its config; what is stored is the normalised space.
+        body = body.model_copy(update={"space": normalise_space(body.space)})
+    except SpaceConfigError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", "space", *e["loc"])} for e in exc.errors]
+        ) from None
     rec, fut = await run_in_threadpool(manager.begin_create, body)
     error: BaseException | None = None
     try:
@@ -58,9 +67,7 @@ async def list_experiments(manager: ManagerDep) -> ExperimentList:
     return ExperimentList(data=data, count=len(data))
 
 
-@router.get(
-    "/{experiment_id}", response_model=ExperimentPublic, responses=errors(*ON_EXPERIMENT)
-)
+@router.get("/{experiment_id}", response_model=ExperimentPublic, responses=errors(*ON_EXPERIMENT))
 async def get_experiment(rt: RuntimeDep, manager: ManagerDep) -> ExperimentPublic:
     """One experiment, by id or name."""
     return manager.public(rt)
