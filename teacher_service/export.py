@@ -16,8 +16,8 @@ The first JSONL line is a header ``{"type": "experiment", ...}`` with the keys `
 lease), ``created_at``, ``exported_at``, ``last_seq`` (the last event included),
 ``evaluations`` (how many evaluation rows follow the log) and ``counters`` (the experiment's
 counters as of ``last_seq``). In Parquet the same header is the JSON value of the file's
-schema metadata key ``autocurriculum.export``; :func:`read_export` returns it as the first
-row in both cases.
+schema metadata key ``autocurriculum.export``; :func:`~teacher_service.client.read_export`
+returns it as the first row in both cases.
 
 Then the rows: one per task issued, report accepted, task expired and evaluation stored.
 
@@ -44,12 +44,18 @@ In JSON lines ``params`` and ``scores`` stay nested objects. In Parquet, for a b
 ``params`` becomes one float64 column ``param.<dim>`` per dimension of the experiment's
 space; for other spaces it is a JSON text column ``params``. ``scores`` is a JSON text column
 (score names are open-ended, and Parquet needs its schema before the first row). Columns a
-row type does not use are null. :func:`read_export` undoes all of this, so both formats
-re-import to the same list of dicts.
+row type does not use are null. :func:`~teacher_service.client.read_export` (client side)
+undoes all of this, so both formats re-import to the same list of dicts.
 
 Consistency: :func:`plan_export` fixes ``last_seq`` and the counters together under the
 experiment's lock, and the evaluations included are those stored when the stream starts;
 events logged while the export streams are left out, whole.
+
+Events are read through :mod:`teacher_service.event_log`, and the columns above (names,
+order, types; :data:`COLUMNS`) are defined once, typed as its events are: JSON lines keys
+and the Parquet schema are both derived from them. A log holding an event of a kind this
+version cannot read fails the export with
+:class:`~teacher_service.event_log.UnknownEventError` before its first byte.
 """
 
 from __future__ import annotations
@@ -57,17 +63,37 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from types import MappingProxyType, UnionType
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    Union,
+    assert_never,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 import orjson
 
+from api_schemas.evaluations import Evaluation
+from api_schemas.reports import Report
 from api_schemas.spaces import BoxSpace
+from teacher_service.event_log import (
+    ExpireEvent,
+    LoggedEvent,
+    ReportEntry,
+    ReportEvent,
+    TaskEvent,
+    read_events,
+    require_known_kinds,
+)
 from teacher_service.runtime import wire_task_id
+from teacher_service.teachers.base import TaskProposal
 
 if TYPE_CHECKING:
     from teacher_service.runtime import ExperimentRuntime
@@ -89,71 +115,99 @@ MEDIA_TYPES: dict[str, str] = {
 #: What to install when pyarrow is missing.
 PARQUET_HINT = "pip install 'autocurriculum[export]'"
 
-_COMMON = ("type", "seq", "time")
-#: The keys of each row type, in order (JSON lines rows have exactly these).
-FIELDS: dict[str, tuple[str, ...]] = {
-    "task": (
-        *_COMMON,
-        "task_id",
-        "index",
-        "worker",
-        "deadline",
-        "mode",
-        "params",
-        "level",
-        "agent_id",
-        "role",
-    ),
-    "report": (
-        *_COMMON,
-        "task_id",
-        "index",
-        "episode_return",
-        "success",
-        "length",
-        "episodes",
-        "scores",
-    ),
-    "expire": (*_COMMON, "task_id", "index"),
-    "evaluation": (
-        *_COMMON,
-        "env",
-        "episodes",
-        "solve_rate",
-        "mean_return",
-        "env_steps",
-        "checkpoint",
-        "worker",
-    ),
-}
 
-# Parquet column types (pyarrow type aliases); ``params`` is replaced by ``param.<dim>``
-# float64 columns for box spaces.
-_PARQUET_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("type", "string"),
-    ("seq", "int64"),
-    ("time", "float64"),
-    ("task_id", "string"),
-    ("index", "int64"),
-    ("worker", "string"),
-    ("deadline", "float64"),
-    ("mode", "string"),
-    ("params", "string"),
-    ("level", "string"),
-    ("agent_id", "string"),
-    ("role", "string"),
-    ("episode_return", "float64"),
-    ("success", "bool"),
-    ("length", "int64"),
-    ("episodes", "int64"),
-    ("scores", "string"),
-    ("env", "string"),
-    ("solve_rate", "float64"),
-    ("mean_return", "float64"),
-    ("env_steps", "int64"),
-    ("checkpoint", "string"),
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of the export.
+
+    Attributes:
+        name: its key in a JSON lines row, its name in Parquet.
+        dtype: the Arrow type alias of its Parquet column (``string``, ``int64``,
+            ``float64``, ``bool``), or ``json`` for a nested object (kept nested in JSON
+            lines, JSON text in Parquet).
+    """
+
+    name: str
+    dtype: str
+
+
+# bool before int: a bool is an int.
+_SCALAR_DTYPES = ((bool, "bool"), (int, "int64"), (float, "float64"), (str, "string"))
+
+
+def _dtype(annotation: Any) -> str:
+    """The column type of a field annotated ``annotation`` (``X | None``: a nullable X)."""
+    if get_origin(annotation) in (Union, UnionType):
+        (annotation,) = (a for a in get_args(annotation) if a is not type(None))
+    base = get_origin(annotation) or annotation
+    if isinstance(base, type):
+        if issubclass(base, Mapping):
+            return "json"
+        for py_type, dtype in _SCALAR_DTYPES:
+            if issubclass(base, py_type):
+                return dtype
+    raise TypeError(f"no export column type for {annotation!r}")
+
+
+def _columns_of(source: type, *names: str) -> tuple[Column, ...]:
+    """Columns named and typed as fields of ``source`` (an event-log type, a wire model):
+    the export's types follow what the log and the API store."""
+    hints = get_type_hints(source)
+    return tuple(Column(name, _dtype(hints[name])) for name in names)
+
+
+def _distinct(columns: Mapping[str, tuple[Column, ...]]) -> tuple[Column, ...]:
+    """Every column once, in order of first use; a name shared by row types has one type."""
+    seen: dict[str, Column] = {}
+    for column in (c for cols in columns.values() for c in cols):
+        if seen.setdefault(column.name, column) != column:
+            raise TypeError(f"export column {column.name!r} has two types")
+    return tuple(seen.values())
+
+
+_COMMON = (Column("type", "string"), *_columns_of(LoggedEvent, "seq", "time"))
+_OF_TASK = (*_columns_of(Report, "task_id"), *_columns_of(ReportEntry, "index"))
+#: The columns of each row type, in order: the one definition every format is built from.
+COLUMNS: Mapping[str, tuple[Column, ...]] = MappingProxyType(
+    {
+        "task": (
+            *_COMMON,
+            *_OF_TASK,
+            *_columns_of(TaskEvent, "worker", "deadline"),
+            *_columns_of(TaskProposal, "mode", "params", "level", "agent_id", "role"),
+        ),
+        "report": (
+            *_COMMON,
+            *_OF_TASK,
+            *_columns_of(ReportEntry, "episode_return", "success", "length", "episodes", "scores"),
+        ),
+        "expire": (*_COMMON, *_OF_TASK),
+        "evaluation": (
+            *_COMMON,
+            *_columns_of(
+                Evaluation,
+                "env",
+                "episodes",
+                "solve_rate",
+                "mean_return",
+                "env_steps",
+                "checkpoint",
+                "worker",
+            ),
+        ),
+    }
 )
-_JSON_COLUMNS = frozenset({"params", "scores"})
+#: The keys of each row type, in order (JSON lines rows have exactly these).
+FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {kind: tuple(c.name for c in cols) for kind, cols in COLUMNS.items()}
+)
+# The Parquet columns (one schema for every row type; nested objects as JSON text), as
+# (name, Arrow type alias); ``params`` is replaced by ``param.<dim>`` float64 columns for
+# box spaces.
+_PARQUET_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    (c.name, "string" if c.dtype == "json" else c.dtype) for c in _distinct(COLUMNS)
+)
+_JSON_COLUMNS = frozenset(c.name for c in _distinct(COLUMNS) if c.dtype == "json")
 _PARAM_PREFIX = "param."
 
 
@@ -236,64 +290,60 @@ def plan_export(rt: ExperimentRuntime) -> ExportPlan:
 
 
 # --------------------------------------------------------------------------- rows
-def _event_rows(experiment_id: str, seq: int, kind: str, payload: bytes, at: float) -> list[dict]:
-    """The rows of one log event (see the module docstring)."""
-    data = orjson.loads(payload)
-    rows: list[dict[str, Any]] = []
-    if kind == "tasks":
-        first = int(data["first"])
-        for k, t in enumerate(data["tasks"]):
-            i = first + k
-            rows.append(
+def _event_rows(experiment_id: str, logged: LoggedEvent) -> list[dict[str, Any]]:
+    """The rows of one log event (see the module docstring), keys in :data:`FIELDS` order."""
+    seq, at, ev = logged.seq, logged.time, logged.event
+    match ev:
+        case TaskEvent():
+            return [
                 {
                     "type": "task",
                     "seq": seq,
                     "time": at,
                     "task_id": wire_task_id(experiment_id, i),
                     "index": i,
-                    "worker": data.get("worker"),
-                    "deadline": data.get("deadline"),
-                    "mode": t.get("mode", "train"),
-                    "params": t.get("params"),
-                    "level": t.get("level"),
-                    "agent_id": t.get("agent_id"),
-                    "role": t.get("role"),
+                    "worker": ev.worker,
+                    "deadline": ev.deadline,
+                    "mode": p.mode.value,
+                    "params": p.params,
+                    "level": p.level,
+                    "agent_id": p.agent_id,
+                    "role": p.role,
                 }
-            )
-    elif kind == "reports":
-        # The log omits keys at their default value (Report.model_dump(exclude_defaults)).
-        for r in data["reports"]:
-            i = int(r["i"])
-            rows.append(
+                for i, p in enumerate(ev.tasks, start=ev.first)
+            ]
+        case ReportEvent():
+            return [
                 {
                     "type": "report",
                     "seq": seq,
                     "time": at,
-                    "task_id": wire_task_id(experiment_id, i),
-                    "index": i,
-                    "episode_return": r["episode_return"],
-                    "success": r.get("success"),
-                    "length": r.get("length"),
-                    "episodes": r.get("episodes", 1),
-                    "scores": r.get("scores", {}),
+                    "task_id": wire_task_id(experiment_id, r.index),
+                    "index": r.index,
+                    "episode_return": r.episode_return,
+                    "success": r.success,
+                    "length": r.length,
+                    "episodes": r.episodes,
+                    "scores": r.scores,
                 }
-            )
-    elif kind == "expire":
-        for i in data["indices"]:
-            rows.append(
+                for r in ev.reports
+            ]
+        case ExpireEvent():
+            return [
                 {
                     "type": "expire",
                     "seq": seq,
                     "time": at,
                     "task_id": wire_task_id(experiment_id, i),
-                    "index": int(i),
+                    "index": i,
                 }
-            )
-    else:  # a newer server's event kind: skip it rather than fail the whole export
-        log.warning(
-            "export of %s: skipping unknown event kind %r (seq %d)", experiment_id, kind, seq
-        )
-    return rows
+                for i in ev.indices
+            ]
+        case _:
+            assert_never(ev)
+
+
+_EVALUATION_KEYS = FIELDS["evaluation"][len(_COMMON) :]
 
 
 def _evaluation_row(payload: str, received_at: float) -> dict[str, Any]:
@@ -302,13 +352,7 @@ def _evaluation_row(payload: str, received_at: float) -> dict[str, Any]:
         "type": "evaluation",
         "seq": None,
         "time": received_at,
-        "env": e.get("env"),
-        "episodes": e.get("episodes"),
-        "solve_rate": e.get("solve_rate"),
-        "mean_return": e.get("mean_return"),
-        "env_steps": e.get("env_steps"),
-        "checkpoint": e.get("checkpoint"),
-        "worker": e.get("worker"),
+        **{k: e.get(k) for k in _EVALUATION_KEYS},
     }
 
 
@@ -329,15 +373,18 @@ def iter_rows(store: Store, plan: ExportPlan, *, chunk: int = 2000) -> Iterator[
         store: the store holding the experiment.
         plan: what to export (from :func:`plan_export`).
         chunk: events (and evaluations) read per query.
+
+    Raises:
+        UnknownEventError: the log holds an event this version cannot read (raised before
+            the header, so a stream fails before it starts).
     """
     n_evals, max_eval_id = store.evaluation_bounds(plan.experiment_id)
+    require_known_kinds(store, plan.experiment_id, up_to_seq=plan.last_seq)
     yield plan.header(n_evals)
     last = 0
-    for ev in store.iter_events(plan.experiment_id, after_seq=0, chunk=chunk):
-        if ev.seq > plan.last_seq:
-            break
+    for ev in read_events(store, plan.experiment_id, up_to_seq=plan.last_seq, chunk=chunk):
         last = ev.seq
-        yield from _event_rows(plan.experiment_id, ev.seq, ev.kind, ev.payload, ev.created_at)
+        yield from _event_rows(plan.experiment_id, ev)
     if last != plan.last_seq:
         # A write that failed after the plan was made (the runtime rebuilds from the log).
         log.warning(
@@ -483,118 +530,3 @@ def export_filename(name: str, fmt: ExportFormat) -> str:
     """A safe file name for an export of experiment ``name``."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "export"
     return f"{safe}.{fmt}"
-
-
-# ------------------------------------------------------------------- re-import
-Source = str | os.PathLike[str] | bytes | bytearray | memoryview
-
-
-def _open(source: Source) -> io.BufferedIOBase:
-    if isinstance(source, bytes | bytearray | memoryview):
-        return io.BytesIO(bytes(source))
-    return open(Path(source), "rb")
-
-
-def _detect(source: Source) -> ExportFormat:
-    with _open(source) as f:
-        return "parquet" if f.read(4) == b"PAR1" else "jsonl"
-
-
-def _typed(row: Mapping[str, Any], dims: list[str] | None) -> dict[str, Any]:
-    """A Parquet row back in the JSON lines shape of its type."""
-    kind = row["type"]
-    keys = FIELDS.get(kind)
-    if keys is None:
-        return dict(row)
-    out: dict[str, Any] = {}
-    for k in keys:
-        if k == "params" and dims is not None:
-            vals = {d: row.get(_PARAM_PREFIX + d) for d in dims}
-            out[k] = None if all(v is None for v in vals.values()) else vals
-        elif k in _JSON_COLUMNS:
-            v = row.get(k)
-            out[k] = None if v is None else json.loads(v)
-        else:
-            out[k] = row.get(k)
-    return out
-
-
-def iter_export_rows(
-    source: Source, format: ExportFormat | None = None, *, batch_rows: int = 10_000
-) -> Iterator[dict[str, Any]]:
-    """Rows of an export (the header first) one at a time; see :func:`read_export`."""
-    fmt = format or _detect(source)
-    if fmt == "jsonl":
-        with _open(source) as f:
-            for line in f:
-                if line.strip():
-                    yield json.loads(line)
-        return
-    if fmt != "parquet":
-        raise ExportFormatError(f"unknown export format {fmt!r}; use jsonl or parquet")
-    _require_pyarrow()
-    import pyarrow.parquet as pq
-
-    with _open(source) as f:
-        pf = pq.ParquetFile(f)
-        meta = pf.schema_arrow.metadata or {}
-        if PARQUET_HEADER_KEY not in meta:
-            raise ExportFormatError("not an autocurriculum export (no header in the metadata)")
-        yield json.loads(meta[PARQUET_HEADER_KEY])
-        names = pf.schema_arrow.names
-        dims = (
-            [n[len(_PARAM_PREFIX) :] for n in names if n.startswith(_PARAM_PREFIX)]
-            if "params" not in names
-            else None
-        )
-        for batch in pf.iter_batches(batch_size=batch_rows):
-            for row in batch.to_pylist():
-                yield _typed(row, dims)
-
-
-def read_export(source: Source, format: ExportFormat | None = None) -> list[dict[str, Any]]:
-    """Re-import an export: the header row first, then every row as a dict.
-
-    Both formats give the same rows (the JSON lines shape: nested ``params`` and
-    ``scores``, exactly the keys of each row type, see the module docstring).
-
-    Args:
-        source: a file path, or the export's bytes.
-        format: ``"jsonl"`` or ``"parquet"``; detected from the content when omitted.
-
-    Raises:
-        ExportFormatError: Parquet without pyarrow, or not an export.
-    """
-    return list(iter_export_rows(source, format))
-
-
-def flatten_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A row with ``params`` and ``scores`` spread into ``param.<key>`` and ``score.<key>``
-    columns (non-dict params, e.g. None, are dropped); other keys are unchanged."""
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        if k == "params" and isinstance(v, Mapping):
-            out.update({_PARAM_PREFIX + str(pk): pv for pk, pv in v.items()})
-        elif k == "scores" and isinstance(v, Mapping):
-            out.update({f"score.{sk}": sv for sk, sv in v.items()})
-        elif k not in ("params", "scores"):
-            out[k] = v
-    return out
-
-
-def export_dataframe(source: Source, format: ExportFormat | None = None) -> Any:
-    """An export as a ``pandas.DataFrame``: one row per export row (the header is in
-    ``df.attrs["experiment"]``), params and scores flattened (:func:`flatten_row`).
-
-    Raises:
-        ImportError: pandas is not installed (it is not a dependency of this package).
-    """
-    try:
-        import pandas as pd
-    except ImportError as exc:
-        raise ImportError("export_dataframe needs pandas: pip install pandas") from exc
-    rows = iter_export_rows(source, format)
-    header = next(rows, None)
-    df = pd.DataFrame.from_records([flatten_row(r) for r in rows])
-    df.attrs["experiment"] = header
-    return df

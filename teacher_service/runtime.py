@@ -17,15 +17,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, assert_never
 
 import numpy as np
-import orjson
 
 from api_schemas.experiments import ExperimentCounters, ExperimentCreate, ExperimentState
 from api_schemas.limits import MAX_BATCH
 from api_schemas.reports import Report, ReportAck
-from api_schemas.spaces import BoxSpace, DiscreteSpace, LevelSpace, SpaceError
+from api_schemas.spaces import SpaceError
 from api_schemas.tasks import Task
 from teacher_service.errors import (
     BatchTooLargeError,
@@ -33,6 +32,16 @@ from teacher_service.errors import (
     InvalidReportError,
     TaskNotFoundError,
 )
+from teacher_service.event_log import (
+    Event,
+    ExpireEvent,
+    ReportEntry,
+    ReportEvent,
+    TaskEvent,
+    encode,
+    read_events,
+)
+from teacher_service.spaces import check_proposal
 from teacher_service.storage import ExperimentRecord, Store
 from teacher_service.teachers import TaskProposal, TaskResult, Teacher, make_teacher
 
@@ -126,8 +135,8 @@ class ExperimentRuntime:
         raise TaskNotFoundError(f"task {task_id!r} was not issued by experiment {self.name!r}")
 
     # --------------------------------------------------------------- logging
-    def _append(self, kind: str, payload: dict[str, Any]) -> Future:
-        data = orjson.dumps(payload)  # before the sequence moves: a failure leaves no gap
+    def _append(self, event: Event) -> Future:
+        kind, data = encode(event)  # before the sequence moves: a failure leaves no gap
         self.seq += 1
         fut = self.store.append_event(self.id, self.seq, kind, data)
         self._last_write = fut
@@ -190,21 +199,13 @@ class ExperimentRuntime:
             raise ProposalError(
                 f"teacher {self.teacher.kind} returned {len(proposals)} tasks, not {n}"
             )
-        space = self.spec.space
-        if isinstance(space, BoxSpace | DiscreteSpace):
-            for p in proposals:
-                try:
-                    space.validate_params(p.params or {})
-                except SpaceError as exc:
-                    raise ProposalError(
-                        f"teacher {self.teacher.kind} proposed {p.params}: {exc}"
-                    ) from exc
-        elif isinstance(space, LevelSpace):
-            for p in proposals:
-                try:
-                    space.validate_level(p.level or "")
-                except SpaceError as exc:
-                    raise ProposalError(f"teacher {self.teacher.kind}: {exc}") from exc
+        for p in proposals:
+            try:
+                check_proposal(self.spec.space, p)
+            except SpaceError as exc:
+                raise ProposalError(
+                    f"teacher {self.teacher.kind} proposed {p.params or p.level!r}: {exc}"
+                ) from exc
 
     def _usable(self) -> None:
         if self.deleted:
@@ -218,7 +219,13 @@ class ExperimentRuntime:
             self.store.reset_failure(self.id)
             self.teacher.close()
             self._reset_state()
-            self._replay()
+            try:
+                self._replay()
+            except BaseException:
+                # Memory is a partial replay (e.g. up to an event this version cannot
+                # read): never serve from it; rebuild again on the next call.
+                self.broken = True
+                raise
 
     def _guard(self, fn: Callable[[], Any]) -> Any:
         """Run a mutation; on any error mark the runtime for rebuild from the log."""
@@ -243,7 +250,7 @@ class ExperimentRuntime:
             expired.extend((still + first).tolist())
         if expired:
             self._apply_expire(expired)
-            self._append("expire", {"indices": expired})
+            self._append(ExpireEvent(tuple(expired)))
 
     def _apply_expire(self, indices: list[int]) -> None:
         tasks = [self.outstanding.pop(i) for i in indices]
@@ -278,16 +285,7 @@ class ExperimentRuntime:
         self._check_proposals(proposals, n)
         deadline = max(now + self.spec.lease_seconds, self.last_deadline)
         first = self._apply_issue(proposals, deadline)
-        fut = self._append(
-            "tasks",
-            {
-                "n": n,
-                "worker": worker,
-                "first": first,
-                "deadline": deadline,
-                "tasks": [p.to_dict() for p in proposals],
-            },
-        )
+        fut = self._append(TaskEvent(n, worker, first, deadline, tuple(proposals)))
         # Built by us from validated parts: skip re-validation (a hot path at large n).
         tasks = [
             Task.model_construct(
@@ -354,24 +352,23 @@ class ExperimentRuntime:
             return ReportAck(
                 accepted=0, duplicates=duplicates, expired=expired
             ), self._durable_now()
-        items = [(i, r.model_dump(exclude_defaults=True, exclude={"task_id"})) for i, r in new]
-        self._apply_reports(items)
-        fut = self._append("reports", {"reports": [{"i": i, **r} for i, r in items]})
+        entries = tuple(ReportEntry.from_report(i, r) for i, r in new)
+        self._apply_reports(entries)
+        fut = self._append(ReportEvent(entries))
         return ReportAck(accepted=len(new), duplicates=duplicates, expired=expired), fut
 
-    def _apply_reports(self, items: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    def _apply_reports(self, entries: Sequence[ReportEntry]) -> None:
         results = []
-        for i, r in items:
-            self.status[i] = _REPORTED
-            task = self.outstanding.pop(i)
+        for e in entries:
+            self.status[e.index] = _REPORTED
             results.append(
                 TaskResult(
-                    task=task,
-                    episode_return=float(r["episode_return"]),
-                    success=r.get("success"),
-                    length=r.get("length"),
-                    scores=r.get("scores", {}),
-                    episodes=int(r.get("episodes", 1)),
+                    task=self.outstanding.pop(e.index),
+                    episode_return=e.episode_return,
+                    success=e.success,
+                    length=e.length,
+                    scores=e.scores,
+                    episodes=e.episodes,
                 )
             )
         self.counters.reports_accepted += len(results)
@@ -394,34 +391,39 @@ class ExperimentRuntime:
                 self.teacher.close()
                 self._reset_state()
         n_events = 0
-        for ev in self.store.iter_events(self.id, after_seq=start):
+        # An event of a kind this version cannot read raises UnknownEventError (event_log).
+        for ev in read_events(self.store, self.id, after_seq=start):
             if ev.seq != self.seq + 1:
                 raise RuntimeError(f"experiment {self.name}: log gap before event {ev.seq}")
-            payload = orjson.loads(ev.payload)
-            if ev.kind == "tasks":
-                self._replay_tasks(payload)
-            elif ev.kind == "reports":
-                self._apply_reports([(int(r.pop("i")), r) for r in payload["reports"]])
-            elif ev.kind == "expire":
-                self._apply_expire([int(i) for i in payload["indices"]])
-            else:
-                raise RuntimeError(f"unknown event kind {ev.kind!r}")
+            self._apply_event(ev.event)
             self.seq = ev.seq
             self.counters.events = self.seq
             n_events += 1
         self.events_since_snapshot = n_events
         log.info("experiment %s: replayed %d events after snapshot %d", self.name, n_events, start)
 
-    def _replay_tasks(self, payload: dict[str, Any]) -> None:
-        logged = [TaskProposal.from_dict(t) for t in payload["tasks"]]
-        proposals = self.teacher.propose(int(payload["n"]))
+    def _apply_event(self, event: Event) -> None:
+        """Make the calls a logged event records, as when it was logged."""
+        match event:
+            case TaskEvent():
+                self._replay_tasks(event)
+            case ReportEvent():
+                self._apply_reports(event.reports)
+            case ExpireEvent():
+                self._apply_expire(list(event.indices))
+            case _:
+                assert_never(event)
+
+    def _replay_tasks(self, event: TaskEvent) -> None:
+        logged = list(event.tasks)
+        proposals = self.teacher.propose(event.n)
         if proposals != logged:
             # Clients hold the logged tasks; keep those, and say loudly that the teacher
             # is not reproducible (a bug in that teacher).
             log.error("experiment %s: replayed proposals differ from the log", self.name)
-        if int(payload["first"]) != self.next_index:
+        if event.first != self.next_index:
             raise RuntimeError(f"experiment {self.name}: task index mismatch in the log")
-        self._apply_issue(logged, float(payload["deadline"]))
+        self._apply_issue(logged, event.deadline)
 
     @classmethod
     def load(cls, record: ExperimentRecord, store: Store, **kwargs: Any) -> ExperimentRuntime:

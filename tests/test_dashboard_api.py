@@ -83,7 +83,8 @@ def test_history_folds_the_log_incrementally(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'h.db'}")
     try:
         exp = "e1"
-        store.append_event(exp, 1, "tasks", orjson.dumps({"tasks": [{}, {}, {}]}))
+        tasks = {"n": 3, "worker": None, "first": 0, "deadline": 9.0, "tasks": [{}, {}, {}]}
+        store.append_event(exp, 1, "tasks", orjson.dumps(tasks))
         store.append_event(
             exp,
             2,

@@ -3,7 +3,7 @@
 ``{"detail": "<one line>"}``, plus ``"errors": [{"loc", "msg", "type"}, ...]`` for a 422. The
 handlers here turn our own errors (:class:`~teacher_service.errors.ServiceError`), the
 framework's (an unknown path, a missing token, a body that is not UTF-8), validation errors,
-storage failures and bugs into that body.
+storage failures, an event log this version cannot read and bugs into that body.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from teacher_service.errors import ServiceError
+from teacher_service.event_log import EventLogError
 from teacher_service.storage.store import StorageError
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _storage_error(_: Request, exc: Exception) -> Response:
         log.error("storage failed: %s", exc)
         return error_response(503, f"storage failed, nothing was changed (retry): {exc}")
+
+    @app.exception_handler(EventLogError)
+    async def _unreadable_log(_: Request, exc: EventLogError) -> Response:
+        # Not a bug to trace back: the log holds an event this version cannot read (most
+        # likely written by a newer version); the message says which.
+        log.error("event log unreadable: %s", exc)
+        return error_response(500, f"the experiment's event log cannot be read: {exc}")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:

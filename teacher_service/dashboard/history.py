@@ -12,11 +12,17 @@ import json
 import threading
 import time
 from collections.abc import Callable
-
-import orjson
+from typing import assert_never
 
 from api_schemas.dashboard import DashboardFrame, Throughput
 from teacher_service.dashboard.series import EvaluationTrack, RateWindow, ReportSeries
+from teacher_service.event_log import (
+    ExpireEvent,
+    LoggedEvent,
+    ReportEvent,
+    TaskEvent,
+    read_events,
+)
 from teacher_service.runtime import ExperimentRuntime
 from teacher_service.storage import Store
 
@@ -59,11 +65,16 @@ class ExperimentHistory:
         self._lock = threading.Lock()
 
     def refresh(self) -> bool:
-        """Fold whatever was logged since the last refresh. Returns True if anything was."""
+        """Fold whatever was logged since the last refresh. Returns True if anything was.
+
+        Raises:
+            EventLogError: at an event this version cannot read (everything before it is
+                folded; the next refresh raises again there).
+        """
         with self._lock:
             before = (self.seq, self.evaluation_id)
-            for ev in self.store.iter_events(self.experiment_id, after_seq=self.seq):
-                self._fold_event(ev.kind, ev.payload, ev.created_at)
+            for ev in read_events(self.store, self.experiment_id, after_seq=self.seq):
+                self._fold_event(ev)
                 self.seq = ev.seq
             for row_id, payload, t in self.store.iter_evaluations(
                 self.experiment_id, after_id=self.evaluation_id
@@ -77,23 +88,23 @@ class ExperimentHistory:
                 self.evaluations += 1
             return (self.seq, self.evaluation_id) != before
 
-    def _fold_event(self, kind: str, payload: bytes, t: float) -> None:
-        data = orjson.loads(payload)
-        if kind == "tasks":
-            n = len(data["tasks"])
-            self.series.add_tasks(n)
-            self.rates.add(t, n, 0)
-        elif kind == "reports":
-            reports = data["reports"]
-            # A report logs only non-default fields: a missing "success" means "not said".
-            self.series.add_reports(
-                t,
-                [float(r["episode_return"]) for r in reports],
-                [r.get("success") for r in reports],
-            )
-            self.rates.add(t, 0, len(reports))
-        elif kind == "expire":
-            self.expired += len(data["indices"])
+    def _fold_event(self, logged: LoggedEvent) -> None:
+        t, ev = logged.time, logged.event
+        match ev:
+            case TaskEvent():
+                self.series.add_tasks(len(ev.tasks))
+                self.rates.add(t, len(ev.tasks), 0)
+            case ReportEvent():
+                self.series.add_reports(
+                    t,
+                    [r.episode_return for r in ev.reports],
+                    [r.success for r in ev.reports],
+                )
+                self.rates.add(t, 0, len(ev.reports))
+            case ExpireEvent():
+                self.expired += len(ev.indices)
+            case _:
+                assert_never(ev)
 
     def frame(self, rt: ExperimentRuntime, max_points: int) -> DashboardFrame:
         """One dashboard frame: this history as last refreshed (see :meth:`refresh`) plus

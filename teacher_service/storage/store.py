@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -569,6 +569,22 @@ class Store:
         cols = (t.seq, t.kind, t.payload, t.created_at)
         for r in self._paged(cols, t.seq, t.experiment_id == experiment_id, after_seq, chunk):
             yield EventRow(r.seq, r.kind, bytes(r.payload), r.created_at)
+
+    def first_event_not_in(
+        self, experiment_id: str, kinds: Collection[str], *, up_to_seq: int
+    ) -> tuple[int, str] | None:
+        """``(seq, kind)`` of the experiment's first event with ``seq <= up_to_seq`` whose
+        kind is not one of ``kinds``, or ``None``; one query that reads no payload."""
+        t = events.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.seq, t.kind)
+                .where(t.experiment_id == experiment_id, t.seq <= up_to_seq)
+                .where(t.kind.not_in(sorted(kinds)))
+                .order_by(t.seq)
+                .limit(1)
+            ).one_or_none()
+        return None if row is None else (int(row.seq), str(row.kind))
 
     def close(self) -> None:
         """Commit what is queued, stop the writer and dispose of the engine."""
