@@ -7,7 +7,6 @@ loads anywhere) plus a format number and free-form ``meta``.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import torch
 
 from student_workers.eval_episodes import make_eval_env, run_episodes
 from student_workers.ppo import PPOLearner
+from teacher_service.client.files import atomic_write
 
 #: Checkpoint format version written beside the weights.
 CHECKPOINT_FORMAT = 1
@@ -31,16 +31,8 @@ def save_checkpoint(
     ckpt = dict(learner.checkpoint() if isinstance(learner, PPOLearner) else learner)
     ckpt["format"] = CHECKPOINT_FORMAT
     ckpt["meta"] = meta
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(ckpt, f)
     return path
 
 

@@ -26,7 +26,7 @@ from api_schemas.limits import (
     MAX_SCORE_NAME,
     MAX_SCORES,
 )
-from teacher_service.export import read_export
+from teacher_service.client import read_export
 from teacher_service.testing import ServerProcess
 from tests.conftest import BOX2
 

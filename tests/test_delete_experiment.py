@@ -19,8 +19,7 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
-from teacher_service.client import NotFoundError, TeacherClient
-from teacher_service.export import read_export
+from teacher_service.client import NotFoundError, TeacherClient, read_export
 from teacher_service.storage import ExperimentRecord, Store
 from teacher_service.storage.store import ExperimentGoneError
 from teacher_service.storage.tables import agents, evaluations, events, experiments, snapshots

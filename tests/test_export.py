@@ -23,8 +23,11 @@ from teacher_service.client import (
     NotFoundError,
     ServerUnavailableError,
     TeacherClient,
+    export_dataframe,
+    read_export,
 )
-from teacher_service.export import ExportFormatError, ExportPlan, read_export
+from teacher_service.client.exports import flatten_row
+from teacher_service.export import ExportFormatError, ExportPlan
 from teacher_service.storage import ExperimentRecord, Store
 from tests.conftest import BOX2
 
@@ -524,7 +527,7 @@ def test_dataframe_helper_flattens_and_needs_pandas_only_when_called(
     data = b"".join(export.iter_jsonl(store, plan))
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match="pip install pandas"):
-        export.export_dataframe(data)
+        export_dataframe(data)
 
     class FakeFrame:
         def __init__(self, records: list[dict]) -> None:
@@ -533,12 +536,12 @@ def test_dataframe_helper_flattens_and_needs_pandas_only_when_called(
     fake = types.ModuleType("pandas")
     fake.DataFrame = types.SimpleNamespace(from_records=FakeFrame)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "pandas", fake)
-    df = export.export_dataframe(data)
+    df = export_dataframe(data)
     assert df.attrs["experiment"]["name"] == "unit"
     task, report = df.records[0], df.records[3]
     assert task["param.x"] == 0.0 and task["param.y"] == 0.5 and "params" not in task
     assert report["score.s"] == 0.5 and "scores" not in report
-    assert export.flatten_row({"type": "task", "params": None}) == {"type": "task"}
+    assert flatten_row({"type": "task", "params": None}) == {"type": "task"}
 
 
 def test_export_filename_is_safe() -> None:
