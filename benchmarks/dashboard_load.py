@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import orjson
 
-from teacher_service.machine import describe_machine
+from benchmarks.machine import describe_machine
 from teacher_service.testing import ServerProcess
 
 REPO = Path(__file__).resolve().parents[1]

@@ -50,11 +50,11 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.machine import describe_machine
 from student_workers.evaluator import DEFAULT_EVAL_MAZES
 from student_workers.ppo import PPOConfig
 from student_workers.train import TrainConfig, TrainProgress, train
 from teacher_service.client import TeacherClient
-from teacher_service.machine import describe_machine
 from teacher_service.testing import service_at
 
 RESULTS = Path(__file__).parent / "results"

@@ -35,10 +35,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.machine import describe_machine
 from student_workers.ppo import PPOConfig
 from student_workers.train import TrainConfig, train
 from teacher_service.client import TeacherClient
-from teacher_service.machine import describe_machine
 from teacher_service.testing import service_at
 
 RESULTS = Path(__file__).parent / "results" / "ray_scaling.json"

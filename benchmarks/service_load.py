@@ -50,7 +50,7 @@ import numpy as np
 import orjson
 
 from api_schemas.limits import MAX_BATCH
-from teacher_service.machine import describe_machine
+from benchmarks.machine import describe_machine
 from teacher_service.testing import ServerProcess
 
 REPO = Path(__file__).resolve().parents[1]

@@ -58,11 +58,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from benchmarks.machine import describe_machine
 from env_generators.generators import get_generator
 from env_generators.levels import Level
 from student_workers.wrappers import CurriculumWrapper, minigrid_level_env
 from teacher_service.client import TeacherClient
-from teacher_service.machine import describe_machine
 from teacher_service.testing import ServerProcess
 
 REPO = Path(__file__).resolve().parents[1]

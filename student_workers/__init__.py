@@ -1,4 +1,7 @@
-"""Students: Ray rollout workers, PPO learner, evaluator, gymnasium wrapper (later issues).
+"""Students: PPO (``ppo``), rollout workers (``rollout_worker`` over ``collector``), the
+evaluator (``evaluator`` over ``eval_episodes``), checkpoints (``checkpoints``), their Ray actors
+(``actors``), the training driver (``train``), the CLI (``cli``) and the gymnasium
+``CurriculumWrapper`` (``wrappers``).
 
 ``CurriculumWrapper`` is exported lazily so that importing another submodule does not import
 gymnasium.

@@ -1,5 +1,6 @@
 """Collecting PPO rollouts from a gymnasium vector env of MiniGrid envs (dict observations
-with ``image`` and ``direction``), shared by the rollout workers and the local trainer.
+with ``image`` and ``direction``): the stepping loop of the rollout workers
+(:mod:`student_workers.rollout_worker`), which add the teacher's tasks and reports.
 
 One policy acts in every env, or, for teachers with student roles (PAIRED's protagonist and
 antagonist), each env acts with the policy of its current role (:attr:`RolloutCollector.policy`).

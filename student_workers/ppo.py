@@ -567,10 +567,6 @@ class PPOLearner:
         """CPU copies of the network weights (what the learner broadcasts)."""
         return {k: v.detach().cpu().clone() for k, v in self.agent.state_dict().items()}
 
-    def set_weights(self, weights: dict[str, torch.Tensor]) -> None:
-        """Load broadcast weights."""
-        self.agent.load_state_dict(weights)
-
     def checkpoint(self) -> dict[str, Any]:
         """Everything needed to evaluate or resume (loads on any device)."""
         return {

@@ -14,7 +14,8 @@ Each iteration is one synchronous PPO step, as in the reference implementations:
    ``checkpoint_interval`` updates the driver writes a checkpoint.
 
 A worker that dies mid-rollout costs that rollout (its episodes in flight); Ray restarts it
-and the next iteration uses it again.
+and the next iteration uses it again. :class:`TrainingDriver` runs these steps and counts them
+in a :class:`TrainingStats`.
 
 Student roles: a teacher may issue tasks for several students (``teacher.ROLES``; PAIRED's
 protagonist and antagonist, each task's ``role`` says which). Then there is one learner per role
@@ -31,8 +32,8 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,6 +53,8 @@ ROLE_SEED_STRIDE = 1_000_003
 #: With ``budget='trained'``, a run also stops after this many times ``steps`` env steps: a
 #: curriculum that (almost) never issues a train-mode task must not run forever.
 TRAINED_BUDGET_ENV_CAP = 10
+#: Finished episodes behind the ``*_last_200`` figures of the summary and the progress line.
+RECENT_EPISODES = 200
 
 
 class TrainingError(RuntimeError):
@@ -142,6 +145,71 @@ def _mean(values: Any) -> float | None:
     return sum(values) / len(values) if len(values) else None
 
 
+@dataclass
+class EpisodeStats:
+    """Train-mode steps and finished episodes of the students (all of them, or one role's),
+    with the returns of the last :data:`RECENT_EPISODES` episodes."""
+
+    trained_steps: int = 0
+    episodes: int = 0
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_EPISODES))
+
+    def add(self, stats: Mapping[str, Any]) -> None:
+        """Count one rollout's ``{"train_steps", "episodes", "returns"}``."""
+        self.trained_steps += stats["train_steps"]
+        self.episodes += stats["episodes"]
+        self.recent.extend(stats["returns"])
+
+    def mean_return(self) -> float | None:
+        """Mean return of the recent episodes; ``None`` before the first."""
+        return _mean(self.recent)
+
+    def solve_rate(self) -> float | None:
+        """Share of the recent episodes with a positive return (MiniGrid: goal reached)."""
+        return _mean([r > 0 for r in self.recent])
+
+
+@dataclass
+class TrainingStats:
+    """What the driver counts during a run (the learners count their own updates).
+
+    ``optimizer_steps`` and ``learner_failures`` hold one entry per learner, ``roles`` one
+    :class:`EpisodeStats` per student role (none without roles).
+    """
+
+    optimizer_steps: list[int]
+    learner_failures: list[int]
+    roles: dict[str, EpisodeStats]
+    students: EpisodeStats = field(default_factory=EpisodeStats)  # every role together
+    env_steps: int = 0
+    updates: int = 0  # rounds, each one update of every learner
+    evaluations: int = 0
+    last_evaluation: dict[str, Any] | None = None
+    worker_failures: int = 0  # rollouts lost
+    lost_env_steps: int = 0
+    collect_s: float = 0.0  # waiting for the workers' rollouts (incl. the first start)
+    update_s: float = 0.0  # PPO updates on the learner(s) and the weights broadcast
+    # (perf_counter time, env steps) at the first update, once the actors are warm.
+    first_update: tuple[float, int] | None = None
+
+    @classmethod
+    def for_run(cls, roles: tuple[str, ...], learners: int) -> TrainingStats:
+        """Zeroed counters for ``learners`` learners and the student ``roles``."""
+        return cls(
+            optimizer_steps=[0] * learners,
+            learner_failures=[0] * learners,
+            roles={role: EpisodeStats() for role in roles},
+        )
+
+    def add_rollout(self, stats: Mapping[str, Any]) -> None:
+        """Count one worker's rollout statistics (:meth:`RolloutWorker.collect`'s second
+        result)."""
+        self.env_steps += stats["env_steps"]
+        self.students.add(stats)
+        for role, role_stats in stats.get("roles", {}).items():
+            self.roles[role].add(role_stats)
+
+
 def checkpoint_paths(checkpoint_dir: Path, roles: tuple[str, ...]) -> list[Path]:
     """Checkpoint file of each learner: ``latest.pt`` for the only (or the first role's)
     learner, ``<role>.pt`` for the other roles'."""
@@ -169,7 +237,7 @@ def train(
     cfg: TrainConfig, on_progress: Callable[[TrainProgress], None] | None = None
 ) -> dict[str, Any]:
     """Run a training job; return its summary (also written to ``summary.json``)."""
-    from student_workers.actors import RayConnectError, remote_classes, start_ray
+    from student_workers.actors import RayConnectError, start_ray
 
     exp_id, roles = _check_experiment(cfg)
     n_learners = max(len(roles), 1)
@@ -186,27 +254,85 @@ def train(
         raise TrainingError(str(exc)) from exc
     import ray
 
-    ckpt_paths = checkpoint_paths(cfg.checkpoint_dir, roles)
-    workers: list[Any] = []
+    driver = TrainingDriver(cfg, exp_id, roles, on_progress)
     try:
+        driver.start_actors()
+        return driver.run()
+    finally:
+        driver.close()
+        if started:
+            ray.shutdown()
+
+
+class TrainingDriver:
+    """One training run on a connected Ray: its actors, its loop and its counters.
+
+    :meth:`start_actors`, then :meth:`run`; :meth:`close` in any case (it flushes the
+    workers' queued reports).
+
+    Args:
+        cfg: the run's settings.
+        exp_id: id of the teacher experiment (checked by the caller).
+        roles: the teacher's student roles (empty: one student).
+        on_progress: called after every update.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        exp_id: str,
+        roles: tuple[str, ...],
+        on_progress: Callable[[TrainProgress], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.exp_id = exp_id
+        self.roles = roles
+        self.on_progress = on_progress
+        self.ckpt_paths = checkpoint_paths(cfg.checkpoint_dir, roles)
+        self.stats = TrainingStats.for_run(roles, learners=max(len(roles), 1))
+        self.learners: list[Any] = []
+        self.workers: list[Any] = []
+        self.evaluator: Any = None
+        self.gpu = False
+        self._weights_ref: Any = None
+        self._eval_ref: Any = None  # the background evaluation in flight
+        self._t0 = 0.0
+        self._idle_rounds = 0  # rounds in a row without any rollout
+        self._last_error = ""
+
+    # -- actors --------------------------------------------------------------------------
+
+    def start_actors(self) -> None:
+        """Create the learner(s), the rollout workers and (with ``eval_interval``) the
+        evaluator."""
+        import ray
+
+        from student_workers.actors import remote_classes
+
+        cfg, roles = self.cfg, self.roles
         classes = remote_classes(cfg.max_restarts)
-        gpu = ray.cluster_resources().get("GPU", 0) >= 1
-        learner_cls = classes["learner"].options(num_cpus=1, num_gpus=1 / n_learners if gpu else 0)
+        n_learners = len(self.stats.optimizer_steps)
+        self.gpu = ray.cluster_resources().get("GPU", 0) >= 1
+        learner_cls = classes["learner"].options(
+            num_cpus=1, num_gpus=1 / n_learners if self.gpu else 0
+        )
         if roles:
             # One learner per role, each resuming from (and saved to) its own file.
             seeds = [cfg.seed + ROLE_SEED_STRIDE * i for i in range(len(roles))]
-            learners = [
+            self.learners = [
                 learner_cls.remote(cfg.ppo, cfg.view, seeds[i], str(path.resolve()), 1, i)
-                for i, path in enumerate(ckpt_paths)
+                for i, path in enumerate(self.ckpt_paths)
             ]
         else:
-            learners = [
-                learner_cls.remote(cfg.ppo, cfg.view, cfg.seed, str(ckpt_paths[0].resolve()), 1)
+            self.learners = [
+                learner_cls.remote(
+                    cfg.ppo, cfg.view, cfg.seed, str(self.ckpt_paths[0].resolve()), 1
+                )
             ]
-        workers = [
+        self.workers = [
             classes["worker"].remote(
                 cfg.server,
-                exp_id,
+                self.exp_id,
                 token=cfg.token,
                 worker_id=f"ray-worker-{i}",
                 num_envs=cfg.envs_per_worker,
@@ -217,78 +343,181 @@ def train(
             )
             for i in range(cfg.workers)
         ]
-        evaluator = None
         if cfg.eval_interval:
             # With roles it plays the first role's weights (PAIRED evaluates the protagonist).
-            evaluator = classes["evaluator"].remote(
-                cfg.server, exp_id, token=cfg.token, envs=cfg.eval_envs,
+            self.evaluator = classes["evaluator"].remote(
+                cfg.server, self.exp_id, token=cfg.token, envs=cfg.eval_envs,
                 episodes=cfg.eval_episodes, ppo=cfg.ppo, view=cfg.view, seed=cfg.seed,
                 role=roles[0] if roles else None,
             )  # fmt: skip
-        return _loop(cfg, exp_id, roles, learners, workers, evaluator, ckpt_paths, on_progress, gpu)
-    finally:
-        if workers:
-            _close_workers(workers)
-        if started:
-            ray.shutdown()
 
+    def close(self) -> None:
+        """Close the rollout workers, which flushes their queued reports."""
+        if not self.workers:
+            return
+        import ray
 
-def _close_workers(workers: list[Any]) -> None:
-    import ray
+        refs = [w.close.remote() for w in self.workers]
+        for ref in refs:
+            try:
+                ray.get(ref, timeout=90)
+            except Exception as exc:  # a dead worker has nothing left to flush
+                logger.warning("a rollout worker did not close cleanly: %s", exc)
 
-    refs = [w.close.remote() for w in workers]
-    for ref in refs:
-        try:
-            ray.get(ref, timeout=90)
-        except Exception as exc:  # a dead worker has nothing left to flush
-            logger.warning("a rollout worker did not close cleanly: %s", exc)
+    # -- the loop ------------------------------------------------------------------------
 
+    def run(self) -> dict[str, Any]:
+        """Train until the budget (or ``max_minutes``) is spent, then evaluate and save the
+        final weights.
 
-def _loop(
-    cfg: TrainConfig,
-    exp_id: str,
-    roles: tuple[str, ...],
-    learners: list[Any],
-    workers: list[Any],
-    evaluator: Any,
-    ckpt_paths: list[Path],
-    on_progress: Callable[[TrainProgress], None] | None,
-    gpu: bool,
-) -> dict[str, Any]:
-    import ray
-    from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
+        Returns:
+            The run's summary, also written to ``summary.json``.
 
-    from student_workers.checkpoints import save_checkpoint
+        Raises:
+            TrainingError: every rollout was lost 3 rounds in a row, or a learner did not
+                come back.
+        """
+        self._t0 = time.perf_counter()
+        self._weights_ref = self._broadcast()
+        max_minutes = self.cfg.max_minutes
+        deadline = None if max_minutes is None else self._t0 + 60.0 * max_minutes
+        # --max-minutes counts from the start, actor start-up included, but a run always makes
+        # at least one update (a budget spent starting actors must not end with nothing).
+        while self._budget_left() and (
+            deadline is None or self.stats.updates == 0 or time.perf_counter() < deadline
+        ):
+            if self.iteration():
+                self._report_progress()
+        return self._finish()
 
-    t0 = time.perf_counter()
-    env_steps = trained_steps = episodes = updates = failures = lost_steps = 0
-    learner_failures = [0] * len(learners)
-    # Gradient steps of each learner (epochs x minibatches per update; fewer on masked
-    # rollouts with PPOConfig.fixed_minibatch).
-    optimizer_steps = [0] * len(learners)
-    recent: deque[float] = deque(maxlen=200)
-    # Per role: train steps, episodes and the last 200 returns of its own episodes.
-    role_trained = dict.fromkeys(roles, 0)
-    role_episodes = dict.fromkeys(roles, 0)
-    role_recent: dict[str, deque[float]] = {role: deque(maxlen=200) for role in roles}
-    last_eval: dict[str, Any] | None = None
-    evaluations = 0
-    eval_ref = None
-    idle_rounds = 0
-    last_error = ""
+    def iteration(self) -> bool:
+        """One synchronous PPO round: a rollout from every worker, one update of every
+        learner, the new weights broadcast; then an evaluation and a checkpoint when due.
 
-    def learner_call(i: int, method: str, *args: Any, ref: Any = None) -> Any:
+        Returns:
+            False when every rollout of the round was lost (after a pause of a second).
+
+        Raises:
+            TrainingError: the third such round in a row.
+        """
+        tc = time.perf_counter()
+        rollouts = self._collect()
+        if not rollouts:
+            self._idle_rounds += 1
+            if self._idle_rounds >= 3:
+                raise TrainingError(f"no rollout in 3 rounds; last error: {self._last_error}")
+            time.sleep(1.0)
+            return False
+        self._idle_rounds = 0
+        tu = time.perf_counter()
+        self.stats.collect_s += tu - tc
+        self._update(rollouts)
+        self.stats.update_s += time.perf_counter() - tu
+        if self.stats.first_update is None:
+            self.stats.first_update = (time.perf_counter(), self.stats.env_steps)
+        self._poll_evaluation()
+        if self.stats.updates % self.cfg.checkpoint_interval == 0:
+            self.save_checkpoints()
+        return True
+
+    def _collect(self) -> list[Any]:
+        """Rollout references of this round's successful workers (their statistics counted;
+        the rollouts themselves stay in the object store)."""
+        import ray
+        from ray.exceptions import (
+            ActorUnavailableError,
+            GetTimeoutError,
+            RayActorError,
+            RayTaskError,
+        )
+
+        calls = [w.collect.options(num_returns=2).remote(self._weights_ref) for w in self.workers]
+        rollouts = []
+        for i, (rollout_ref, stats_ref) in enumerate(calls):
+            try:
+                stats = ray.get(stats_ref, timeout=self.cfg.worker_timeout)
+            except (RayActorError, ActorUnavailableError, RayTaskError, GetTimeoutError) as exc:
+                self._rollout_lost(i, exc)
+                continue
+            rollouts.append(rollout_ref)
+            self.stats.add_rollout(stats)
+        return rollouts
+
+    def _rollout_lost(self, worker: int, exc: Exception) -> None:
+        """Count a lost rollout: its episodes in flight. Ray restarts the actor for the next
+        round."""
+        self.stats.worker_failures += 1
+        self.stats.lost_env_steps += self.cfg.ppo.num_steps * self.cfg.envs_per_worker
+        self._last_error = f"worker {worker}: {type(exc).__name__}: {str(exc)[:300]}"
+        logger.warning("rollout lost (%s)", self._last_error)
+
+    def _update(self, rollouts: list[Any]) -> None:
+        """One update of every learner on the rollouts, then broadcast the new weights."""
+        # Every learner reads the same rollouts from the object store; with roles each keeps
+        # only the steps its role's policy took.
+        for i, learned in enumerate(self._call_learners("update", *rollouts)):
+            self.stats.optimizer_steps[i] += int(learned["optimizer_steps"])
+        self._weights_ref = self._broadcast()
+        self.stats.updates += 1
+
+    def _report_progress(self) -> None:
+        if self.on_progress is None:
+            return
+        stats = self.stats
+        elapsed = time.perf_counter() - self._t0
+        self.on_progress(
+            TrainProgress(
+                env_steps=stats.env_steps,
+                budget_steps=self._budget_steps(),
+                total_steps=self.cfg.steps,
+                steps_per_s=stats.env_steps / max(elapsed, 1e-9),
+                episodes=stats.students.episodes,
+                mean_return=stats.students.mean_return(),
+                train_solve_rate=stats.students.solve_rate(),
+                test_solve_rate=(
+                    stats.last_evaluation["solve_rate"] if stats.last_evaluation else None
+                ),
+                updates=stats.updates,
+                worker_failures=stats.worker_failures,
+            )
+        )
+
+    # -- budget --------------------------------------------------------------------------
+
+    def _budget_steps(self) -> int:
+        """The steps counted towards ``cfg.steps`` (see ``TrainConfig.budget``)."""
+        if self.cfg.budget == "env":
+            return self.stats.env_steps
+        counted = self.stats.roles[self.roles[0]] if self.roles else self.stats.students
+        return counted.trained_steps
+
+    def _env_cap_reached(self) -> bool:
+        """With ``budget='trained'``: the env steps reached their cap."""
+        return (
+            self.cfg.budget == "trained"
+            and self.stats.env_steps >= TRAINED_BUDGET_ENV_CAP * self.cfg.steps
+        )
+
+    def _budget_left(self) -> bool:
+        return not self._env_cap_reached() and self._budget_steps() < self.cfg.steps
+
+    # -- learners ------------------------------------------------------------------------
+
+    def _learner_call(self, i: int, method: str, *args: Any, ref: Any = None) -> Any:
         """Call learner ``i`` (``ref``: a call already made), waiting out a restart: Ray
         re-creates a dead learner (from its latest checkpoint) and the call is made again on
         the new one."""
-        deadline = time.monotonic() + cfg.worker_timeout
+        import ray
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
+        deadline = time.monotonic() + self.cfg.worker_timeout
         while True:
             if ref is None:
-                ref = getattr(learners[i], method).remote(*args)
+                ref = getattr(self.learners[i], method).remote(*args)
             try:
-                return ray.get(ref, timeout=cfg.worker_timeout)
+                return ray.get(ref, timeout=self.cfg.worker_timeout)
             except (RayActorError, ActorUnavailableError) as exc:
-                learner_failures[i] += 1
+                self.stats.learner_failures[i] += 1
                 ref = None
                 if time.monotonic() > deadline:
                     raise TrainingError(f"the learner did not come back: {exc}") from exc
@@ -296,196 +525,170 @@ def _loop(
                                method, type(exc).__name__)  # fmt: skip
                 time.sleep(1.0)
 
-    def call_learners(method: str, *args: Any) -> list[Any]:
+    def _call_learners(self, method: str, *args: Any) -> list[Any]:
         """The same call on every learner, run side by side."""
-        refs = [getattr(learner, method).remote(*args) for learner in learners]
-        return [learner_call(i, method, *args, ref=ref) for i, ref in enumerate(refs)]
+        refs = [getattr(learner, method).remote(*args) for learner in self.learners]
+        return [self._learner_call(i, method, *args, ref=ref) for i, ref in enumerate(refs)]
 
-    def broadcast() -> Any:
+    def _broadcast(self) -> Any:
         """The learners' weights (a dict role -> weights with roles) in the object store."""
+        import ray
+
         # Through the driver into the object store once per round (a small network): a learner
         # lost after an update can then never hand the workers a broken reference.
-        weights = call_learners("weights")
-        return ray.put(dict(zip(roles, weights, strict=True)) if roles else weights[0])
+        weights = self._call_learners("weights")
+        return ray.put(dict(zip(self.roles, weights, strict=True)) if self.roles else weights[0])
 
-    weights_ref = broadcast()
-    per_rollout = cfg.ppo.num_steps * cfg.envs_per_worker
+    # -- evaluation and checkpoints ------------------------------------------------------
 
-    def save() -> None:
-        meta = {
-            "experiment": exp_id, "server": cfg.server, "env_steps": env_steps,
-            "view": cfg.view, "evaluation": last_eval, "saved_at": time.time(),
-        }  # fmt: skip
-        for i, ckpt in enumerate(call_learners("checkpoint")):
-            role = {"role": roles[i]} if roles else {}
-            save_checkpoint(ckpt, ckpt_paths[i], **meta, **role)
-        if roles:  # share each role's weights through the server (agent id = role name)
-            try:
-                with TeacherClient(cfg.server, token=cfg.token, retries=2) as client:
-                    for role_name, path in zip(roles, ckpt_paths, strict=True):
-                        client.put_agent(exp_id, role_name, path)
-            except Exception as exc:  # the local checkpoints are written; training goes on
-                logger.warning("uploading the role checkpoints to the server failed: %s", exc)
+    def _poll_evaluation(self) -> None:
+        """Take the background evaluation if it finished; start the next one when due."""
+        import ray
 
-    def take_eval(ref: Any) -> None:
-        nonlocal last_eval, evaluations
+        if self._eval_ref is not None and ray.wait([self._eval_ref], timeout=0)[0]:
+            self._take_evaluation(self._eval_ref)
+            self._eval_ref = None
+        if (
+            self.evaluator is not None  # None when eval_interval is 0
+            and self._eval_ref is None
+            and self.stats.updates % self.cfg.eval_interval == 0
+        ):
+            self._eval_ref = self.evaluator.evaluate.remote(self._weights_ref, self.stats.env_steps)
+
+    def _final_evaluation(self) -> None:
+        """Wait for the evaluation in flight, then evaluate the final weights (naming the
+        checkpoint about to be written)."""
+        if self._eval_ref is not None:
+            self._take_evaluation(self._eval_ref)
+            self._eval_ref = None
+        if self.evaluator is not None:
+            self._take_evaluation(
+                self.evaluator.evaluate.remote(
+                    self._weights_ref, self.stats.env_steps, str(self.ckpt_paths[0])
+                )
+            )
+
+    def _take_evaluation(self, ref: Any) -> None:
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
         try:
-            last_eval = ray.get(ref)
-            evaluations += 1
+            self.stats.last_evaluation = ray.get(ref)
+            self.stats.evaluations += 1
         except (RayActorError, RayTaskError) as exc:
             logger.warning("evaluation failed: %s", exc)
 
-    collect_s = update_s = 0.0
-    first_update: tuple[float, int] | None = None  # (time, env steps) once actors are warm
-    deadline = None if cfg.max_minutes is None else t0 + 60.0 * cfg.max_minutes
+    def save_checkpoints(self) -> None:
+        """Write every learner's checkpoint; with roles also upload them to the server."""
+        from student_workers.checkpoints import save_checkpoint
 
-    def budget_steps() -> int:
-        """The steps counted towards ``cfg.steps`` (see ``TrainConfig.budget``)."""
-        if cfg.budget == "env":
-            return env_steps
-        return role_trained[roles[0]] if roles else trained_steps
-
-    def budget_left() -> bool:
-        if cfg.budget == "trained" and env_steps >= TRAINED_BUDGET_ENV_CAP * cfg.steps:
-            return False
-        return budget_steps() < cfg.steps
-
-    # --max-minutes counts from the start, actor start-up included, but a run always makes
-    # at least one update (a budget spent starting actors must not end with nothing).
-    while budget_left() and (deadline is None or updates == 0 or time.perf_counter() < deadline):
-        tc = time.perf_counter()
-        calls = [w.collect.options(num_returns=2).remote(weights_ref) for w in workers]
-        rollouts = []
-        for i, (rollout_ref, stats_ref) in enumerate(calls):
+        cfg, roles = self.cfg, self.roles
+        meta = {
+            "experiment": self.exp_id, "server": cfg.server, "env_steps": self.stats.env_steps,
+            "view": cfg.view, "evaluation": self.stats.last_evaluation, "saved_at": time.time(),
+        }  # fmt: skip
+        for i, ckpt in enumerate(self._call_learners("checkpoint")):
+            role = {"role": roles[i]} if roles else {}
+            save_checkpoint(ckpt, self.ckpt_paths[i], **meta, **role)
+        if roles:  # share each role's weights through the server (agent id = role name)
             try:
-                stats = ray.get(stats_ref, timeout=cfg.worker_timeout)
-            except (RayActorError, ActorUnavailableError, RayTaskError, GetTimeoutError) as exc:
-                # Lost: its episodes in flight. Ray restarts the actor for the next round.
-                failures += 1
-                lost_steps += per_rollout
-                last_error = f"worker {i}: {type(exc).__name__}: {str(exc)[:300]}"
-                logger.warning("rollout lost (%s)", last_error)
-                continue
-            rollouts.append(rollout_ref)
-            env_steps += stats["env_steps"]
-            trained_steps += stats["train_steps"]
-            episodes += stats["episodes"]
-            recent.extend(stats["returns"])
-            for role, rs in stats.get("roles", {}).items():
-                role_trained[role] += rs["train_steps"]
-                role_episodes[role] += rs["episodes"]
-                role_recent[role].extend(rs["returns"])
-        if not rollouts:
-            idle_rounds += 1
-            if idle_rounds >= 3:
-                raise TrainingError(f"no rollout in 3 rounds; last error: {last_error}")
-            time.sleep(1.0)
-            continue
-        idle_rounds = 0
-        tu = time.perf_counter()
-        collect_s += tu - tc
-        # Every learner reads the same rollouts from the object store; with roles each keeps
-        # only the steps its role's policy took.
-        for i, learned in enumerate(call_learners("update", *rollouts)):
-            optimizer_steps[i] += int(learned["optimizer_steps"])
-        weights_ref = broadcast()
-        updates += 1
-        update_s += time.perf_counter() - tu
-        if first_update is None:
-            first_update = (time.perf_counter(), env_steps)
-        if eval_ref is not None and ray.wait([eval_ref], timeout=0)[0]:
-            take_eval(eval_ref)
-            eval_ref = None
-        if evaluator is not None and eval_ref is None and updates % cfg.eval_interval == 0:
-            eval_ref = evaluator.evaluate.remote(weights_ref, env_steps)
-        if updates % cfg.checkpoint_interval == 0:
-            save()
-        if on_progress is not None:
-            elapsed = time.perf_counter() - t0
-            on_progress(
-                TrainProgress(
-                    env_steps=env_steps,
-                    budget_steps=budget_steps(),
-                    total_steps=cfg.steps,
-                    steps_per_s=env_steps / max(elapsed, 1e-9),
-                    episodes=episodes,
-                    mean_return=_mean(recent),
-                    train_solve_rate=_mean([r > 0 for r in recent]),
-                    test_solve_rate=last_eval["solve_rate"] if last_eval else None,
-                    updates=updates,
-                    worker_failures=failures,
-                )
-            )
-    train_end = time.perf_counter()
-    train_wall = train_end - t0
-    env_capped = (
-        cfg.budget == "trained"
-        and budget_steps() < cfg.steps
-        and (env_steps >= TRAINED_BUDGET_ENV_CAP * cfg.steps)
-    )
-    if env_capped:
-        logger.warning(
-            "stopped at %d env steps (%d x --steps) with only %d trained steps: the "
-            "curriculum rarely issues train-mode tasks", env_steps, TRAINED_BUDGET_ENV_CAP,
-            budget_steps(),
-        )  # fmt: skip
-    steady = None
-    if first_update is not None and env_steps > first_update[1]:
-        steady = (env_steps - first_update[1]) / (train_end - first_update[0])
-    # A final evaluation of the final weights, then the final checkpoint.
-    if eval_ref is not None:
-        take_eval(eval_ref)
-    if evaluator is not None:
-        take_eval(evaluator.evaluate.remote(weights_ref, env_steps, str(ckpt_paths[0])))
-    save()
-    infos = call_learners("info")
-    summary = {
-        "experiment": exp_id,
-        "server": cfg.server,
-        "workers": cfg.workers,
-        "envs_per_worker": cfg.envs_per_worker,
-        "env_steps": env_steps,
-        "trained_steps": trained_steps,
-        "budget": cfg.budget,
-        "budget_env_capped": env_capped,
-        # With roles: the first role's learner (the one in latest.pt); else the rounds.
-        "updates": infos[0]["updates"] if roles else updates,
-        "optimizer_steps": optimizer_steps[0],
-        "episodes": episodes,
-        "mean_return_last_200": _mean(recent),
-        "train_solve_rate_last_200": _mean([r > 0 for r in recent]),
-        "evaluations": evaluations,
-        "evaluation": last_eval,
-        "worker_failures": failures,
-        "learner_failures": sum(learner_failures),
-        "learner_resumed": any(info["resumed"] for info in infos),
-        "lost_env_steps": lost_steps,
-        "wall_s": train_wall,
-        "steps_per_s": env_steps / max(train_wall, 1e-9),
-        # After the first update (actors started, imports done): the rate a long run sees.
-        "steady_steps_per_s": steady,
-        "collect_s": collect_s,  # waiting for the workers' rollouts (incl. the first start)
-        "update_s": update_s,  # PPO updates on the learner(s)
-        "learner_device": infos[0]["device"],
-        "ray_gcs_address": ray.get_runtime_context().gcs_address,
-        "gpu": gpu,
-        "checkpoint": str(ckpt_paths[0]),
-        "ppo": cfg.ppo.model_dump(),
-    }
-    if roles:
-        summary["roles"] = {
-            role: {
-                "updates": infos[i]["updates"],
-                "optimizer_steps": optimizer_steps[i],
-                "trained_steps": role_trained[role],
-                "episodes": role_episodes[role],
-                "mean_return_last_200": _mean(role_recent[role]),
-                "train_solve_rate_last_200": _mean([r > 0 for r in role_recent[role]]),
-                "learner_failures": learner_failures[i],
-                "learner_resumed": infos[i]["resumed"],
-                "checkpoint": str(ckpt_paths[i]),
-            }
-            for i, role in enumerate(roles)
+                with TeacherClient(cfg.server, token=cfg.token, retries=2) as client:
+                    for role_name, path in zip(roles, self.ckpt_paths, strict=True):
+                        client.put_agent(self.exp_id, role_name, path)
+            except Exception as exc:  # the local checkpoints are written; training goes on
+                logger.warning("uploading the role checkpoints to the server failed: %s", exc)
+
+    # -- the end -------------------------------------------------------------------------
+
+    def _finish(self) -> dict[str, Any]:
+        """Final evaluation and checkpoint; the summary, written to ``summary.json``."""
+        stats = self.stats
+        train_end = time.perf_counter()
+        wall_s = train_end - self._t0
+        env_capped = self._env_cap_reached() and self._budget_steps() < self.cfg.steps
+        if env_capped:
+            logger.warning(
+                "stopped at %d env steps (%d x --steps) with only %d trained steps: the "
+                "curriculum rarely issues train-mode tasks", stats.env_steps,
+                TRAINED_BUDGET_ENV_CAP, self._budget_steps(),
+            )  # fmt: skip
+        steady = None
+        if stats.first_update is not None and stats.env_steps > stats.first_update[1]:
+            first_t, first_steps = stats.first_update
+            steady = (stats.env_steps - first_steps) / (train_end - first_t)
+        self._final_evaluation()
+        self.save_checkpoints()
+        summary = self.summary(
+            self._call_learners("info"), wall_s=wall_s, env_capped=env_capped, steady=steady
+        )
+        (self.cfg.checkpoint_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
+        return summary
+
+    def summary(
+        self,
+        infos: list[dict[str, Any]],
+        *,
+        wall_s: float,
+        env_capped: bool,
+        steady: float | None,
+    ) -> dict[str, Any]:
+        """The run's summary (``summary.json``).
+
+        Args:
+            infos: every learner's :meth:`LearnerActor.info`, in learner order.
+            wall_s: seconds from the start of :meth:`run` to the end of the loop.
+            env_capped: the ``budget='trained'`` run stopped at its env-step cap.
+            steady: env steps per second after the first update (``None``: no such steps).
+        """
+        import ray
+
+        cfg, roles, stats = self.cfg, self.roles, self.stats
+        summary: dict[str, Any] = {
+            "experiment": self.exp_id,
+            "server": cfg.server,
+            "workers": cfg.workers,
+            "envs_per_worker": cfg.envs_per_worker,
+            "env_steps": stats.env_steps,
+            "trained_steps": stats.students.trained_steps,
+            "budget": cfg.budget,
+            "budget_env_capped": env_capped,
+            # With roles: the first role's learner (the one in latest.pt); else the rounds.
+            "updates": infos[0]["updates"] if roles else stats.updates,
+            "optimizer_steps": stats.optimizer_steps[0],
+            "episodes": stats.students.episodes,
+            "mean_return_last_200": stats.students.mean_return(),
+            "train_solve_rate_last_200": stats.students.solve_rate(),
+            "evaluations": stats.evaluations,
+            "evaluation": stats.last_evaluation,
+            "worker_failures": stats.worker_failures,
+            "learner_failures": sum(stats.learner_failures),
+            "learner_resumed": any(info["resumed"] for info in infos),
+            "lost_env_steps": stats.lost_env_steps,
+            "wall_s": wall_s,
+            "steps_per_s": stats.env_steps / max(wall_s, 1e-9),
+            # After the first update (actors started, imports done): the rate a long run sees.
+            "steady_steps_per_s": steady,
+            "collect_s": stats.collect_s,  # waiting for the workers' rollouts (incl. the start)
+            "update_s": stats.update_s,  # PPO updates on the learner(s)
+            "learner_device": infos[0]["device"],
+            "ray_gcs_address": ray.get_runtime_context().gcs_address,
+            "gpu": self.gpu,
+            "checkpoint": str(self.ckpt_paths[0]),
+            "ppo": cfg.ppo.model_dump(),
         }
-    (cfg.checkpoint_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
-    return summary
+        if roles:
+            summary["roles"] = {
+                role: {
+                    "updates": infos[i]["updates"],
+                    "optimizer_steps": stats.optimizer_steps[i],
+                    "trained_steps": stats.roles[role].trained_steps,
+                    "episodes": stats.roles[role].episodes,
+                    "mean_return_last_200": stats.roles[role].mean_return(),
+                    "train_solve_rate_last_200": stats.roles[role].solve_rate(),
+                    "learner_failures": stats.learner_failures[i],
+                    "learner_resumed": infos[i]["resumed"],
+                    "checkpoint": str(self.ckpt_paths[i]),
+                }
+                for i, role in enumerate(roles)
+            }
+        return summary

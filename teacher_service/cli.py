@@ -283,7 +283,7 @@ def export_history(
     token: TokenOpt = None,
 ) -> None:
     """Download an experiment's full history (tasks, reports, expiries, evaluations) for
-    analysis; read it back with teacher_service.export.read_export or export_dataframe."""
+    analysis; read it back with teacher_service.client.read_export or export_dataframe."""
     if fmt not in ("jsonl", "parquet"):
         _fail(f"--format must be jsonl or parquet, got {fmt!r}")
     with _client(server, token) as c:
@@ -333,8 +333,8 @@ def bench_teachers(
     from pydantic import ValidationError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from env_generators.simulated_student import VARIANTS
-    from teacher_service.bench import (
+    from benchmarks.machine import describe_machine
+    from benchmarks.teacher_quality import (
         REFERENCE,
         box_teacher_kinds,
         parse_teacher,
@@ -342,8 +342,8 @@ def bench_teachers(
         run_grid,
         teacher_label,
     )
+    from env_generators.simulated_student import VARIANTS
     from teacher_service.client import TeacherClientError
-    from teacher_service.machine import describe_machine
 
     specs = [
         _load_json(t, "--teacher") if t.lstrip().startswith(("{", "@")) else {"kind": t}
@@ -415,7 +415,7 @@ def bench_teachers(
             typer.echo(f"{v:>10}  {teacher_label(r['config']):>10}  {cells}")
     typer.echo(f"wrote {out} and {out.with_suffix('.md')}")
     if plot:
-        from teacher_service.bench_plot import plot_report
+        from benchmarks.plots import plot_report
 
         try:
             typer.echo(f"wrote {plot_report(report, out.with_suffix('.png'))}")
@@ -447,9 +447,8 @@ def demo_toy(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from env_generators.simulated_student import SimulatedStudent
+    from env_generators.simulated_student import TOY_SPACE, SimulatedStudent
     from teacher_service.app import create_app
-    from teacher_service.bench import TOY_SPACE
     from teacher_service.client import TeacherClient, TeacherClientError
     from teacher_service.settings import Settings
 

@@ -38,7 +38,7 @@ KINDS = list(SMALL)
 
 
 def make(kind: str, seed: int = 0, space: BoxSpace = UNIT2, **cfg) -> Teacher:
-    from teacher_service.bench import parse_teacher
+    from benchmarks.teacher_quality import parse_teacher
 
     return make_teacher(space, parse_teacher({"kind": kind, **SMALL[kind], **cfg}), seed)
 

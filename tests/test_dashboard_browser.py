@@ -431,8 +431,9 @@ def test_export_downloads_the_history_as_json_lines(tab: Tab, service: Service) 
         headers={"Authorization": f"Bearer {TOKEN}"},
         timeout=30,
     )
-    if probe.status_code in (404, 405):
-        pytest.skip("the export endpoint is not served yet")
+    assert probe.status_code == 200, (
+        f"GET /v1/experiments/alp2d/export answered {probe.status_code}: {probe.text[:300]}"
+    )
     page = open_live(tab, service, "alp2d")
     with page.expect_download(timeout=WAIT) as dl:
         page.get_by_test_id("export-button").click()

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from teacher_service.bench import run_simulated_student
+from benchmarks.teacher_quality import run_simulated_student
 
 SEEDS = (0, 1, 2, 3)
 

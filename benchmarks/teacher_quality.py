@@ -4,7 +4,8 @@
 
 Runs in process (the teacher object directly) or against a running server through
 :class:`~teacher_service.client.TeacherClient`; both use the same loop: ask for a batch
-of tasks, practise each once, report the rewards.
+of tasks, practise each once, report the rewards. ``autocurriculum bench teachers`` is its
+command line; :mod:`benchmarks.plots` draws its report.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from api_schemas.spaces import BoxSpace
 from api_schemas.teachers import TEACHER_CONFIGS, TeacherConfig
-from env_generators.simulated_student import VARIANTS, SimulatedStudent, make_student
+from env_generators.simulated_student import VARIANTS, SimulatedStudent, make_student, toy_space
 from teacher_service.teachers import TaskResult, make_teacher
 
 _CONFIG = TypeAdapter(TeacherConfig)
@@ -36,18 +36,9 @@ REFERENCE = {
 }
 
 
-def toy_space(dims: int = 2) -> BoxSpace:
-    """The toy's task space: the unit cube ``[0, 1]^dims`` with dims ``x0, x1, ...``."""
-    return BoxSpace(dims=[{"name": f"x{i}", "low": 0.0, "high": 1.0} for i in range(dims)])
-
-
-#: The base toy's task space, the unit square.
-TOY_SPACE = toy_space(2)
-
-
 def box_teacher_kinds() -> list[str]:
     """Every teacher kind that serves box spaces (the ones the benchmark compares)."""
-    return [cfg.model_fields["kind"].default for cfg in TEACHER_CONFIGS if "box" in cfg.SPACES]
+    return [cfg.kind_name() for cfg in TEACHER_CONFIGS if "box" in cfg.SPACES]
 
 
 def parse_teacher(spec: dict[str, Any]) -> Any:
