@@ -1,7 +1,7 @@
 """Students: PPO (``ppo``), rollout workers (``rollout_worker`` over ``collector``), the
 evaluator (``evaluator`` over ``eval_episodes``), checkpoints (``checkpoints``), their Ray actors
-(``actors``), the training driver (``train``), the CLI (``cli``) and the gymnasium
-``CurriculumWrapper`` (``wrappers``).
+(``actors``), the training driver (``driver``) and its ``autocurriculum train`` entry point
+(``train``), the CLI (``cli``) and the gymnasium ``CurriculumWrapper`` (``wrappers``).
 
 ``CurriculumWrapper`` is exported lazily so that importing another submodule does not import
 gymnasium.

@@ -52,9 +52,10 @@ experiment's lock, and the evaluations included are those stored when the stream
 events logged while the export streams are left out, whole.
 
 Events are read through :mod:`teacher_service.event_log`, and the columns above (names,
-order, types; :data:`COLUMNS`) are defined once, typed as its events are: JSON lines keys
-and the Parquet schema are both derived from them. A log holding an event of a kind this
-version cannot read fails the export with
+order, types; :data:`COLUMNS`) are defined once, typed as its events are, in
+:mod:`teacher_service.export_format` (no server code, so the client's reader shares it):
+JSON lines keys and the Parquet schema are both derived from them. A log holding an event
+of a kind this version cannot read fails the export with
 :class:`~teacher_service.event_log.UnknownEventError` before its first byte.
 """
 
@@ -64,165 +65,76 @@ import io
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from types import MappingProxyType, UnionType
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Literal,
-    Union,
-    assert_never,
-    get_args,
-    get_origin,
-    get_type_hints,
-)
+from typing import TYPE_CHECKING, Any, assert_never
 
 import orjson
 
-from api_schemas.evaluations import Evaluation
-from api_schemas.reports import Report
 from api_schemas.spaces import BoxSpace
 from teacher_service.event_log import (
     ExpireEvent,
     LoggedEvent,
-    ReportEntry,
     ReportEvent,
     TaskEvent,
     read_events,
     require_known_kinds,
 )
+from teacher_service.export_format import (
+    COLUMNS,
+    COMMON_COLUMNS,
+    FIELDS,
+    FORMAT_VERSION,
+    JSON_COLUMNS,
+    MEDIA_TYPES,
+    PARAM_PREFIX,
+    PARQUET_COLUMNS,
+    PARQUET_HEADER_KEY,
+    PARQUET_HINT,
+    Column,
+    ExportFormat,
+    ExportFormatError,
+    parquet_available,
+    require_pyarrow,
+)
+
+# Private helpers of the format, still reachable here for the tests of how the columns are
+# built (tests/unit/test_event_log.py).
+from teacher_service.export_format import _columns_of as _columns_of
+from teacher_service.export_format import _distinct as _distinct
 from teacher_service.runtime import wire_task_id
-from teacher_service.teachers.base import TaskProposal
 
 if TYPE_CHECKING:
     from teacher_service.runtime import ExperimentRuntime
     from teacher_service.storage import Store
 
+# The format's names (defined in teacher_service.export_format) stay importable from here.
+__all__ = [
+    "COLUMNS",
+    "FIELDS",
+    "FORMAT_VERSION",
+    "MEDIA_TYPES",
+    "PARQUET_HEADER_KEY",
+    "PARQUET_HINT",
+    "Column",
+    "ExportFormat",
+    "ExportFormatError",
+    "ExportPlan",
+    "export_filename",
+    "iter_export",
+    "iter_jsonl",
+    "iter_parquet",
+    "iter_rows",
+    "parquet_available",
+    "parquet_schema",
+    "plan_export",
+]
+
+# The names these had before they moved (and became public), for the tests that use them.
+_PARQUET_COLUMNS = PARQUET_COLUMNS
+_JSON_COLUMNS = JSON_COLUMNS
+
 log = logging.getLogger(__name__)
-
-ExportFormat = Literal["jsonl", "parquet"]
-
-#: Version of the row format (in the header).
-FORMAT_VERSION = 1
-#: Parquet schema metadata key holding the header (JSON).
-PARQUET_HEADER_KEY = b"autocurriculum.export"
-#: Media types of the two formats.
-MEDIA_TYPES: dict[str, str] = {
-    "jsonl": "application/x-ndjson",
-    "parquet": "application/vnd.apache.parquet",
-}
-#: What to install when pyarrow is missing.
-PARQUET_HINT = "pip install 'autocurriculum[export]'"
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    """One column of the export.
-
-    Attributes:
-        name: its key in a JSON lines row, its name in Parquet.
-        dtype: the Arrow type alias of its Parquet column (``string``, ``int64``,
-            ``float64``, ``bool``), or ``json`` for a nested object (kept nested in JSON
-            lines, JSON text in Parquet).
-    """
-
-    name: str
-    dtype: str
-
-
-# bool before int: a bool is an int.
-_SCALAR_DTYPES = ((bool, "bool"), (int, "int64"), (float, "float64"), (str, "string"))
-
-
-def _dtype(annotation: Any) -> str:
-    """The column type of a field annotated ``annotation`` (``X | None``: a nullable X)."""
-    if get_origin(annotation) in (Union, UnionType):
-        (annotation,) = (a for a in get_args(annotation) if a is not type(None))
-    base = get_origin(annotation) or annotation
-    if isinstance(base, type):
-        if issubclass(base, Mapping):
-            return "json"
-        for py_type, dtype in _SCALAR_DTYPES:
-            if issubclass(base, py_type):
-                return dtype
-    raise TypeError(f"no export column type for {annotation!r}")
-
-
-def _columns_of(source: type, *names: str) -> tuple[Column, ...]:
-    """Columns named and typed as fields of ``source`` (an event-log type, a wire model):
-    the export's types follow what the log and the API store."""
-    hints = get_type_hints(source)
-    return tuple(Column(name, _dtype(hints[name])) for name in names)
-
-
-def _distinct(columns: Mapping[str, tuple[Column, ...]]) -> tuple[Column, ...]:
-    """Every column once, in order of first use; a name shared by row types has one type."""
-    seen: dict[str, Column] = {}
-    for column in (c for cols in columns.values() for c in cols):
-        if seen.setdefault(column.name, column) != column:
-            raise TypeError(f"export column {column.name!r} has two types")
-    return tuple(seen.values())
-
-
-_COMMON = (Column("type", "string"), *_columns_of(LoggedEvent, "seq", "time"))
-_OF_TASK = (*_columns_of(Report, "task_id"), *_columns_of(ReportEntry, "index"))
-#: The columns of each row type, in order: the one definition every format is built from.
-COLUMNS: Mapping[str, tuple[Column, ...]] = MappingProxyType(
-    {
-        "task": (
-            *_COMMON,
-            *_OF_TASK,
-            *_columns_of(TaskEvent, "worker", "deadline"),
-            *_columns_of(TaskProposal, "mode", "params", "level", "agent_id", "role"),
-        ),
-        "report": (
-            *_COMMON,
-            *_OF_TASK,
-            *_columns_of(ReportEntry, "episode_return", "success", "length", "episodes", "scores"),
-        ),
-        "expire": (*_COMMON, *_OF_TASK),
-        "evaluation": (
-            *_COMMON,
-            *_columns_of(
-                Evaluation,
-                "env",
-                "episodes",
-                "solve_rate",
-                "mean_return",
-                "env_steps",
-                "checkpoint",
-                "worker",
-            ),
-        ),
-    }
-)
-#: The keys of each row type, in order (JSON lines rows have exactly these).
-FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {kind: tuple(c.name for c in cols) for kind, cols in COLUMNS.items()}
-)
-# The Parquet columns (one schema for every row type; nested objects as JSON text), as
-# (name, Arrow type alias); ``params`` is replaced by ``param.<dim>`` float64 columns for
-# box spaces.
-_PARQUET_COLUMNS: tuple[tuple[str, str], ...] = tuple(
-    (c.name, "string" if c.dtype == "json" else c.dtype) for c in _distinct(COLUMNS)
-)
-_JSON_COLUMNS = frozenset(c.name for c in _distinct(COLUMNS) if c.dtype == "json")
-_PARAM_PREFIX = "param."
-
-
-class ExportFormatError(ValueError):
-    """The requested export format cannot be produced or read here."""
-
-
-def parquet_available() -> bool:
-    """Whether pyarrow (needed for Parquet) can be imported."""
-    try:
-        import pyarrow
-        import pyarrow.parquet  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------- plan
@@ -343,7 +255,7 @@ def _event_rows(experiment_id: str, logged: LoggedEvent) -> list[dict[str, Any]]
             assert_never(ev)
 
 
-_EVALUATION_KEYS = FIELDS["evaluation"][len(_COMMON) :]
+_EVALUATION_KEYS = FIELDS["evaluation"][len(COMMON_COLUMNS) :]
 
 
 def _evaluation_row(payload: str, received_at: float) -> dict[str, Any]:
@@ -439,23 +351,14 @@ class _ByteSink(io.RawIOBase):
         return out
 
 
-def _require_pyarrow() -> Any:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet
-    except ImportError as exc:
-        raise ExportFormatError(f"Parquet needs pyarrow: {PARQUET_HINT}") from exc
-    return pa
-
-
 def parquet_schema(plan: ExportPlan, evaluations: int = 0) -> Any:
     """The Parquet schema of an export of ``plan`` (header in its metadata)."""
-    pa = _require_pyarrow()
+    pa = require_pyarrow()
     dims = plan.box_dims()
     fields = []
-    for name, typ in _PARQUET_COLUMNS:
+    for name, typ in PARQUET_COLUMNS:
         if name == "params" and dims is not None:
-            fields.extend(pa.field(_PARAM_PREFIX + d, pa.float64()) for d in dims)
+            fields.extend(pa.field(PARAM_PREFIX + d, pa.float64()) for d in dims)
         else:
             fields.append(pa.field(name, pa.type_for_alias(typ)))
     header = orjson.dumps(plan.header(evaluations))
@@ -468,9 +371,9 @@ def _columns(rows: list[dict[str, Any]], schema: Any) -> dict[str, list[Any]]:
     for row in rows:
         params = row.get("params")
         for name, values in cols.items():
-            if name.startswith(_PARAM_PREFIX) and box:
-                values.append(params.get(name[len(_PARAM_PREFIX) :]) if params else None)
-            elif name in _JSON_COLUMNS:
+            if name.startswith(PARAM_PREFIX) and box:
+                values.append(params.get(name[len(PARAM_PREFIX) :]) if params else None)
+            elif name in JSON_COLUMNS:
                 v = row.get(name)
                 values.append(None if v is None else orjson.dumps(v).decode())
             else:
@@ -486,7 +389,7 @@ def iter_parquet(
     Raises:
         ExportFormatError: pyarrow is not installed.
     """
-    pa = _require_pyarrow()
+    pa = require_pyarrow()
     import pyarrow.parquet as pq
 
     rows = iter_rows(store, plan, chunk=chunk)
@@ -521,7 +424,7 @@ def iter_export(store: Store, plan: ExportPlan, fmt: ExportFormat, **kw: Any) ->
     if fmt == "jsonl":
         return iter_jsonl(store, plan, **kw)
     if fmt == "parquet":
-        _require_pyarrow()
+        require_pyarrow()
         return iter_parquet(store, plan, **kw)
     raise ExportFormatError(f"unknown export format {fmt!r}; use jsonl or parquet")
 

@@ -1,8 +1,9 @@
 """A small synchronous client for the teacher service (HTTP contract: docs/api.md).
 
-Only ``httpx``, ``pydantic``, ``api_schemas`` and the standard library are imported here, so
-students (Ray workers, gymnasium wrappers, any trainer) can use it without pulling in the
-server's dependencies.
+Besides ``httpx``, ``pydantic``, ``orjson`` and ``api_schemas``, only the service's plain data
+modules are imported here (the event and export-format definitions), never the server (its
+app, runtime or storage), so students (Ray workers, gymnasium wrappers, any trainer) can use
+it without pulling in the server's dependencies.
 
 Modules: ``teacher`` (:class:`TeacherClient`), ``session`` (:class:`CurriculumSession`),
 ``http`` (the HTTP layer and its one retry rule), ``errors``, ``files`` (atomic writes) and

@@ -3,9 +3,9 @@ pandas DataFrame; both formats give the same rows (the format is described in
 :mod:`teacher_service.export`).
 
 The format's definitions (row keys, Parquet column names, the header key, the error class)
-live beside the server's writer in :mod:`teacher_service.export`. That module also imports
-the server's storage, so it is imported only when an export is read: ``import
-teacher_service.client`` stays light.
+come from :mod:`teacher_service.export_format`, the module the server's writer uses too. It
+imports no server code (runtime, storage, FastAPI, SQLAlchemy), so it is imported here at
+module level and ``import teacher_service.client`` stays light.
 """
 
 from __future__ import annotations
@@ -15,21 +15,20 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from teacher_service.export import ExportFormat
+from teacher_service.export_format import (
+    FIELDS,
+    JSON_COLUMNS,
+    PARAM_PREFIX,
+    PARQUET_HEADER_KEY,
+    ExportFormat,
+    ExportFormatError,
+    require_pyarrow,
+)
 
 #: Where an export is read from: a file path, or the export's bytes.
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview
-
-
-def _format() -> ModuleType:
-    """The export format's definitions (see the module docstring for why it is late)."""
-    from teacher_service import export
-
-    return export
 
 
 def _open(source: Source) -> io.BufferedIOBase:
@@ -43,17 +42,17 @@ def _detect(source: Source) -> ExportFormat:
         return "parquet" if f.read(4) == b"PAR1" else "jsonl"
 
 
-def _typed(row: Mapping[str, Any], dims: list[str] | None, spec: ModuleType) -> dict[str, Any]:
-    """A Parquet row back in the JSON lines shape of its type (``spec``: :func:`_format`)."""
-    keys = spec.FIELDS.get(row["type"])
+def _typed(row: Mapping[str, Any], dims: list[str] | None) -> dict[str, Any]:
+    """A Parquet row back in the JSON lines shape of its type."""
+    keys = FIELDS.get(row["type"])
     if keys is None:
         return dict(row)
     out: dict[str, Any] = {}
     for k in keys:
         if k == "params" and dims is not None:
-            vals = {d: row.get(spec._PARAM_PREFIX + d) for d in dims}
+            vals = {d: row.get(PARAM_PREFIX + d) for d in dims}
             out[k] = None if all(v is None for v in vals.values()) else vals
-        elif k in spec._JSON_COLUMNS:
+        elif k in JSON_COLUMNS:
             v = row.get(k)
             out[k] = None if v is None else json.loads(v)
         else:
@@ -72,28 +71,26 @@ def iter_export_rows(
                 if line.strip():
                     yield json.loads(line)
         return
-    spec = _format()
     if fmt != "parquet":
-        raise spec.ExportFormatError(f"unknown export format {fmt!r}; use jsonl or parquet")
-    spec._require_pyarrow()
+        raise ExportFormatError(f"unknown export format {fmt!r}; use jsonl or parquet")
+    require_pyarrow()
     import pyarrow.parquet as pq
 
-    prefix = spec._PARAM_PREFIX
     with _open(source) as f:
         pf = pq.ParquetFile(f)
         meta = pf.schema_arrow.metadata or {}
-        if spec.PARQUET_HEADER_KEY not in meta:
-            raise spec.ExportFormatError("not an autocurriculum export (no header in the metadata)")
-        yield json.loads(meta[spec.PARQUET_HEADER_KEY])
+        if PARQUET_HEADER_KEY not in meta:
+            raise ExportFormatError("not an autocurriculum export (no header in the metadata)")
+        yield json.loads(meta[PARQUET_HEADER_KEY])
         names = pf.schema_arrow.names
         dims = (
-            [n[len(prefix) :] for n in names if n.startswith(prefix)]
+            [n[len(PARAM_PREFIX) :] for n in names if n.startswith(PARAM_PREFIX)]
             if "params" not in names
             else None
         )
         for batch in pf.iter_batches(batch_size=batch_rows):
             for row in batch.to_pylist():
-                yield _typed(row, dims, spec)
+                yield _typed(row, dims)
 
 
 def read_export(source: Source, format: ExportFormat | None = None) -> list[dict[str, Any]]:
@@ -115,11 +112,10 @@ def read_export(source: Source, format: ExportFormat | None = None) -> list[dict
 def flatten_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """A row with ``params`` and ``scores`` spread into ``param.<key>`` and ``score.<key>``
     columns (non-dict params, e.g. None, are dropped); other keys are unchanged."""
-    prefix = _format()._PARAM_PREFIX
     out: dict[str, Any] = {}
     for k, v in row.items():
         if k == "params" and isinstance(v, Mapping):
-            out.update({prefix + str(pk): pv for pk, pv in v.items()})
+            out.update({PARAM_PREFIX + str(pk): pv for pk, pv in v.items()})
         elif k == "scores" and isinstance(v, Mapping):
             out.update({f"score.{sk}": sv for sk, sv in v.items()})
         elif k not in ("params", "scores"):
