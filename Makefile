@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test install bench bench-ued lint clean
+.PHONY: demo test test-fast install bench bench-ued lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ demo: install
 test: install
 	$(PY) -m ruff check .
 	bash scripts/run_tests.sh $(PYTEST_ARGS)
+
+# The edit loop: unit and service layers without the slow end-to-end runs (a few minutes).
+test-fast: install
+	$(PY) -m ruff check .
+	bash scripts/run_tests.sh tests/unit tests/service -m "not slow" $(PYTEST_ARGS)
 
 bench: install
 	$(PY) benchmarks/service_load.py

@@ -1,7 +1,14 @@
-"""Shared fixtures: real servers on free loopback ports, SQLite files, PostgreSQL clusters."""
+"""Shared fixtures: real servers on free loopback ports, SQLite files, PostgreSQL clusters.
+
+The suite is in layers, one folder each, and every test carries its layer's marker:
+``unit`` (plain objects, SQLite files), ``service`` (a real server over HTTP, PostgreSQL),
+``students`` (torch, gymnasium, Ray), ``browser`` (headless Chromium) and ``bench`` (short
+runs of the benchmark scripts). ``make test-fast`` runs unit and service without ``slow``.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +20,18 @@ BOX2 = {
     "kind": "box",
     "dims": [{"name": "x", "low": 0.0, "high": 1.0}, {"name": "y", "low": 0.0, "high": 1.0}],
 }
+
+
+LAYERS = ("unit", "service", "students", "browser", "bench")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the layer its folder is."""
+    for item in items:
+        layer = Path(str(item.path)).parent.name
+        if layer not in LAYERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/<layer>/, {LAYERS}")
+        item.add_marker(layer)
 
 
 @pytest.fixture
@@ -56,20 +75,23 @@ def server_factory(tmp_path: Path) -> Iterator:
 
 @pytest.fixture(scope="session")
 def pg_cluster():
-    """A throwaway PostgreSQL cluster for the session; skips (saying why) without binaries."""
+    """A throwaway PostgreSQL cluster for the session. Without its binaries the tests that
+    need it are skipped, saying why, except under ``CI=true`` (.ci/run installs them), where
+    that is a failure."""
     from tests.pg import PgCluster, find_pg_bin
 
     bin_dir = find_pg_bin()
     if bin_dir is None:
-        pytest.skip(
-            "PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian's postgresql"
-        )
+        reason = "PostgreSQL server binaries (initdb, pg_ctl) not found: install postgresql"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {reason}")
+        pytest.skip(reason)
     cluster = PgCluster(bin_dir).start()
     yield cluster
     cluster.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request, tmp_path: Path) -> str:
     """Each storage backend in turn: a fresh SQLite file, then a fresh PostgreSQL database."""
     if request.param == "sqlite":

@@ -40,7 +40,7 @@ def box_space(ndim: int) -> dict[str, Any]:
     return {"kind": "box", "dims": dims[:ndim]}
 
 
-#: A level space small enough for fast generation (as in tests/test_ued_teachers.py).
+#: A level space small enough for fast generation (as in tests/unit/test_ued_teachers.py).
 LEVEL_SPACE = {"kind": "level", "generator": "minigrid", "config": {"size": 9, "max_walls": 10}}
 
 #: ALP-GMM that fits early and fast: first fit after 40 episodes, then every 40.

@@ -1,4 +1,4 @@
-"""Schemathesis hooks for the contract fuzz run (``tests/test_schemathesis.py``).
+"""Schemathesis hooks for the contract fuzz run (``tests/service/test_schemathesis.py``).
 
 Experiment names are unique on a server that outlives each test case, so a fuzzer that draws
 short names mostly collides with earlier experiments (409) and its stateful scenarios rarely

@@ -22,21 +22,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from minigrid.wrappers import ImgObsWrapper
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 from api_schemas.tasks import Task
+from student_workers import CurriculumWrapper, minigrid_level_env
 from teacher_service.client import NotFoundError, TeacherClient, TeacherClientError
 from tests.helpers import ServerProcess
 
-pytest.importorskip("minigrid")
-sb3 = pytest.importorskip("stable_baselines3")
-
-from minigrid.wrappers import ImgObsWrapper  # noqa: E402
-from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv  # noqa: E402
-
-from student_workers import CurriculumWrapper, minigrid_level_env  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Agent at (1, 1) facing right, goal two tiles ahead: forward, forward reaches it.
 CORRIDOR = "#####\n#>.G#\n#####"
 LONG_CORRIDOR = "######\n#>..G#\n######"

@@ -14,7 +14,7 @@ from api_schemas.spaces import DiscreteSpace, DiscreteTaskSpec
 from teacher_service.storage import pack_state, unpack_state
 from teacher_service.teachers import TaskProposal, TaskResult
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "adding-a-teacher.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "adding-a-teacher.md"
 SPACE = DiscreteSpace(tasks=[DiscreteTaskSpec(name=f"t{i}") for i in range(4)])
 
 

@@ -200,7 +200,8 @@ def test_round_trip_over_http_client_cli_and_restart(server_factory, tmp_path: P
     assert httpx.get(f"{srv.url}/v1/experiments/box/export", headers=bad).status_code == 401
 
     # Parquet schema: box params are float64 columns, level params JSON text.
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow.parquet as pq
+
     with httpx.Client(base_url=srv.url, timeout=60, headers=auth) as c:
         box_schema = pq.read_schema(pa_buffer(get_export(c, "box", "parquet")))
         lvl_schema = pq.read_schema(pa_buffer(get_export(c, "lvl", "parquet")))
@@ -475,7 +476,6 @@ def test_rows_follow_the_log_and_stop_at_the_plan(store: Store) -> None:
 
 @pytest.mark.parametrize("space", [BOX2, LEVEL_SPACE], ids=["box", "level"])
 def test_formats_stream_in_chunks_and_re_import_identically(store: Store, space: dict) -> None:
-    pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
     plan = hand_made_log(store, space, n_batches=40)
@@ -500,7 +500,6 @@ def test_read_export_from_files_and_errors(store: Store, tmp_path: Path, monkeyp
     (tmp_path / "a.jsonl").write_bytes(data + b"\n")  # a trailing blank line is fine
     assert read_export(tmp_path / "a.jsonl") == read_export(str(tmp_path / "a.jsonl"))
     assert read_export(tmp_path / "a.jsonl") == read_export(bytearray(data))
-    pytest.importorskip("pyarrow")
     with pytest.raises(ExportFormatError, match="header"):
         import pyarrow as pa
         import pyarrow.parquet as pq

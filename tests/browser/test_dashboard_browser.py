@@ -35,7 +35,7 @@ import pytest
 from teacher_service.testing import ServerProcess
 from tests.dashboard_feed import Feeder
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("AUTOCURRICULUM_CHROMIUM", "/usr/bin/chromium"))
 REQUIRE = os.environ.get("AUTOCURRICULUM_REQUIRE_BROWSER") == "1"
 ARTIFACTS = Path(os.environ.get("AUTOCURRICULUM_ARTIFACTS") or REPO / "test-artifacts")

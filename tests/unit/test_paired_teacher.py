@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-import httpx
 import numpy as np
 import pytest
 
@@ -330,46 +329,6 @@ def test_adversary_act_respects_mask_and_state_round_trips() -> None:
 
 
 # --------------------------------------------------------------------- HTTP
-
-
-def test_paired_over_http(server) -> None:
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        kinds = {t["kind"]: t for t in c.get("/v1/teachers").json()["data"]}
-        assert kinds["paired"]["spaces"] == ["level"]
-        props = kinds["paired"]["hyperparameters"]["properties"]
-        assert props["update_every"]["default"] == 32
-        r = c.post(
-            "/v1/experiments",
-            json={
-                "name": "paired",
-                "space": {"kind": "level", "generator": "minigrid", "config": _space().config},
-                "teacher": {"kind": "paired", "update_every": 2},
-                "seed": 4,
-            },
-        )
-        assert r.status_code == 201, r.text
-        eid = r.json()["id"]
-        returns = {"protagonist": [0.2, 0.4], "antagonist": [0.9, 0.1]}  # regret 0.6
-        for _ in range(2):
-            tasks = c.post(f"/v1/experiments/{eid}/tasks", json={"n": 4}).json()["tasks"]
-            assert [t["role"] for t in tasks] == ["protagonist", "antagonist"] * 2
-            assert len({t["level"] for t in tasks}) == 1
-            Level.parse(tasks[0]["level"])
-            seen = {"protagonist": 0, "antagonist": 0}
-            reports = []
-            for t in tasks:
-                reports.append(
-                    {"task_id": t["id"], "episode_return": returns[t["role"]][seen[t["role"]]]}
-                )
-                seen[t["role"]] += 1
-            ack = c.post(f"/v1/experiments/{eid}/reports", json={"reports": reports}).json()
-            assert ack["accepted"] == 4
-        state = c.get(f"/v1/experiments/{eid}/state").json()
-        assert state["teacher_kind"] == "paired"
-        view = state["teacher"]
-        assert view["levels_completed"] == 2 and view["adversary_updates"] == 1
-        assert view["mean_regret"] == pytest.approx(0.6)
-        assert view["top_levels"][0]["regret"] == pytest.approx(0.6)
 
 
 def test_runtime_replay_rebuilds_the_same_teacher(tmp_path) -> None:

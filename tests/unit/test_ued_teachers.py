@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
@@ -355,81 +354,3 @@ def test_snapshot_round_trip_is_exact(make: Any) -> None:
 
 
 # ---------------------------------------------------------------------- HTTP
-def create(c: httpx.Client, name: str, teacher: dict, seed: int = 3) -> None:
-    space = {"kind": "level", "generator": "minigrid", "config": {"size": 9, "max_walls": 10}}
-    r = c.post(
-        "/v1/experiments", json={"name": name, "space": space, "teacher": teacher, "seed": seed}
-    )
-    assert r.status_code == 201, r.text
-
-
-def fake_report(task: dict) -> dict:
-    """A deterministic student: scores from the level's wall count."""
-    walls = task["level"].count("#")
-    return {
-        "task_id": task["id"],
-        "episode_return": round((walls % 7) / 7, 6),
-        "scores": {
-            "positive_value_loss": round((walls % 11) / 11, 6),
-            "l1_value_loss": round((walls % 5) / 5, 6),
-            "mean_value": round((walls % 3) / 3, 6),
-        },
-    }
-
-
-def step(c: httpx.Client, exp: str, n: int = 6) -> list[dict]:
-    tasks = c.post(f"/v1/experiments/{exp}/tasks", json={"n": n}).json()["tasks"]
-    r = c.post(f"/v1/experiments/{exp}/reports", json={"reports": [fake_report(t) for t in tasks]})
-    assert r.status_code == 200 and r.json()["accepted"] == n, r.text
-    return tasks
-
-
-def test_report_without_the_score_is_422_and_changes_nothing(server) -> None:
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        create(c, "plr422", {"kind": "plr", "buffer_size": 8})
-        tasks = c.post("/v1/experiments/plr422/tasks", json={"n": 2}).json()["tasks"]
-        assert {t["mode"] for t in tasks} == {"explore"}
-        assert tasks[0]["params"]["origin"] == "new"
-        before = c.get("/v1/experiments/plr422/state").json()
-        good = fake_report(tasks[0])
-        bad = {"task_id": tasks[1]["id"], "episode_return": 0.5, "scores": {"mean_value": 0.1}}
-        r = c.post("/v1/experiments/plr422/reports", json={"reports": [good, bad]})
-        assert r.status_code == 422 and "positive_value_loss" in r.json()["detail"]
-        after = c.get("/v1/experiments/plr422/state").json()
-        assert after["counters"] == before["counters"] and after["teacher"] == before["teacher"]
-        r = c.post("/v1/experiments/plr422/reports", json={"reports": [good]})
-        assert r.json()["accepted"] == 1
-        teacher = c.get("/v1/experiments/plr422/state").json()["teacher"]
-        assert teacher["buffer"]["size"] == 1 and teacher["top_levels"][0]["level"]
-
-
-@pytest.mark.parametrize(
-    "teacher",
-    [
-        {"kind": "plr", "buffer_size": 12},
-        {"kind": "accel", "buffer_size": 12, "edit_batch": 4, "edit_parents": 2},
-    ],
-)
-def test_killed_server_continues_like_a_twin(server_factory, tmp_path, teacher: dict) -> None:
-    victim = server_factory(f"sqlite:///{tmp_path / 'v.db'}", extra=["--snapshot-every", "5"])
-    twin = server_factory(f"sqlite:///{tmp_path / 't.db'}")
-    with (
-        httpx.Client(base_url=victim.url, timeout=30) as cv,
-        httpx.Client(base_url=twin.url, timeout=30) as ct,
-    ):
-        create(cv, "ued", teacher)
-        create(ct, "ued", teacher)
-        for _ in range(15):
-            assert [t["level"] for t in step(cv, "ued")] == [t["level"] for t in step(ct, "ued")]
-        victim.kill()
-        victim.start()
-        cv = httpx.Client(base_url=victim.url, timeout=30)
-        view = cv.get("/v1/experiments/ued/state").json()["teacher"]
-        assert view == ct.get("/v1/experiments/ued/state").json()["teacher"]
-        assert view["replay_rate"] > 0 and view["buffer"]["size"] == 12
-        for _ in range(10):
-            got, want = step(cv, "ued"), step(ct, "ued")
-            assert [(t["level"], t["mode"], t["params"]) for t in got] == [
-                (t["level"], t["mode"], t["params"]) for t in want
-            ]
-        cv.close()

@@ -34,7 +34,7 @@ from teacher_service.client import (
 from tests.conftest import BOX2
 from tests.helpers import ServerProcess, free_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RANDOM = {"kind": "random"}
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 
-import httpx
 import numpy as np
 import pytest
 
@@ -252,43 +251,6 @@ def test_the_minigrid_generator_owns_its_encoding() -> None:
     with pytest.raises(LevelError):
         gen.validate("#G#")
     assert sorted(GENERATORS) == ["minigrid"]
-
-
-def test_level_space_over_http(server) -> None:
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        body = {
-            "name": "levels",
-            "space": {"kind": "level", "config": {"max_walls": 30, "solvable": True}},
-            "teacher": {"kind": "random"},
-            "seed": 4,
-        }
-        assert c.post("/v1/experiments", json=body).status_code == 201
-        tasks = c.post("/v1/experiments/levels/tasks", json={"n": 5}).json()["tasks"]
-        assert len(tasks) == 5 and all(t["params"] is None for t in tasks)
-        for t in tasks:
-            level = Level.parse(t["level"])
-            assert level.width == 15 and is_solvable(level)
-        reports = [
-            {"task_id": t["id"], "episode_return": 0.5, "success": True, "length": 30}
-            for t in tasks
-        ]
-        ack = c.post("/v1/experiments/levels/reports", json={"reports": reports}).json()
-        assert ack["accepted"] == 5
-        # Same seed, same levels (determinism through the service).
-        body2 = {**body, "name": "levels2"}
-        c.post("/v1/experiments", json=body2)
-        again = c.post("/v1/experiments/levels2/tasks", json={"n": 5}).json()["tasks"]
-        assert [t["level"] for t in again] == [t["level"] for t in tasks]
-        # Bad generator configs and teachers that cannot serve levels: 422 with a reason.
-        bad = {**body, "name": "bad", "space": {"kind": "level", "config": {"max_walls": 999}}}
-        r = c.post("/v1/experiments", json=bad)
-        assert r.status_code == 422 and "max_walls" in r.json()["detail"]
-        bad = {**body, "name": "bad", "space": {"kind": "level", "generator": "nope"}}
-        r = c.post("/v1/experiments", json=bad)
-        assert r.status_code == 422 and "unknown level generator" in r.json()["detail"]
-        bad = {**body, "name": "bad", "teacher": {"kind": "alp_gmm"}}
-        r = c.post("/v1/experiments", json=bad)
-        assert r.status_code == 422 and "does not accept 'level'" in r.json()["detail"]
 
 
 def test_held_out_mazes_are_gymnasium_env_ids() -> None:

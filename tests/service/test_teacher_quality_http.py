@@ -13,6 +13,9 @@ import pytest
 
 from benchmarks.teacher_quality import run_simulated_student
 
+# minutes of simulated training over HTTP: in make test, not in make test-fast
+pytestmark = pytest.mark.slow
+
 SEEDS = (0, 1, 2, 3)
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from teacher_service.testing import ServerProcess
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "tests" / "schemathesis.toml"
 TOKEN = "fuzz+token/7="
 #: Links of the stateful phase that must each be followed at least once.
@@ -35,7 +35,7 @@ CHAIN = (
     "POST /v1/experiments -> [201] delete_experiment",
 )
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture

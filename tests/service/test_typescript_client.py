@@ -25,7 +25,7 @@ import pytest
 
 from teacher_service.testing import ServerProcess
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "typescript"
 TOKEN = "ts+token/42="  # "+", "/" and "=" as in base64 tokens
 ROUNDS, BATCH = 3, 8  # what src/main.ts sends: ROUNDS requests of BATCH tasks, each reported

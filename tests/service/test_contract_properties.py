@@ -31,7 +31,7 @@ from api_schemas.limits import (
 from teacher_service.client import read_export
 from teacher_service.testing import ServerProcess
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 LEVEL = {"kind": "level", "generator": "minigrid", "config": {"size": 7, "max_walls": 6}}
 #: Every teacher family, with hyper-parameters small enough that a few reports reach its

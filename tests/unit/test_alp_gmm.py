@@ -465,6 +465,7 @@ def test_registry_and_input_errors() -> None:
 # --------------------------------------------------------------------------- quality
 
 
+@pytest.mark.slow
 def test_simulated_student_quality() -> None:
     """The paper's benchmark: 20k episodes on the 10x10 student; reference 36.3 +- 2.4 %."""
     scores = []

@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-pytest.importorskip("minigrid")
-pytest.importorskip("stable_baselines3")
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.timeout(120)

@@ -27,7 +27,7 @@ from student_workers.ppo import (
 from student_workers.rollout_worker import RolloutWorker
 from teacher_service.client import TeacherClient
 from teacher_service.storage.store import Store
-from tests.test_ray_students import (  # noqa: F401  (fixtures: server, stop_leftover_cli)
+from tests.students.test_ray_students import (  # noqa: F401  (fixtures: server, stop_leftover_cli)
     FakeSession,
     cli,
     finish,
