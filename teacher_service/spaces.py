@@ -13,7 +13,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from api_schemas.spaces import BoxSpace, DiscreteSpace, LevelSpace, SpaceError
-from env_generators.generators import GENERATORS, UnknownGeneratorError, get_generator
+from env_generators import generators
+from env_generators.generators import UnknownGeneratorError, get_generator
 from teacher_service.teachers import TaskProposal
 
 
@@ -80,12 +81,13 @@ def add_generator_schemas(doc: dict[str, Any]) -> dict[str, Any]:
     schema = doc.get("components", {}).get("schemas", {}).get("LevelSpace")
     if schema is None:
         return doc
+    registry = generators.GENERATORS
     props = schema["properties"]
-    props["generator"]["enum"] = sorted(GENERATORS)
+    props["generator"]["enum"] = sorted(registry)
     configs = []
     encodings = []
-    for name in sorted(GENERATORS):
-        gen = GENERATORS[name]
+    for name in sorted(registry):
+        gen = registry[name]
         sub = gen.config_model.model_json_schema()
         if "$defs" in sub:  # inlined below: a generator config must be flat
             raise TypeError(f"generator {name!r}: its config schema must not use $defs")
