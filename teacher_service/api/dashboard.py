@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from api_schemas.dashboard import DashboardFrame
 from teacher_service.api.deps import RuntimeDep
 from teacher_service.api.responses import ON_EXPERIMENT, errors
-from teacher_service.dashboard.history import DashboardHub
+from teacher_service.dashboard.history import DashboardHub, ExperimentHistory
 from teacher_service.errors import ExperimentNotFoundError
 
 #: The page's files (HTML, JS, CSS), shipped inside the package: nothing from a CDN.
@@ -41,6 +41,14 @@ async def get_hub(request: Request) -> DashboardHub:
 
 
 HubDep = Annotated[DashboardHub, Depends(get_hub)]
+
+
+async def fresh_history(rt: RuntimeDep, hub: HubDep) -> ExperimentHistory:
+    """The experiment's history, brought up to date before a stream starts, so that a log
+    this version cannot read is answered with an error status, not a stream cut short."""
+    history = hub.history(rt.id)
+    await run_in_threadpool(history.refresh)
+    return history
 MaxPoints = Annotated[
     int, Query(ge=10, le=2048, description="Most points per series (server-side downsampling).")
 ]
@@ -75,7 +83,7 @@ async def get_frame(rt: RuntimeDep, hub: HubDep, max_points: MaxPoints = 300) ->
 )
 async def stream_frames(
     rt: RuntimeDep,
-    hub: HubDep,
+    history: Annotated[ExperimentHistory, Depends(fresh_history)],
     max_points: MaxPoints = 300,
     interval: Annotated[
         float, Query(ge=0.1, le=60.0, description="Seconds between checks for news.")
@@ -93,7 +101,6 @@ async def stream_frames(
     first at once, then one whenever the experiment changed, checked every ``interval``
     seconds (and at least every few seconds, so throughput decays when it goes idle). The
     stream ends after ``limit`` frames, or when the experiment is deleted."""
-    history = hub.history(rt.id)
     last_key: tuple[object, ...] | None = None
     last_sent = 0.0
     sent = 0

@@ -27,8 +27,9 @@ def test_over_http_every_reader_answers_a_clear_500(server) -> None:
         def unreadable(r: httpx.Response) -> bool:
             return r.status_code == 500 and want in r.json()["detail"]
 
-        # The dashboard reads the log itself.
+        # The dashboard reads the log itself: one frame, and the stream before it starts.
         assert unreadable(c.get(f"/v1/experiments/{exp}/dashboard"))
+        assert unreadable(c.get(f"/v1/experiments/{exp}/events", params={"limit": 1}))
         # The runtime's next write collides with the event (503); it then rebuilds from the
         # log and stops at the event, on every later call (the export plans through it).
         assert c.post(f"/v1/experiments/{exp}/tasks", json={"n": 1}).status_code == 503
