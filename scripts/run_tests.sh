@@ -3,7 +3,7 @@
 #
 #   scripts/run_tests.sh [pytest options]   the whole suite, in two phases: unit, service and
 #                                            browser on TEST_WORKERS processes (default 2),
-#                                            then students and bench one at a time (they use
+#                                            then students, bench and stack one at a time (they use
 #                                            every core and measure)
 #   scripts/run_tests.sh PATH... [options]   just those tests, as pytest would
 set -uo pipefail
@@ -19,7 +19,7 @@ if [ "$#" -gt 0 ] && [[ "$1" != -* ]]; then
 fi
 pytest_ tests/unit tests/service tests/browser -n "${TEST_WORKERS:-2}" --dist loadscope "$@"
 first=$?
-pytest_ tests/students tests/bench "$@"
+pytest_ tests/students tests/bench tests/stack "$@"
 second=$?
 # A filter (-k, -m) may leave one phase empty (5), never both.
 if [ "$first" -eq 5 ] && [ "$second" -eq 5 ]; then

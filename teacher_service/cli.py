@@ -173,6 +173,14 @@ def experiments_create(
     lease_seconds: Annotated[
         float, typer.Option(help="Seconds before an unreported task expires.")
     ] = 600.0,
+    exist_ok: Annotated[
+        bool,
+        typer.Option(
+            "--exist-ok/--no-exist-ok",
+            help="If the name is taken by the same setup, print that experiment instead of "
+            "failing (a different setup still fails).",
+        ),
+    ] = False,
     server: ServerOpt = "http://127.0.0.1:8000",
     token: TokenOpt = None,
 ) -> None:
@@ -186,7 +194,12 @@ def experiments_create(
     with _client(server, token) as c:
         exp = _run_client_call(
             lambda: c.create_experiment(
-                name, space_obj, teacher_obj, seed=seed, lease_seconds=lease_seconds
+                name,
+                space_obj,
+                teacher_obj,
+                seed=seed,
+                lease_seconds=lease_seconds,
+                exist_ok=exist_ok,
             )
         )
     _echo_json(exp.model_dump(mode="json"))

@@ -2,8 +2,9 @@
 
 The suite is in layers, one folder each, and every test carries its layer's marker:
 ``unit`` (plain objects, SQLite files), ``service`` (a real server over HTTP, PostgreSQL),
-``students`` (torch, gymnasium, Ray), ``browser`` (headless Chromium) and ``bench`` (short
-runs of the benchmark scripts). ``make test-fast`` runs unit and service without ``slow``.
+``students`` (torch, gymnasium, Ray), ``browser`` (headless Chromium), ``bench`` (short runs
+of the benchmark scripts) and ``stack`` (the docker compose stack, built and run).
+``make test-fast`` runs unit and service without ``slow``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ BOX2 = {
 }
 
 
-LAYERS = ("unit", "service", "students", "browser", "bench")
+LAYERS = ("unit", "service", "students", "browser", "bench", "stack")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -18,7 +18,7 @@ from api_schemas.agents import AgentInfo, AgentList
 from api_schemas.evaluations import Evaluation, EvaluationAck, EvaluationList, EvaluationRecord
 from api_schemas.experiments import ExperimentList, ExperimentPublic, ExperimentState
 from api_schemas.reports import Report, ReportAck
-from api_schemas.spaces import TaskSpace
+from api_schemas.spaces import LevelSpace, TaskSpace
 from api_schemas.tasks import Task, TaskBatch
 from api_schemas.teachers import TeacherConfig, TeacherInfo, TeacherList
 from teacher_service.client.errors import (
@@ -188,7 +188,7 @@ class TeacherClient:
         except ValidationError:
             return False
         return (
-            existing.space == want_space
+            _same_space(existing.space, want_space)
             and existing.teacher == want_teacher
             and existing.seed == seed
         )
@@ -503,3 +503,15 @@ class TeacherClient:
 
     def __repr__(self) -> str:
         return f"TeacherClient({self.base_url!r})"
+
+
+def _same_space(existing: Any, want: Any) -> bool:
+    """Whether a stored space is the one asked for. The server stores a level space's config
+    with its generator's defaults filled in (only the generator knows them), so a level
+    config asked for matches when every value it gives is the stored one."""
+    if isinstance(existing, LevelSpace) and isinstance(want, LevelSpace):
+        missing = object()
+        return existing.generator == want.generator and all(
+            existing.config.get(key, missing) == value for key, value in want.config.items()
+        )
+    return existing == want

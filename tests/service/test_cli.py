@@ -67,6 +67,17 @@ def test_experiments_create_list_show(server) -> None:
     res = cli("experiments", "show", "walker", "--state", "--server", server.url)
     shown = json.loads(res.stdout)
     assert shown["id"] == created["id"] and shown["state"]["teacher_kind"] == "alp_gmm"
+    # Creating it again: with --exist-ok the same setup is the same experiment (what a job
+    # that may restart does); without it, or with another setup, a message and exit 1.
+    again = ["experiments", "create", "--server", server.url, "--name", "walker"]
+    again += ["--space", json.dumps(BOX2), "--seed", "5"]
+    same = ["--teacher", '{"kind": "alp_gmm", "fit_rate": 100}']
+    res = cli(*again, *same, "--exist-ok")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["id"] == created["id"]
+    for extra in ([*same], ["--teacher", "random", "--exist-ok"]):
+        res = cli(*again, *extra)
+        assert res.returncode == 1 and "walker" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_cli_errors_are_messages_not_tracebacks(server, tmp_path: Path) -> None:

@@ -112,6 +112,17 @@ def test_exist_ok_returns_matching_and_rejects_different(client: TeacherClient) 
     with pytest.raises(ConflictError, match="different"):
         client.create_experiment("eo", one_dim, RANDOM, seed=3, exist_ok=True)
     assert [e.id for e in client.list_experiments() if e.name == "eo"] == [first.id]
+    # A level space is stored with its generator's defaults filled in: the same config asked
+    # for again (with or without those defaults) is the same experiment; another is not.
+    level = {"kind": "level", "generator": "minigrid", "config": {"size": 7, "max_walls": 4}}
+    made = client.create_experiment("eo-level", level, RANDOM)
+    assert made.space.config["min_walls"] == 0
+    again = client.create_experiment("eo-level", made.space, RANDOM, exist_ok=True)
+    assert again.id == made.id
+    assert client.create_experiment("eo-level", level, RANDOM, exist_ok=True).id == made.id
+    other = {**level, "config": {"size": 7, "max_walls": 5}}
+    with pytest.raises(ConflictError, match="different"):
+        client.create_experiment("eo-level", other, RANDOM, exist_ok=True)
 
 
 # -------------------------------------------------------------------------------- errors
