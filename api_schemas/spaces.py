@@ -93,6 +93,9 @@ class DiscreteTaskSpec(BaseModel):
 
     name: Name
     description: Description | None = None
+    category: Name | None = Field(
+        default=None, description="A group of tasks (SEC can use categories as its arms)."
+    )
 
 
 class DiscreteSpace(BaseModel):

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from api_schemas.teachers.base import TeacherConfigBase
 from api_schemas.teachers.gmm import ALPGMMConfig, CovarGMMConfig, GMMConfigBase
+from api_schemas.teachers.learning_progress import LPConfig
 from api_schemas.teachers.lp_tree import LPTreeConfig
 from api_schemas.teachers.paired import PAIREDConfig
 from api_schemas.teachers.random_teacher import RandomConfig
@@ -27,6 +28,7 @@ from api_schemas.teachers.replay import (
     ScoreFunction,
 )
 from api_schemas.teachers.riac import RIACConfig
+from api_schemas.teachers.sec import SECConfig
 from api_schemas.wire import RESPONSE
 
 #: Every teacher, in the order ``GET /v1/teachers`` lists them.
@@ -39,6 +41,8 @@ TEACHER_CONFIGS: tuple[type[TeacherConfigBase], ...] = (
     PLRConfig,
     ACCELConfig,
     PAIREDConfig,
+    LPConfig,
+    SECConfig,
 )
 
 TeacherConfig = Annotated[reduce(or_, TEACHER_CONFIGS), Field(discriminator="kind")]
@@ -72,12 +76,14 @@ __all__ = [
     "ALPGMMConfig",
     "CovarGMMConfig",
     "GMMConfigBase",
+    "LPConfig",
     "LPTreeConfig",
     "PAIREDConfig",
     "PLRConfig",
     "RIACConfig",
     "RandomConfig",
     "ReplayConfigBase",
+    "SECConfig",
     "ScoreFunction",
     "TeacherConfig",
     "TeacherConfigBase",

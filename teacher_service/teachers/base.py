@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel
 
-from api_schemas.spaces import BoxSpace
+from api_schemas.spaces import BoxSpace, DiscreteSpace
 from api_schemas.tasks import TaskMode
 from api_schemas.teachers import TeacherConfigBase
 
@@ -192,6 +192,14 @@ def box_scaler(space: Any, kind: str) -> BoxScaler:
         got = getattr(space, "kind", type(space).__name__)
         raise ValueError(f"{kind} needs a 'box' task space, got {got!r}")
     return BoxScaler(space)
+
+
+def discrete_space(space: Any, kind: str) -> DiscreteSpace:
+    """``space`` if it is discrete; a clear error for a teacher given another kind."""
+    if not isinstance(space, DiscreteSpace):
+        got = getattr(space, "kind", type(space).__name__)
+        raise ValueError(f"{kind} needs a 'discrete' task space, got {got!r}")
+    return space
 
 
 def unit_result(result: TaskResult, scaler: BoxScaler, kind: str) -> tuple[np.ndarray, float]:

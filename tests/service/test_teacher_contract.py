@@ -31,7 +31,9 @@ SPACES: dict[str, Any] = {
     "box": BoxSpace(
         dims=[BoxDim(name="x", low=0.0, high=1.0), BoxDim(name="y", low=-2.0, high=2.0)]
     ),
-    "discrete": DiscreteSpace(tasks=[DiscreteTaskSpec(name=f"task{i}") for i in range(6)]),
+    "discrete": DiscreteSpace(
+        tasks=[DiscreteTaskSpec(name=f"task{i}", category=f"c{i % 3}") for i in range(6)]
+    ),
     "level": normalise_space(LevelSpace(config={"size": 7, "max_walls": 6})),
 }
 
@@ -47,6 +49,8 @@ TEST_CONFIGS: dict[str, dict[str, Any]] = {
     "plr": {"buffer_size": 8, "replay_prob": 0.5},
     "accel": {"buffer_size": 8, "edit_batch": 4, "edit_parents": 2, "num_edits": 3},
     "paired": {"episodes_per_role": 1, "update_every": 4, "hidden": 8},
+    "lp": {"eval_episodes": 2, "eval_interval": 16},
+    "sec": {"arms": "category", "batch_episodes": 8},
 }
 
 ROUNDS, BATCH, SNAPSHOT_AT = 40, 8, 20

@@ -1,0 +1,61 @@
+"""Hyper-parameters of the ``lp`` teacher (OMNI's learning progress over discrete tasks)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from api_schemas.limits import Name
+from api_schemas.teachers.base import TeacherConfigBase
+from api_schemas.wire import Float, Int
+
+
+class LPConfig(TeacherConfigBase):
+    """OMNI's learning progress over discrete tasks (Zhang et al. 2023); the smoothing and
+    reweighting defaults are the paper's, the evaluation schedule is counted in episodes."""
+
+    SPACES: ClassVar[tuple[str, ...]] = ("discrete",)
+    DESCRIPTION: ClassVar[str] = (
+        "OMNI's learning progress: per-task success measured by scheduled evaluate tasks, "
+        "normalised against a random policy, fast/slow EMAs, |f(fast) - f(slow)|, "
+        "z-score -> sigmoid weights (tasks with no progress and no success get none)."
+    )
+    TEACHER: ClassVar[str] = "teacher_service.teachers.learning_progress:LPTeacher"
+
+    kind: Literal["lp"] = "lp"
+    ema: Float = Field(
+        default=0.1,
+        gt=0.0,
+        le=1.0,
+        description="Step of both EMAs: p_fast = EMA(p), p_slow = EMA(p_fast) (paper: 0.1).",
+    )
+    theta: Float = Field(
+        default=0.1,
+        gt=0.0,
+        lt=0.5,
+        description="Reweighting f(p) = (1 - theta) p / (p + theta (1 - 2p)) (paper: 0.1).",
+    )
+    eval_episodes: Int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Evaluate episodes per task in each evaluation round (paper: 20).",
+    )
+    eval_interval: Int = Field(
+        default=1000,
+        ge=1,
+        le=10_000_000,
+        description=(
+            "Training episodes between evaluation rounds; a round's evaluate tasks count "
+            "against the student's episodes."
+        ),
+    )
+    random_success: dict[Name, Float] | None = Field(
+        default=None,
+        max_length=100_000,
+        description=(
+            "Success rate of a random policy per task name (missing names: 0). Default: the "
+            "first evaluation round's success, measured before any training."
+        ),
+    )
