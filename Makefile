@@ -41,6 +41,7 @@ bench: install
 	$(PY) benchmarks/wrapper_overhead.py
 	$(PY) benchmarks/ray_scaling.py
 	$(PY) -m teacher_service bench teachers --seeds 8
+	$(PY) -m teacher_service bench discrete --seeds 5
 
 # DR vs PLR vs ACCEL with the Ray students (about 22 minutes on 2 cores; see docs/results/minigrid-ued.md).
 UED_ARGS ?= --steps 600000 --seeds 0 1 2

@@ -307,6 +307,39 @@ def export_history(
     typer.echo(f"wrote {path} ({path.stat().st_size} bytes)")
 
 
+def _bench_teachers(given: list[str], space: str) -> list[dict[str, Any]]:
+    """Teacher configs from ``--teacher`` values (kinds or JSON), each checked to validate
+    and to serve the benchmark's ``space`` kind (a message and exit 1 otherwise)."""
+    from pydantic import ValidationError
+
+    from benchmarks.teacher_quality import parse_teacher
+
+    specs = [
+        _load_json(t, "--teacher") if t.lstrip().startswith(("{", "@")) else {"kind": t}
+        for t in given
+    ]
+    for spec in specs:
+        try:
+            cfg = parse_teacher(spec)
+        except ValidationError as exc:
+            _fail(f"invalid teacher {spec}: {exc.errors()[0]['msg']}")
+        if space not in cfg.SPACES:
+            _fail(f"teacher {cfg.kind!r} does not serve {space} spaces (the benchmark's)")
+    return specs
+
+
+def _write_plot(plot_report: Any, report: dict[str, Any], path: Path) -> None:
+    """Draw a benchmark's curves, or say how to get matplotlib."""
+    try:
+        typer.echo(f"wrote {plot_report(report, path)}")
+    except ImportError:
+        typer.secho(
+            "no plot: matplotlib is not installed (pip install 'autocurriculum[plots]')",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+
+
 @bench_app.command("teachers")
 def bench_teachers(
     teacher: Annotated[
@@ -343,14 +376,12 @@ def bench_teachers(
     _one_blas_thread()
     import time
 
-    from pydantic import ValidationError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from benchmarks.machine import describe_machine
     from benchmarks.teacher_quality import (
         REFERENCE,
         box_teacher_kinds,
-        parse_teacher,
         report_markdown,
         run_grid,
         teacher_label,
@@ -358,17 +389,7 @@ def bench_teachers(
     from env_generators.simulated_student import VARIANTS
     from teacher_service.client import TeacherClientError
 
-    specs = [
-        _load_json(t, "--teacher") if t.lstrip().startswith(("{", "@")) else {"kind": t}
-        for t in (teacher or box_teacher_kinds())
-    ]
-    for spec in specs:
-        try:
-            cfg = parse_teacher(spec)
-        except ValidationError as exc:
-            _fail(f"invalid teacher {spec}: {exc.errors()[0]['msg']}")
-        if "box" not in cfg.SPACES:
-            _fail(f"teacher {cfg.kind!r} does not serve box spaces (the benchmark's)")
+    specs = _bench_teachers(teacher or box_teacher_kinds(), "box")
     variants = variant or list(VARIANTS)
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -430,14 +451,84 @@ def bench_teachers(
     if plot:
         from benchmarks.plots import plot_report
 
-        try:
-            typer.echo(f"wrote {plot_report(report, out.with_suffix('.png'))}")
-        except ImportError:
-            typer.secho(
-                "no plot: matplotlib is not installed (pip install 'autocurriculum[plots]')",
-                fg=typer.colors.YELLOW,
-                err=True,
-            )
+        _write_plot(plot_report, report, out.with_suffix(".png"))
+
+
+@bench_app.command("discrete")
+def bench_discrete(
+    teacher: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--teacher",
+            help="Teacher kind or JSON config; repeat for several. Default: every discrete "
+            "teacher.",
+        ),
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per teacher (0..seeds-1).")] = 5,
+    episodes: Annotated[int, typer.Option(help="Episode budget per run.")] = 4000,
+    batch: Annotated[int, typer.Option(help="Tasks per request.")] = 16,
+    server: Annotated[
+        str | None, typer.Option(help="Run against this server instead of in process.")
+    ] = None,
+    token: TokenOpt = None,
+    out: Annotated[Path, typer.Option(help="Where to write the results JSON.")] = Path(
+        "benchmarks/results/discrete.json"
+    ),
+    plot: Annotated[
+        bool, typer.Option("--plot/--no-plot", help="Also draw the curves to <out>.png.")
+    ] = True,
+) -> None:
+    """Run discrete teachers on the tech-tree student (env_generators/tech_tree.py): families
+    mastered per teacher (JSON, a markdown table and a PNG of the curves)."""
+    import time
+
+    from benchmarks.discrete_quality import (
+        discrete_teacher_kinds,
+        plot_report,
+        report_markdown,
+        run_grid,
+    )
+    from benchmarks.machine import describe_machine
+    from env_generators.tech_tree import TechTreeStudent
+    from teacher_service.client import TeacherClientError
+
+    specs = _bench_teachers(teacher or discrete_teacher_kinds(), "discrete")
+    if seeds < 1 or episodes < 1 or batch < 1:
+        _fail("--seeds, --episodes and --batch must be >= 1")
+    t_start = time.time()
+    try:
+        results = run_grid(
+            specs,
+            seeds=seeds,
+            episodes=episodes,
+            batch=batch,
+            server=server,
+            token=token,
+            on_run=lambda label, s: typer.echo(f"{label} seed {s} done", err=True),
+        )
+    except TeacherClientError as exc:
+        _fail(str(exc))
+    report = {
+        "benchmark": "tech_tree",
+        "episodes": episodes,
+        "seeds": seeds,
+        "batch": batch,
+        "families": len(TechTreeStudent().core),
+        "mode": "http" if server else "in-process",
+        "command": "autocurriculum " + " ".join(sys.argv[1:]),
+        "machine": describe_machine(),
+        "started_at": t_start,
+        "wall_s": time.time() - t_start,
+        "results": results,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    table = report_markdown(report)
+    out.with_suffix(".md").write_text(table)
+    typer.echo(table)
+    typer.echo(f"wrote {out} and {out.with_suffix('.md')}")
+    if plot:
+        _write_plot(plot_report, report, out.with_suffix(".png"))
 
 
 @app.command("demo-toy")
