@@ -26,6 +26,7 @@ from typing import Any
 
 from env_generators.held_out import held_out_names
 from env_generators.simulated_student import SimulatedStudent
+from env_generators.tech_tree import TechTreeStudent
 from teacher_service.client import TeacherClient
 
 #: Test mazes whose (fake) solve rates are posted.
@@ -131,6 +132,7 @@ class Feeder:
         self.env_steps = env_steps
         self.box: list[BoxFeed] = []
         self.levels: list[str] = []
+        self.discrete: list[tuple[str, TechTreeStudent]] = []
         self.rounds = 0
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -154,6 +156,13 @@ class Feeder:
         self.levels.append(exp.id)
         return exp.id
 
+    def add_discrete(self, name: str, teacher: dict[str, Any]) -> str:
+        """Create an experiment on the tech-tree student's tasks and feed it that student."""
+        student = TechTreeStudent(families=3, variants=1, impossible=1, seed=1)
+        exp = self.client.create_experiment(name, space=student.space(), teacher=teacher, seed=1)
+        self.discrete.append((exp.id, student))
+        return exp.id
+
     # ----------------------------------------------------------------------- feeding
     def step(self) -> None:
         """One round: a batch of tasks and their reports for every experiment, and every
@@ -164,9 +173,17 @@ class Feeder:
         for exp in self.levels:
             tasks = self.client.sample(exp, self.batch)
             self.client.report(exp, [level_report(t) for t in tasks])
+        for exp, student in self.discrete:
+            tasks = self.client.sample(exp, self.batch)
+            reports = []
+            for t in tasks:
+                ok = student.episode(t.params["task"], train=t.mode == "train")
+                reports.append({"task_id": t.id, "episode_return": float(ok), "success": ok})
+            self.client.report(exp, reports)
         if self.rounds % self.eval_every == 0:
             k = self.rounds // self.eval_every
-            for exp in [f.experiment for f in self.box] + self.levels:
+            experiments = [f.experiment for f in self.box] + self.levels
+            for exp in experiments + [e for e, _ in self.discrete]:
                 self.client.post_evaluations(
                     exp,
                     [

@@ -117,6 +117,7 @@ class SECTeacher(Teacher):
         return {
             "arms_by": self.config.arms,
             "updates": self.updates_,
+            "episodes": int(self.total_.sum()),
             "arms": [
                 {
                     "arm": arm,

@@ -368,6 +368,8 @@ def test_plr_live_page_draws_buffer_histogram_and_levels(tab: Tab, service: Serv
             "level-image",
         ),
         ("paired", {"kind": "paired", "update_every": 2}, "level", "level-image"),
+        ("lp", {"kind": "lp", "eval_episodes": 1, "eval_interval": 8}, "discrete", "task-table"),
+        ("sec", {"kind": "sec", "batch_episodes": 8}, "discrete", "task-table"),
     ],
 )
 def test_each_teacher_kind_draws_its_own_view(
@@ -376,8 +378,8 @@ def test_each_teacher_kind_draws_its_own_view(
     """Every teacher's panel renders from its real view (fed before the page opens)."""
     # lp_tree's evaluations say no env steps: its solve rates are plotted against time
     with Feeder(service.url, TOKEN, batch=8, env_steps=kind != "lp_tree") as feeder:
-        add = feeder.add_box if space == "box" else feeder.add_level
-        service.ids[kind] = add(f"kind-{kind}", teacher=teacher)
+        add = {"box": feeder.add_box, "level": feeder.add_level, "discrete": feeder.add_discrete}
+        service.ids[kind] = add[space](f"kind-{kind}", teacher=teacher)
         feeder.run(10)
     page = open_live(tab, service, kind)
     assert page.get_by_test_id("experiment-teacher").inner_text() == kind
@@ -394,6 +396,9 @@ def test_each_teacher_kind_draws_its_own_view(
         assert float(page.get_by_test_id("mean-regret").inner_text()) > 0
     if kind == "accel":
         wait_count(page, "[data-testid=score-histogram] rect.bar")
+    if space == "discrete":  # a row per task of the tree (3 families x 2, 1 impossible)
+        wait_count(page, "[data-testid=task-table] tr[data-task]", 7)
+        assert page.locator("[data-testid=task-table] tr[data-task='skill0']").count() == 1
     screenshot(page, f"live-{kind}")
     tab.assert_clean()
 

@@ -541,6 +541,8 @@ function makeTeacherPanel(frame, rerender) {
     plr: levelBufferPanel,
     accel: levelBufferPanel,
     paired: pairedPanel,
+    lp: (f, r) => taskTablePanel(f, r, "tasks", ["task", "success", "lp", "weight", "random_success"], "weight"),
+    sec: (f, r) => taskTablePanel(f, r, "arms", ["arm", "q", "probability", "episodes"], "probability"),
   }[kind] ?? genericPanel;
   const panel = make(frame, rerender);
   panel.kind = kind;
@@ -726,6 +728,29 @@ function levelGallery(levels, caption) {
     h("figure", { class: "level-card" },
       levelImage(lv.level, { size: 120, title: `level ${lv.level_id ?? i}` }),
       h("figcaption", {}, caption(lv)))));
+}
+
+/**
+ * Discrete teachers (lp, sec): one row per task (or arm) with its figures, the share of the
+ * proposals it gets drawn as a bar, and the teacher's scalar summary.
+ */
+function taskTablePanel(frame, rerender, listKey, columns, shareKey) {
+  const table = h("table", { class: "kv tasks", "data-testid": "task-table" });
+  const summary = h("table", { class: "kv", "data-testid": "teacher-summary" });
+  const node = h("div", { class: "grid2" },
+    section(listKey === "arms" ? "Arms" : "Tasks", table), section("Summary", summary));
+  return {
+    node,
+    update(f) {
+      const rows = f.teacher?.[listKey] ?? [];
+      const head = h("tr", {}, ...columns.map((c) => h("th", {}, c.replace("_", " "))), h("th", {}, ""));
+      const body = rows.map((r) => h("tr", { "data-task": r[columns[0]] },
+        ...columns.map((c) => h("td", {}, show(r[c]))),
+        h("td", {}, h("span", { class: "share", style: `width:${Math.round(100 * (r[shareKey] ?? 0))}px` }))));
+      table.replaceChildren(head, ...body);
+      renderKV(summary, scalars(f.teacher, [listKey]));
+    },
+  };
 }
 
 /** PLR / ACCEL: the replay buffer's score histogram, replay rate, lineage and top levels. */
