@@ -75,6 +75,7 @@ def run_tech_tree(
             while tree.episodes < episodes:
                 proposals = t.propose(min(batch, episodes - tree.episodes))
                 t.observe([_result(p, play(p.params["task"], p.mode)) for p in proposals])
+            view = t.view()
         finally:
             t.close()
     else:
@@ -90,6 +91,7 @@ def run_tech_tree(
                     ok = play(task.params["task"], task.mode)
                     reports.append({"task_id": task.id, "episode_return": float(ok), "success": ok})
                 client.report(exp.id, reports)
+            view = client.state(exp.id).teacher
     if curve[-1][0] != tree.episodes:
         curve.append([tree.episodes, tree.score()])
     return {
@@ -97,7 +99,24 @@ def run_tech_tree(
         "final": tree.score(),
         "families": len(tree.core),
         "eval_share": evaluations / max(tree.episodes, 1),
+        "moi": moi_scores(view, tree),
         "wall_s": time.perf_counter() - start,
+    }
+
+
+def moi_scores(view: dict[str, Any], tree: TechTreeStudent) -> dict[str, float] | None:
+    """Precision and recall of a model of interestingness's *boring* calls (the teacher's
+    view says ``interesting`` per task) against the student's ground truth, or None for a
+    teacher without one."""
+    tasks = view.get("tasks") if isinstance(view, dict) else None
+    if not tasks or "interesting" not in tasks[0]:
+        return None
+    called = {t["task"] for t in tasks if not t["interesting"]}
+    boring = {t.name for t in tree.tasks if not tree.interesting(t.name)}
+    hits = len(called & boring)
+    return {
+        "precision": hits / len(called) if called else 1.0,
+        "recall": hits / len(boring) if boring else 1.0,
     }
 
 
@@ -129,8 +148,12 @@ def run_grid(
             if on_run is not None:
                 on_run(label, seed)
         finals = [r["final"] for r in runs]
+        moi = [r["moi"] for r in runs if r["moi"] is not None]
         results[label] = {
             "teacher": spec,
+            "moi": {k: statistics.fmean(m[k] for m in moi) for k in ("precision", "recall")}
+            if moi
+            else None,
             "mean": statistics.fmean(finals),
             "sd": statistics.stdev(finals) if len(finals) > 1 else 0.0,
             "finals": finals,
@@ -147,13 +170,17 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"Families mastered (of {report['families']}) after {report['episodes']} episodes, "
         f"{report['seeds']} seeds ({report['mode']})",
         "",
-        "| teacher | families mastered | per seed | evaluate episodes |",
-        "|---|---|---|---|",
+        "| teacher | families mastered | per seed | evaluate episodes | boring calls: "
+        "precision / recall |",
+        "|---|---|---|---|---|",
     ]
     for label, r in report["results"].items():
         finals = ", ".join(str(f) for f in r["finals"])
+        moi = r.get("moi")
+        calls = f"{moi['precision']:.2f} / {moi['recall']:.2f}" if moi else "n/a"
         lines.append(
-            f"| `{label}` | {r['mean']:.1f} ± {r['sd']:.1f} | {finals} | {r['eval_share']:.0%} |"
+            f"| `{label}` | {r['mean']:.1f} ± {r['sd']:.1f} | {finals} | "
+            f"{r['eval_share']:.0%} | {calls} |"
         )
     return "\n".join(lines) + "\n"
 

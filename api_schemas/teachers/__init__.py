@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from api_schemas.teachers.base import TeacherConfigBase
 from api_schemas.teachers.gmm import ALPGMMConfig, CovarGMMConfig, GMMConfigBase
-from api_schemas.teachers.learning_progress import LPConfig
+from api_schemas.teachers.learning_progress import LPConfig, OMNIConfig
 from api_schemas.teachers.lp_tree import LPTreeConfig
 from api_schemas.teachers.paired import PAIREDConfig
 from api_schemas.teachers.random_teacher import RandomConfig
@@ -42,6 +42,7 @@ TEACHER_CONFIGS: tuple[type[TeacherConfigBase], ...] = (
     ACCELConfig,
     PAIREDConfig,
     LPConfig,
+    OMNIConfig,
     SECConfig,
 )
 
@@ -78,6 +79,7 @@ __all__ = [
     "GMMConfigBase",
     "LPConfig",
     "LPTreeConfig",
+    "OMNIConfig",
     "PAIREDConfig",
     "PLRConfig",
     "RIACConfig",

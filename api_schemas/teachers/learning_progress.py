@@ -59,3 +59,31 @@ class LPConfig(TeacherConfigBase):
             "first evaluation round's success, measured before any training."
         ),
     )
+
+
+class OMNIConfig(LPConfig):
+    """OMNI (Zhang et al. 2023): ``lp`` plus a model of interestingness that sets aside tasks
+    too similar to one already judged interesting."""
+
+    DESCRIPTION: ClassVar[str] = (
+        "OMNI: learning progress plus a model of interestingness; walking the tasks by "
+        "descending success, a task too similar to one judged interesting is boring "
+        "(its weight x boring_weight)."
+    )
+    TEACHER: ClassVar[str] = "teacher_service.teachers.omni:OMNITeacher"
+
+    kind: Literal["omni"] = "omni"  # type: ignore[assignment]
+    model: Literal["tfidf"] = Field(
+        default="tfidf",
+        description="The model of interestingness: cosine similarity of the tasks' TF-IDF "
+        "vectors (of their descriptions, else their names).",
+    )
+    similarity: Float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="Similarity at or above which a task is not interesting given another.",
+    )
+    boring_weight: Float = Field(
+        default=0.001, ge=0.0, le=1.0, description="Factor of a boring task's weight (0.001)."
+    )

@@ -47,6 +47,7 @@ def test_bench_discrete_in_process_and_over_http(tmp_path: Path) -> None:
         assert len(r["finals"]) == 2 and all(0 <= f <= 6 for f in r["finals"])
         assert [len(c) for c in r["curves"]] == [4, 4]  # every 200 of 600 episodes, and 0
     assert local["results"]["random"]["eval_share"] == 0.0
+    assert local["results"]["random"]["moi"] is None  # no model of interestingness
     assert (
         0.0
         < local["results"]['{"eval_episodes": 2, "eval_interval": 50, "kind": "lp"}']["eval_share"]

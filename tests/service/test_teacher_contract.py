@@ -32,7 +32,10 @@ SPACES: dict[str, Any] = {
         dims=[BoxDim(name="x", low=0.0, high=1.0), BoxDim(name="y", low=-2.0, high=2.0)]
     ),
     "discrete": DiscreteSpace(
-        tasks=[DiscreteTaskSpec(name=f"task{i}", category=f"c{i % 3}") for i in range(6)]
+        tasks=[
+            DiscreteTaskSpec(name=f"task{i}", category=f"c{i % 3}", description=f"collect {w}")
+            for i, w in enumerate(["wood", "wood again", "stone", "stone again", "iron", "gold"])
+        ]
     ),
     "level": normalise_space(LevelSpace(config={"size": 7, "max_walls": 6})),
 }
@@ -50,6 +53,7 @@ TEST_CONFIGS: dict[str, dict[str, Any]] = {
     "accel": {"buffer_size": 8, "edit_batch": 4, "edit_parents": 2, "num_edits": 3},
     "paired": {"episodes_per_role": 1, "update_every": 4, "hidden": 8},
     "lp": {"eval_episodes": 2, "eval_interval": 16},
+    "omni": {"eval_episodes": 2, "eval_interval": 16, "similarity": 0.3},
     "sec": {"arms": "category", "batch_episodes": 8},
 }
 

@@ -11,9 +11,16 @@ import pytest
 
 from api_schemas.spaces import BoxDim, BoxSpace, DiscreteSpace, DiscreteTaskSpec
 from api_schemas.tasks import TaskMode
-from api_schemas.teachers import LPConfig, SECConfig
+from api_schemas.teachers import LPConfig, OMNIConfig, SECConfig
 from teacher_service.teachers import TaskProposal, TaskResult
 from teacher_service.teachers.learning_progress import LPTeacher, lp_weights, reweight
+from teacher_service.teachers.omni import (
+    BORING,
+    INTERESTING,
+    OMNITeacher,
+    moi_walk,
+    tfidf_similarity,
+)
 from teacher_service.teachers.sec import SECTeacher, arm_rewards, softmax
 
 SPACE = DiscreteSpace(tasks=[DiscreteTaskSpec(name=n) for n in ("a", "b", "c", "d")])
@@ -168,3 +175,53 @@ def test_sec_samples_by_softmax_and_arms_can_be_categories() -> None:
     assert {p.params["task"] for p in by_cat.propose(200)} == {"easy1", "easy2"}
     view = by_cat.view()
     assert view["arms"][0]["arm"] == "easy" and view["arms"][0]["probability"] > 0.99
+
+
+# --------------------------------------------------------------------------------- omni
+def test_the_moi_walk_by_hand() -> None:
+    # success order: c (0.9), a (0.5), d (0.4), b (0.1); c ~ b and a ~ d are "similar"
+    success = np.array([0.5, 0.1, 0.9, 0.4])
+    similar = np.eye(4, dtype=bool)
+    similar[1, 2] = similar[2, 1] = similar[0, 3] = similar[3, 0] = True
+    label, against = moi_walk(success, similar)
+    # c interesting, b boring given c; a interesting, d boring given a
+    assert label.tolist() == [INTERESTING, BORING, INTERESTING, BORING]
+    assert against.tolist() == [0, 2, 2, 0]
+    # judgements may be one-way (as a language model's are): d is boring given c, not c given d
+    one_way = np.eye(4, dtype=bool)
+    one_way[3, 2] = True
+    assert moi_walk(success, one_way)[0].tolist() == [INTERESTING, INTERESTING, INTERESTING, BORING]
+
+
+def test_tfidf_similarity_sees_near_duplicates() -> None:
+    sim = tfidf_similarity(["collect wood", "collect wood again variant 2", "make a pickaxe"])
+    assert sim[0, 0] == pytest.approx(1.0) and sim[0, 1] > 0.5 and sim[0, 2] == 0.0
+
+
+def test_omni_makes_near_duplicates_of_a_learned_task_boring() -> None:
+    space = DiscreteSpace(
+        tasks=[
+            DiscreteTaskSpec(name="wood", description="collect wood"),
+            DiscreteTaskSpec(name="wood2", description="collect wood again, variant 2"),
+            DiscreteTaskSpec(name="stone", description="collect stone with a pickaxe"),
+        ]
+    )
+    cfg = OMNIConfig(eval_episodes=4, eval_interval=1, random_success={}, similarity=0.4)
+    t = OMNITeacher(space, cfg, np.random.default_rng(0))
+    evaluate(
+        t,
+        {
+            "wood": [True] * 4,
+            "wood2": [True, False, False, False],
+            "stone": [True] * 2 + [False] * 2,
+        },
+    )
+    # success: wood 1.0 > stone 0.5 > wood2 0.25; wood2 is boring given wood
+    view = {task["task"]: task for task in t.view()["tasks"]}
+    assert view["wood"]["interesting"] and view["stone"]["interesting"]
+    assert not view["wood2"]["interesting"] and view["wood2"]["judged_against"] == "wood"
+    assert view["wood2"]["similarity"] >= 0.4
+    # its LP weight, times 0.001, renormalised
+    lp_w = lp_weights(t.lp(), np.nan_to_num(t.fast_))
+    w = lp_w * np.array([1.0, 0.001, 1.0])
+    np.testing.assert_allclose(t.weights_, w / w.sum())
