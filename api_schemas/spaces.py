@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api_schemas.limits import (
+    MAX_BATCH,
     MAX_BOX_DIMS,
     MAX_DESCRIPTION,
     MAX_DISCRETE_TASKS,
@@ -15,7 +16,7 @@ from api_schemas.limits import (
     Real,
     text,
 )
-from api_schemas.wire import kind_required
+from api_schemas.wire import RESPONSE, kind_required
 
 Description = text(MAX_DESCRIPTION)
 
@@ -132,6 +133,23 @@ class DiscreteSpace(BaseModel):
         if name not in set(self.names):
             raise SpaceError(f"unknown task {name!r}")
         return {"task": name}
+
+
+class TaskAddition(BaseModel):
+    """``POST /v1/experiments/{id}/space/tasks``: tasks that join a discrete space."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tasks: list[DiscreteTaskSpec] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class TasksAdded(BaseModel):
+    """The answer to a :class:`TaskAddition`: how many tasks joined, and the space's size."""
+
+    model_config = RESPONSE
+
+    added: int
+    tasks: int
 
 
 class LevelSpace(BaseModel):

@@ -64,3 +64,9 @@ def bounded_int(ge: int, le: int) -> Any:
     """An ``Int`` in ``[ge, le]`` that can be made optional (``bounded_int(0, 9) | None``)
     with its bounds still published as ``minimum``/``maximum``."""
     return Annotated[int, Field(ge=ge, le=le), BeforeValidator(json_number)]
+
+
+def bounded_float(ge: float, le: float) -> Any:
+    """A finite ``Float`` in ``[ge, le]`` usable inside containers (dict values), its
+    bounds published as ``minimum``/``maximum``."""
+    return Annotated[float, Field(ge=ge, le=le, allow_inf_nan=False), BeforeValidator(json_number)]

@@ -22,6 +22,7 @@ from teacher_service.api import (
     export,
     health,
     reports,
+    space,
     tasks,
     teachers,
 )
@@ -183,6 +184,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         experiments.router,
         tasks.router,
         reports.router,
+        space.router,
         evaluations.router,
         agents.router,
         export.router,

@@ -205,6 +205,27 @@ def experiments_create(
     _echo_json(exp.model_dump(mode="json"))
 
 
+@experiments_app.command("add-tasks")
+def experiments_add_tasks(
+    experiment: Annotated[str, typer.Argument(help="Experiment id or name (a discrete space).")],
+    tasks: Annotated[
+        str,
+        typer.Option(
+            help='Tasks as JSON or @file: [{"name": ..., "description": ..., "category": ...}].'
+        ),
+    ],
+    server: ServerOpt = "http://127.0.0.1:8000",
+    token: TokenOpt = None,
+) -> None:
+    """Add tasks to a running discrete experiment; print how many joined and the new size."""
+    specs = _load_json(tasks, "--tasks")
+    if not isinstance(specs, list):
+        _fail("--tasks must be a JSON list of tasks")
+    with _client(server, token) as c:
+        added = _run_client_call(lambda: c.add_tasks(experiment, specs))
+    _echo_json(added.model_dump(mode="json"))
+
+
 @experiments_app.command("list")
 def experiments_list(server: ServerOpt = "http://127.0.0.1:8000", token: TokenOpt = None) -> None:
     """List experiments with their progress counters."""

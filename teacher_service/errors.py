@@ -31,6 +31,12 @@ class InvalidReportError(ServiceError):
     status_code = 422
 
 
+class InvalidTasksError(ServiceError):
+    """Tasks that cannot join the space: not a discrete space, names taken, too many."""
+
+    status_code = 422
+
+
 class InvalidExperimentError(ServiceError):
     """A space and teacher that validate on their own but that the teacher refuses together
     (e.g. ACCEL with a generator that cannot edit levels)."""

@@ -205,10 +205,28 @@ class ExpireEvent:
 
 
 #: Any event of the log.
-Event = TaskEvent | ReportEvent | ExpireEvent
+@dataclass(frozen=True, slots=True)
+class SpaceEvent:
+    """Tasks that joined a discrete space, as their specs (``name``, optional
+    ``description`` and ``category``)."""
+
+    kind: ClassVar[str] = "space"
+    tasks: tuple[dict[str, Any], ...]
+
+    def to_payload(self) -> dict[str, Any]:
+        """The stored JSON object (see :func:`encode`)."""
+        return {"tasks": list(self.tasks)}
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> Self:
+        """Inverse of :meth:`to_payload`."""
+        return cls(tasks=tuple(dict(t) for t in data["tasks"]))
+
+
+Event = TaskEvent | ReportEvent | ExpireEvent | SpaceEvent
 #: The event type of each stored kind.
 EVENT_TYPES: Mapping[str, type[Event]] = MappingProxyType(
-    {cls.kind: cls for cls in (TaskEvent, ReportEvent, ExpireEvent)}
+    {cls.kind: cls for cls in (TaskEvent, ReportEvent, ExpireEvent, SpaceEvent)}
 )
 #: The kinds this version reads.
 KINDS: frozenset[str] = frozenset(EVENT_TYPES)

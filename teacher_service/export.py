@@ -76,6 +76,7 @@ from teacher_service.event_log import (
     ExpireEvent,
     LoggedEvent,
     ReportEvent,
+    SpaceEvent,
     TaskEvent,
     read_events,
     require_known_kinds,
@@ -251,6 +252,8 @@ def _event_rows(experiment_id: str, logged: LoggedEvent) -> list[dict[str, Any]]
                 }
                 for i in ev.indices
             ]
+        case SpaceEvent():
+            return [{"type": "space", "seq": seq, "time": at, "tasks": list(ev.tasks)}]
         case _:
             assert_never(ev)
 

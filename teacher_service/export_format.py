@@ -139,6 +139,9 @@ COLUMNS: Mapping[str, tuple[Column, ...]] = MappingProxyType(
                 "worker",
             ),
         ),
+        # tasks that joined a discrete space (their specs); last, so that the columns of
+        # earlier exports keep their places
+        "space": (*COMMON_COLUMNS, Column("tasks", "json")),
     }
 )
 #: The keys of each row type, in order (JSON lines rows have exactly these).

@@ -191,7 +191,7 @@ class ExperimentManager:
         return ExperimentPublic(
             id=rt.id,
             name=rt.name,
-            space=rt.spec.space,
+            space=rt.space,
             teacher=rt.spec.teacher,
             seed=rt.spec.seed,
             lease_seconds=rt.spec.lease_seconds,

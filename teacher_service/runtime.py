@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, assert_never
@@ -22,14 +22,15 @@ from typing import Any, assert_never
 import numpy as np
 
 from api_schemas.experiments import ExperimentCounters, ExperimentCreate, ExperimentState
-from api_schemas.limits import MAX_BATCH
+from api_schemas.limits import MAX_BATCH, MAX_DISCRETE_TASKS
 from api_schemas.reports import Report, ReportAck
-from api_schemas.spaces import SpaceError
+from api_schemas.spaces import DiscreteSpace, DiscreteTaskSpec, SpaceError, TasksAdded
 from api_schemas.tasks import Task
 from teacher_service.errors import (
     BatchTooLargeError,
     ExperimentNotFoundError,
     InvalidReportError,
+    InvalidTasksError,
     TaskNotFoundError,
 )
 from teacher_service.event_log import (
@@ -37,6 +38,7 @@ from teacher_service.event_log import (
     ExpireEvent,
     ReportEntry,
     ReportEvent,
+    SpaceEvent,
     TaskEvent,
     encode,
     read_events,
@@ -103,6 +105,9 @@ class ExperimentRuntime:
     # ------------------------------------------------------------------ state
     def _reset_state(self) -> None:
         self.teacher: Teacher = make_teacher(self.spec.space, self.spec.teacher, self.spec.seed)
+        # The task space as it is now: the created one plus the tasks added since (logged).
+        self.space: Any = self.spec.space
+        self.added_tasks: list[dict[str, Any]] = []
         self.seq = 0
         self.next_index = 0
         self.status = np.zeros(1024, dtype=np.uint8)
@@ -168,9 +173,12 @@ class ExperimentRuntime:
             "batches": [list(b) for b in self.batches],
             "last_deadline": self.last_deadline,
             "counters": self.counters.model_dump(),
+            "added_tasks": list(self.added_tasks),
         }
 
     def _load_state_dict(self, s: dict[str, Any]) -> None:
+        if s.get("added_tasks"):  # grow the space (and the teacher's) before restoring it
+            self._apply_space(s["added_tasks"])
         self.teacher.load_state_dict(s["teacher"])
         self.seq = int(s["seq"])
         self.next_index = int(s["next_index"])
@@ -201,7 +209,7 @@ class ExperimentRuntime:
             )
         for p in proposals:
             try:
-                check_proposal(self.spec.space, p)
+                check_proposal(self.space, p)
             except SpaceError as exc:
                 raise ProposalError(
                     f"teacher {self.teacher.kind} proposed {p.params or p.level!r}: {exc}"
@@ -315,6 +323,46 @@ class ExperimentRuntime:
         self.counters.outstanding = len(self.outstanding)
         return first
 
+    # ------------------------------------------------------------ the space
+    def add_tasks(self, tasks: Sequence[DiscreteTaskSpec]) -> tuple[TasksAdded, Future]:
+        """Add tasks to a discrete space (logged like every change, told to the teacher).
+
+        Raises:
+            InvalidTasksError: not a discrete space, a name already taken, or too many tasks.
+        """
+        with self.lock:
+            return self._guard(lambda: self._add_tasks(tasks))
+
+    def _add_tasks(self, tasks: Sequence[DiscreteTaskSpec]) -> tuple[TasksAdded, Future]:
+        if not isinstance(self.space, DiscreteSpace):
+            raise InvalidTasksError(
+                f"experiment {self.name!r} has a {self.space.kind!r} space: tasks can only be "
+                "added to discrete spaces"
+            )
+        names = [t.name for t in tasks]
+        taken = sorted(set(self.space.names) & set(names))
+        repeated = sorted(n for n, k in Counter(names).items() if k > 1)
+        if taken or repeated:
+            raise InvalidTasksError(
+                f"task names must be new and unique: {(taken + repeated)[:10]} "
+                f"{'are taken' if taken else 'repeat'}"
+            )
+        if len(self.space.tasks) + len(tasks) > MAX_DISCRETE_TASKS:
+            raise InvalidTasksError(
+                f"a discrete space holds at most {MAX_DISCRETE_TASKS} tasks "
+                f"({len(self.space.tasks)} + {len(tasks)})"
+            )
+        data = [t.model_dump(mode="json", exclude_none=True) for t in tasks]
+        self._apply_space(data)
+        fut = self._append(SpaceEvent(tuple(data)))
+        return TasksAdded(added=len(data), tasks=len(self.space.tasks)), fut
+
+    def _apply_space(self, data: Sequence[dict[str, Any]]) -> None:
+        specs = [DiscreteTaskSpec.model_validate(d) for d in data]
+        self.space = DiscreteSpace(tasks=[*self.space.tasks, *specs])
+        self.added_tasks.extend(data)
+        self.teacher.add_tasks(self.space, specs)
+
     # ------------------------------------------------------------- reports
     def report(self, reports: Sequence[Report]) -> tuple[ReportAck, Future]:
         """Accept a batch of reports (all-or-nothing on unknown tasks; repeats ignored)."""
@@ -411,6 +459,8 @@ class ExperimentRuntime:
                 self._apply_reports(event.reports)
             case ExpireEvent():
                 self._apply_expire(list(event.indices))
+            case SpaceEvent():
+                self._apply_space(list(event.tasks))
             case _:
                 assert_never(event)
 

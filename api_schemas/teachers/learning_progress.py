@@ -6,9 +6,12 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from api_schemas.limits import Name
+from api_schemas.limits import MAX_NAME, text
 from api_schemas.teachers.base import TeacherConfigBase
-from api_schemas.wire import Float, Int
+from api_schemas.wire import Float, Int, bounded_float
+
+TaskName = text(MAX_NAME, 1)
+Probability = bounded_float(0.0, 1.0)
 
 
 class LPConfig(TeacherConfigBase):
@@ -51,7 +54,7 @@ class LPConfig(TeacherConfigBase):
             "against the student's episodes."
         ),
     )
-    random_success: dict[Name, Float] | None = Field(
+    random_success: dict[TaskName, Probability] | None = Field(
         default=None,
         max_length=100_000,
         description=(

@@ -63,6 +63,7 @@ def errors_as_json(doc: dict[str, Any]) -> dict[str, Any]:
 #: Operations on one experiment, reached from its creation with the new id.
 _ON_NEW_EXPERIMENT = (
     "get_experiment",
+    "add_space_tasks",
     "get_state",
     "create_tasks",
     "post_evaluations",

@@ -18,7 +18,7 @@ from api_schemas.agents import AgentInfo, AgentList
 from api_schemas.evaluations import Evaluation, EvaluationAck, EvaluationList, EvaluationRecord
 from api_schemas.experiments import ExperimentList, ExperimentPublic, ExperimentState
 from api_schemas.reports import Report, ReportAck
-from api_schemas.spaces import LevelSpace, TaskSpace
+from api_schemas.spaces import DiscreteTaskSpec, LevelSpace, TasksAdded, TaskSpace
 from api_schemas.tasks import Task, TaskBatch
 from api_schemas.teachers import TeacherConfig, TeacherInfo, TeacherList
 from teacher_service.client.errors import (
@@ -427,6 +427,31 @@ class TeacherClient:
             params={"format": format},
             max_retries=self.retries,
         )
+
+    def add_tasks(
+        self, experiment: str, tasks: Sequence[DiscreteTaskSpec | Mapping[str, Any]]
+    ) -> TasksAdded:
+        """Add tasks to a running discrete experiment (``POST .../space/tasks``).
+
+        Not retried after an answer may have been lost: a repeat would find the names taken.
+
+        Args:
+            experiment: experiment id or name.
+            tasks: ``DiscreteTaskSpec`` models or dicts (``name``, optional ``description``
+                and ``category``).
+
+        Returns:
+            How many tasks joined and the space's new size.
+
+        Raises:
+            InvalidRequestError: not a discrete space, a name taken or repeated, too many.
+            NotFoundError: unknown experiment.
+        """
+        body = {"tasks": [_as_dict(t) for t in tasks]}
+        data = self._json(
+            "POST", experiment_path(experiment, "/space/tasks"), json=body, idempotent=False
+        )
+        return TasksAdded.model_validate(data)
 
     def report(self, experiment: str, reports: Sequence[Report | Mapping[str, Any]]) -> ReportAck:
         """Report finished tasks (one batch, all-or-nothing on unknown task ids).

@@ -20,6 +20,7 @@ from teacher_service.event_log import (
     ExpireEvent,
     LoggedEvent,
     ReportEvent,
+    SpaceEvent,
     TaskEvent,
     read_events,
 )
@@ -103,6 +104,8 @@ class ExperimentHistory:
                 self.rates.add(t, 0, len(ev.reports))
             case ExpireEvent():
                 self.expired += len(ev.indices)
+            case SpaceEvent():
+                pass  # the frame shows the runtime's current space
             case _:
                 assert_never(ev)
 
@@ -117,7 +120,7 @@ class ExperimentHistory:
                 id=rt.id,
                 name=rt.name,
                 teacher_kind=state.teacher_kind,
-                space=rt.spec.space,
+                space=rt.space,
                 hyperparameters=rt.spec.teacher.model_dump(mode="json"),
                 seq=self.seq,
                 time=now,

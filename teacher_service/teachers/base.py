@@ -119,6 +119,11 @@ class Teacher(ABC):
         fine. Called before anything is stored: a reason is answered with HTTP 422."""
         return None
 
+    def add_tasks(self, space: Any, tasks: Sequence[Any]) -> None:
+        """Told when ``tasks`` (discrete task specs) joined the space; ``space`` is the grown
+        space. Default: propose from the grown space. Teachers with per-task state grow it."""
+        self.space = space
+
     def expire(self, tasks: Sequence[TaskProposal]) -> None:  # noqa: B027 - optional hook
         """Told when issued tasks expire unreported. Default: nothing to undo."""
 

@@ -129,6 +129,32 @@ class LPTeacher(Teacher):
             if task.mode == TaskMode.EVALUATE:
                 self._evaluation_back()
 
+    def add_tasks(self, space: Any, tasks: Sequence[Any]) -> None:
+        """New tasks are measured at once (an evaluation of them alone) and weigh nothing
+        until then. Their random-policy success is the configured one, or 0 once training
+        has begun (before the first round ends, that round measures it)."""
+        super().add_tasks(space, tasks)
+        first = len(self.names)
+        self.names = space.names
+        self._index = {name: i for i, name in enumerate(self.names)}
+        k = len(self.names) - first
+        given = self.config.random_success
+        base = [
+            (given or {}).get(t.name, 0.0) if given is not None or self.rounds_ else np.nan
+            for t in tasks
+        ]
+        self.baseline_ = np.concatenate([self.baseline_, base])
+        for name in ("fast_", "slow_", "raw_"):
+            setattr(self, name, np.concatenate([getattr(self, name), np.full(k, np.nan)]))
+        self.weights_ = np.concatenate([self.weights_, np.zeros(k)])
+        zeros = np.zeros(k, dtype=np.int64)
+        self.round_episodes_ = np.concatenate([self.round_episodes_, zeros])
+        self.round_successes_ = np.concatenate([self.round_successes_, zeros])
+        self.queue_.extend(
+            i for _ in range(self.config.eval_episodes) for i in range(first, first + k)
+        )
+        self.pending_ += k * self.config.eval_episodes
+
     def _evaluation_back(self) -> None:
         self.pending_ -= 1
         if self.pending_ == 0:

@@ -15,6 +15,7 @@ once, from the space, so it is deterministic and costs nothing per request.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,20 @@ class OMNITeacher(LPTeacher):
         n = len(self.names)
         self.label_ = np.full(n, INTERESTING)
         self.against_ = np.arange(n)
+
+    def add_tasks(self, space: Any, tasks: Sequence[Any]) -> None:
+        """A new task is judged when it arrives: against the tasks already judged
+        interesting (it is walked last, having no success yet)."""
+        super().add_tasks(space, tasks)
+        texts = [t.description or t.name for t in self.space.tasks]
+        self.similarity_ = tfidf_similarity(texts)
+        k = len(self.names) - len(self.label_)
+        self.label_ = np.concatenate([self.label_, np.zeros(k, dtype=np.int64)])
+        self.against_ = np.concatenate(
+            [self.against_, np.arange(len(self.label_) - k, len(self.label_))]
+        )
+        similar = self.similarity_ >= self.config.similarity
+        self.label_, self.against_ = moi_walk(np.nan_to_num(self.fast_), similar)
 
     def _finish_round(self) -> None:
         super()._finish_round()

@@ -75,6 +75,22 @@ class SECTeacher(Teacher):
         self.total_ = np.zeros(m, dtype=np.int64)  # episodes per arm, ever
         self.updates_ = 0
 
+    def add_tasks(self, space: Any, tasks: Sequence[Any]) -> None:
+        """A new task joins its category's arm, or is a new arm with ``Q = 0``."""
+        super().add_tasks(space, tasks)
+        for t in tasks:
+            key = (t.category or t.name) if self.config.arms == "category" else t.name
+            if key not in self.arms:
+                self.arms.append(key)
+                self.tasks_of.append([])
+                for name in ("q_", "values_"):
+                    setattr(self, name, np.append(getattr(self, name), 0.0))
+                for name in ("valued_", "successes_", "episodes_", "total_"):
+                    setattr(self, name, np.append(getattr(self, name), 0).astype(np.int64))
+            arm = self.arms.index(key)
+            self.tasks_of[arm].append(t.name)
+            self.arm_of[t.name] = arm
+
     def propose(self, n: int) -> list[TaskProposal]:
         """Each slot draws an arm from softmax(Q / tau), then one of its tasks uniformly."""
         arms = self.rng.choice(len(self.arms), size=n, p=softmax(self.q_, self.config.tau))

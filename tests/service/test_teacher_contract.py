@@ -59,6 +59,12 @@ TEST_CONFIGS: dict[str, dict[str, Any]] = {
 
 ROUNDS, BATCH, SNAPSHOT_AT = 40, 8, 20
 
+#: Tasks that join a discrete space mid-run in the log-replay check.
+NEW_TASKS = [
+    DiscreteTaskSpec(name="new0", description="collect wood again", category="c0"),
+    DiscreteTaskSpec(name="new1", description="sail a boat", category="boats"),
+]
+
 
 def setups(kind: str) -> list[tuple[str, dict[str, Any]]]:
     """(space kind, teacher config) for every space kind ``kind`` accepts."""
@@ -179,7 +185,7 @@ def reports_for(tasks: list) -> list[Report]:
     return out
 
 
-def replay_matches(space: str, config: dict[str, Any], store: Store) -> None:
+def replay_matches(space: str, config: dict[str, Any], store: Store, snapshot_every: int) -> None:
     """Drive a runtime (propose, report, let leases expire), reload it from the store and
     compare the rebuilt teacher with the live one."""
     clock = Clock()
@@ -188,8 +194,10 @@ def replay_matches(space: str, config: dict[str, Any], store: Store) -> None:
     )
     rec = ExperimentRecord("exp", "c", spec.model_dump(mode="json"), 0.0)
     store.create_experiment(rec).result()
-    live = ExperimentRuntime(rec, store, snapshot_every=7, clock=clock)
+    live = ExperimentRuntime(rec, store, snapshot_every=snapshot_every, clock=clock)
     for r in range(ROUNDS // 2):
+        if r == 3 and space == "discrete":  # the task set grows mid-run
+            live.add_tasks(NEW_TASKS)[1].result()
         tasks, written = live.propose(BATCH)
         written.result()
         live.report(reports_for(tasks[:-1] if r % 5 == 4 else tasks))[1].result()
@@ -199,6 +207,7 @@ def replay_matches(space: str, config: dict[str, Any], store: Store) -> None:
     store.barrier().result()  # every queued event and snapshot is written
     replayed = ExperimentRuntime.load(rec, store, clock=clock)
     try:
+        assert replayed.space == live.space
         assert pack_state(replayed.teacher.state_dict()) == pack_state(live.teacher.state_dict())
         assert [p.to_dict() for p in replayed.teacher.propose(BATCH)] == [
             p.to_dict() for p in live.teacher.propose(BATCH)
@@ -210,13 +219,15 @@ def replay_matches(space: str, config: dict[str, Any], store: Store) -> None:
 
 @pytest.mark.parametrize("kind", available_kinds())
 def test_log_replay_rebuilds_the_same_teacher(kind: str, tmp_path: Path) -> None:
-    """Through the runtime: snapshots every 7 events plus the log's tail, with expiries."""
+    """Through the runtime, with expiries (and, on a discrete space, tasks added mid-run):
+    from snapshots every 7 events plus the log's tail, and from the log alone."""
     for space, config in setups(kind):
-        store = Store(f"sqlite:///{tmp_path / f'{kind}-{space}.db'}")
-        try:
-            replay_matches(space, config, store)
-        finally:
-            store.close()
+        for every in (7, 100_000):
+            store = Store(f"sqlite:///{tmp_path / f'{kind}-{space}-{every}.db'}")
+            try:
+                replay_matches(space, config, store, every)
+            finally:
+                store.close()
 
 
 def invalid_configs(kind: str) -> list[tuple[dict[str, Any], str]]:

@@ -24,6 +24,7 @@ from teacher_service.event_log import (
     MalformedEventError,
     ReportEntry,
     ReportEvent,
+    SpaceEvent,
     TaskEvent,
     UnknownEventError,
     decode,
@@ -53,6 +54,7 @@ EXAMPLES = [
         )
     ),
     ExpireEvent((7, 8)),
+    SpaceEvent(({"name": "boat", "description": "sail a boat", "category": "water"},)),
 ]
 
 
@@ -70,7 +72,7 @@ def test_every_kind_round_trips_through_the_stored_form(event) -> None:
 
 
 def test_kinds_and_types_are_one_table() -> None:
-    assert KINDS == {"tasks", "reports", "expire"} == set(EVENT_TYPES)
+    assert KINDS == {"tasks", "reports", "expire", "space"} == set(EVENT_TYPES)
     assert all(cls.kind == kind for kind, cls in EVENT_TYPES.items())
 
 
@@ -205,7 +207,7 @@ def test_export_columns_are_built_from_the_event_definitions() -> None:
     assert types["success"] == "bool" and types["length"] == "int64"  # ReportEntry
     assert types["episodes"] == "int64" and types["scores"] == "json"
     assert types["index"] == "int64" and types["seq"] == "int64" and types["time"] == "float64"
-    # The Parquet schema: every column once, in order of first use, as it always was.
+    # The Parquet schema: every column once, in order of first use; earlier ones keep their places.
     assert export._PARQUET_COLUMNS == (
         ("type", "string"),
         ("seq", "int64"),
@@ -229,8 +231,9 @@ def test_export_columns_are_built_from_the_event_definitions() -> None:
         ("mean_return", "float64"),
         ("env_steps", "int64"),
         ("checkpoint", "string"),
+        ("tasks", "string"),  # added by the space rows, after every earlier column
     )
-    assert export._JSON_COLUMNS == {"params", "scores"}
+    assert export._JSON_COLUMNS == {"params", "scores", "tasks"}
 
 
 def test_column_types_must_be_exportable_and_agree() -> None:
