@@ -4,7 +4,8 @@ Every call that changes a teacher is one event (docs/architecture.md#runtime-and
 
 - ``tasks`` (:class:`TaskEvent`): a propose call and what it issued,
 - ``reports`` (:class:`ReportEvent`): the reports it accepted,
-- ``expire`` (:class:`ExpireEvent`): tasks whose lease ran out.
+- ``expire`` (:class:`ExpireEvent`): tasks whose lease ran out,
+- ``space`` (:class:`SpaceEvent`): tasks that joined a discrete space.
 
 The store keeps each as a ``kind`` string and a JSON payload (orjson); :func:`encode` and
 :func:`decode` are the only code that writes or reads that payload, so the runtime's replay,

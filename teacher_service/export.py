@@ -19,7 +19,8 @@ counters as of ``last_seq``). In Parquet the same header is the JSON value of th
 schema metadata key ``autocurriculum.export``; :func:`~teacher_service.client.read_export`
 returns it as the first row in both cases.
 
-Then the rows: one per task issued, report accepted, task expired and evaluation stored.
+Then the rows: one per task issued, report accepted, task expired, addition of tasks to the
+space and evaluation stored.
 
 ======================  ==================================================================
 ``type``                keys (every row also has ``type``, ``seq``, ``time``)
@@ -31,6 +32,7 @@ Then the rows: one per task issued, report accepted, task expired and evaluation
 ``expire`` (per task)   ``task_id``, ``index``
 ``evaluation``          ``env``, ``episodes``, ``solve_rate``, ``mean_return``,
                         ``env_steps``, ``checkpoint``, ``worker``
+``space`` (per call)    ``tasks``: the specs of the tasks that joined a discrete space
 ======================  ==================================================================
 
 ``seq`` is the sequence number of the log event that produced the row (several rows share

@@ -3,7 +3,8 @@ and keeps the write-ahead log (docs/architecture.md#runtime-and-storage).
 
 Every call that changes the teacher is also one event of the log, in one ordered
 sequence: ``tasks`` (a propose call and what it issued), ``reports`` (accepted reports),
-``expire`` (tasks whose lease ran out). Replaying the log from a snapshot therefore makes
+``expire`` (tasks whose lease ran out), ``space`` (tasks that joined a discrete space).
+Replaying the log from a snapshot therefore makes
 exactly the same calls in the same order, and a teacher that is deterministic under its
 seed ends in exactly the same state. Wall time enters only through lease deadlines,
 which are themselves logged.
