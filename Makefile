@@ -34,7 +34,7 @@ test: install
 # The edit loop: unit and service layers without the slow end-to-end runs (a few minutes).
 test-fast: install
 	$(PY) -m ruff check .
-	bash scripts/run_tests.sh tests/unit tests/service -m "not slow" $(PYTEST_ARGS)
+	bash scripts/run_tests.sh tests/unit tests/service -m "not slow" -n 2 --dist loadscope $(PYTEST_ARGS)
 
 bench: install
 	$(PY) benchmarks/service_load.py
