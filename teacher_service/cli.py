@@ -39,6 +39,12 @@ TokenOpt = Annotated[
         "--token", envvar="AUTOCURRICULUM_TOKEN", help="Bearer token, if the server has one."
     ),
 ]
+BenchServerOpt = Annotated[
+    str | None, typer.Option(help="Run against this server instead of in process.")
+]
+PlotOpt = Annotated[
+    bool, typer.Option("--plot/--no-plot", help="Also draw the curves to <out>.png.")
+]
 
 ServeOpt = Annotated[
     bool | None,
@@ -349,10 +355,41 @@ def _bench_teachers(given: list[str], space: str) -> list[dict[str, Any]]:
     return specs
 
 
-def _write_plot(plot_report: Any, report: dict[str, Any], path: Path) -> None:
-    """Draw a benchmark's curves, or say how to get matplotlib."""
+def _bench_report(
+    benchmark: str,
+    settings: dict[str, Any],
+    server: str | None,
+    started_at: float,
+    **details: Any,
+) -> dict[str, Any]:
+    """A benchmark's report: its settings, how and where it ran, then its ``details``."""
+    import time
+
+    from benchmarks.machine import describe_machine
+
+    return {
+        "benchmark": benchmark,
+        **settings,
+        "mode": "http" if server else "in-process",
+        "command": "autocurriculum " + " ".join(sys.argv[1:]),
+        "machine": describe_machine(),
+        "started_at": started_at,
+        "wall_s": time.time() - started_at,
+        **details,
+    }
+
+
+def _save_bench(report: dict[str, Any], out: Path, markdown: str, plot_report: Any | None) -> None:
+    """Write a benchmark's JSON and markdown, and its plot unless ``plot_report`` is None
+    (saying how to get matplotlib where it is missing)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    out.with_suffix(".md").write_text(markdown)
+    typer.echo(f"wrote {out} and {out.with_suffix('.md')}")
+    if plot_report is None:
+        return
     try:
-        typer.echo(f"wrote {plot_report(report, path)}")
+        typer.echo(f"wrote {plot_report(report, out.with_suffix('.png'))}")
     except ImportError:
         typer.secho(
             "no plot: matplotlib is not installed (pip install 'autocurriculum[plots]')",
@@ -380,16 +417,12 @@ def bench_teachers(
     episodes: Annotated[int, typer.Option(help="Episode budget per run.")] = 20_000,
     batch: Annotated[int, typer.Option(help="Tasks per request.")] = 25,
     jobs: Annotated[int, typer.Option(help="Worker processes (0: one per CPU core).")] = 0,
-    server: Annotated[
-        str | None, typer.Option(help="Run against this server instead of in process.")
-    ] = None,
+    server: BenchServerOpt = None,
     token: TokenOpt = None,
     out: Annotated[Path, typer.Option(help="Where to write the results JSON.")] = Path(
         "benchmarks/results/teachers.json"
     ),
-    plot: Annotated[
-        bool, typer.Option("--plot/--no-plot", help="Also draw the curves to <out>.png.")
-    ] = True,
+    plot: PlotOpt = True,
 ) -> None:
     """Run teachers on the simulated student and its variants
     (docs/algorithms.md#the-simulated-student); write score curves, mean ± sd at 5k/10k/20k
@@ -399,7 +432,6 @@ def bench_teachers(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from benchmarks.machine import describe_machine
     from benchmarks.teacher_quality import (
         REFERENCE,
         box_teacher_kinds,
@@ -440,24 +472,15 @@ def bench_teachers(
             )
         except TeacherClientError as exc:
             _fail(str(exc))
-    report = {
-        "benchmark": "simulated_student",
-        "episodes": episodes,
-        "seeds": seeds,
-        "batch": batch,
-        "jobs": jobs,
-        "mode": "http" if server else "in-process",
-        "command": "autocurriculum " + " ".join(sys.argv[1:]),
-        "machine": describe_machine(),
-        "started_at": t_start,
-        "wall_s": time.time() - t_start,
-        "variants": {v: VARIANTS[v].description for v in variants},
-        "reference": REFERENCE,
-        "results": results,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
-    out.with_suffix(".md").write_text(report_markdown(report))
+    report = _bench_report(
+        "simulated_student",
+        {"episodes": episodes, "seeds": seeds, "batch": batch, "jobs": jobs},
+        server,
+        t_start,
+        variants={v: VARIANTS[v].description for v in variants},
+        reference=REFERENCE,
+        results=results,
+    )
     typer.echo("% cells mastered (mean±sd) at 5k / 10k / 20k episodes and at the end")
     for v, per_variant in results.items():
         for r in per_variant.values():
@@ -468,11 +491,9 @@ def bench_teachers(
                 if k in s
             )
             typer.echo(f"{v:>10}  {teacher_label(r['config']):>10}  {cells}")
-    typer.echo(f"wrote {out} and {out.with_suffix('.md')}")
-    if plot:
-        from benchmarks.plots import plot_report
+    from benchmarks.plots import plot_report
 
-        _write_plot(plot_report, report, out.with_suffix(".png"))
+    _save_bench(report, out, report_markdown(report), plot_report if plot else None)
 
 
 @bench_app.command("discrete")
@@ -488,16 +509,12 @@ def bench_discrete(
     seeds: Annotated[int, typer.Option(help="Seeds per teacher (0..seeds-1).")] = 5,
     episodes: Annotated[int, typer.Option(help="Episode budget per run.")] = 4000,
     batch: Annotated[int, typer.Option(help="Tasks per request.")] = 16,
-    server: Annotated[
-        str | None, typer.Option(help="Run against this server instead of in process.")
-    ] = None,
+    server: BenchServerOpt = None,
     token: TokenOpt = None,
     out: Annotated[Path, typer.Option(help="Where to write the results JSON.")] = Path(
         "benchmarks/results/discrete.json"
     ),
-    plot: Annotated[
-        bool, typer.Option("--plot/--no-plot", help="Also draw the curves to <out>.png.")
-    ] = True,
+    plot: PlotOpt = True,
 ) -> None:
     """Run discrete teachers on the tech-tree student (env_generators/tech_tree.py): families
     mastered per teacher (JSON, a markdown table and a PNG of the curves)."""
@@ -509,7 +526,6 @@ def bench_discrete(
         report_markdown,
         run_grid,
     )
-    from benchmarks.machine import describe_machine
     from env_generators.tech_tree import TechTreeStudent
     from teacher_service.client import TeacherClientError
 
@@ -529,27 +545,17 @@ def bench_discrete(
         )
     except TeacherClientError as exc:
         _fail(str(exc))
-    report = {
-        "benchmark": "tech_tree",
-        "episodes": episodes,
-        "seeds": seeds,
-        "batch": batch,
-        "families": len(TechTreeStudent().core),
-        "mode": "http" if server else "in-process",
-        "command": "autocurriculum " + " ".join(sys.argv[1:]),
-        "machine": describe_machine(),
-        "started_at": t_start,
-        "wall_s": time.time() - t_start,
-        "results": results,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
+    report = _bench_report(
+        "tech_tree",
+        {"episodes": episodes, "seeds": seeds, "batch": batch},
+        server,
+        t_start,
+        families=len(TechTreeStudent().core),
+        results=results,
+    )
     table = report_markdown(report)
-    out.with_suffix(".md").write_text(table)
     typer.echo(table)
-    typer.echo(f"wrote {out} and {out.with_suffix('.md')}")
-    if plot:
-        _write_plot(plot_report, report, out.with_suffix(".png"))
+    _save_bench(report, out, table, plot_report if plot else None)
 
 
 @app.command("demo-toy")

@@ -139,10 +139,9 @@ class LPTeacher(Teacher):
         self._index = {name: i for i, name in enumerate(self.names)}
         k = len(self.names) - first
         given = self.config.random_success
-        base = [
-            (given or {}).get(t.name, 0.0) if given is not None or self.rounds_ else np.nan
-            for t in tasks
-        ]
+        # NaN: the first round, still running, measures it like the other tasks' baselines
+        measured = given is None and self.rounds_ == 0
+        base = [np.nan if measured else (given or {}).get(t.name, 0.0) for t in tasks]
         self.baseline_ = np.concatenate([self.baseline_, base])
         for name in ("fast_", "slow_", "raw_"):
             setattr(self, name, np.concatenate([getattr(self, name), np.full(k, np.nan)]))

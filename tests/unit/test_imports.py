@@ -7,6 +7,12 @@ import subprocess
 import sys
 
 
+def run_python(code: str) -> None:
+    """Run ``code`` in a fresh interpreter (nothing imported yet); it must exit 0."""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+
+
 def test_service_imports_neither_torch_nor_ray() -> None:
     code = (
         "import sys\n"
@@ -21,8 +27,7 @@ def test_service_imports_neither_torch_nor_ray() -> None:
         "heavy = sorted(m for m in ('torch', 'ray', 'minigrid', 'gymnasium') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
+    run_python(code)
 
 
 def test_the_client_imports_none_of_the_server() -> None:
@@ -37,5 +42,4 @@ def test_the_client_imports_none_of_the_server() -> None:
         "loaded = sorted(m for m in server if m in sys.modules)\n"
         "assert not loaded, loaded\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
+    run_python(code)
