@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -119,6 +120,11 @@ class DiscreteSpace(BaseModel):
         """Task names in declaration order."""
         return [t.name for t in self.tasks]
 
+    @cached_property
+    def _name_set(self) -> frozenset[str]:
+        # built once per (frozen) space: checking a proposal must not cost O(tasks)
+        return frozenset(t.name for t in self.tasks)
+
     def validate_params(self, params: dict[str, Any]) -> dict[str, str]:
         """Check that ``params == {"task": <known name>}``.
 
@@ -130,7 +136,7 @@ class DiscreteSpace(BaseModel):
                 f"discrete params must be exactly {{'task': name}}, got keys {sorted(params)}"
             )
         name = params["task"]
-        if name not in set(self.names):
+        if name not in self._name_set:
             raise SpaceError(f"unknown task {name!r}")
         return {"task": name}
 

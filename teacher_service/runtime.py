@@ -108,7 +108,6 @@ class ExperimentRuntime:
         self.teacher: Teacher = make_teacher(self.spec.space, self.spec.teacher, self.spec.seed)
         # The task space as it is now: the created one plus the tasks added since (logged).
         self.space: Any = self.spec.space
-        self.added_tasks: list[dict[str, Any]] = []
         self.seq = 0
         self.next_index = 0
         self.status = np.zeros(1024, dtype=np.uint8)
@@ -174,7 +173,7 @@ class ExperimentRuntime:
             "batches": [list(b) for b in self.batches],
             "last_deadline": self.last_deadline,
             "counters": self.counters.model_dump(),
-            "added_tasks": list(self.added_tasks),
+            "added_tasks": self._added_tasks(),
         }
 
     def _load_state_dict(self, s: dict[str, Any]) -> None:
@@ -358,10 +357,16 @@ class ExperimentRuntime:
         fut = self._append(SpaceEvent(tuple(data)))
         return TasksAdded(added=len(data), tasks=len(self.space.tasks)), fut
 
+    def _added_tasks(self) -> list[dict[str, Any]]:
+        """The specs of the tasks added since creation, as they were logged."""
+        if not isinstance(self.space, DiscreteSpace):
+            return []
+        added = self.space.tasks[len(self.spec.space.tasks) :]
+        return [t.model_dump(mode="json", exclude_none=True) for t in added]
+
     def _apply_space(self, data: Sequence[dict[str, Any]]) -> None:
         specs = [DiscreteTaskSpec.model_validate(d) for d in data]
         self.space = DiscreteSpace(tasks=[*self.space.tasks, *specs])
-        self.added_tasks.extend(data)
         self.teacher.add_tasks(self.space, specs)
 
     # ------------------------------------------------------------- reports
