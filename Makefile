@@ -18,7 +18,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet "$(TORCH)"
-	$(PIP) install --quiet -e ".[students,dev]"
+	$(PIP) install --quiet -e ".[students,interestingness,dev]"
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 

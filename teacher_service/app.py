@@ -31,6 +31,7 @@ from teacher_service.api.error_handlers import error_body, install_error_handler
 from teacher_service.api.responses import add_links, errors_as_json
 from teacher_service.dashboard.history import DashboardHub
 from teacher_service.errors import ExperimentNotFoundError
+from teacher_service.interestingness import Judges
 from teacher_service.manager import ExperimentManager
 from teacher_service.metrics import Metrics
 from teacher_service.settings import Settings
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = Store(settings.database_url(), sqlite_synchronous=settings.sqlite_synchronous)
         manager = ExperimentManager(
             store,
+            judges=Judges(settings),
             snapshot_every=settings.snapshot_every,
             max_outstanding=settings.max_outstanding,
         )

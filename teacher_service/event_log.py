@@ -5,7 +5,9 @@ Every call that changes a teacher is one event (docs/architecture.md#runtime-and
 - ``tasks`` (:class:`TaskEvent`): a propose call and what it issued,
 - ``reports`` (:class:`ReportEvent`): the reports it accepted,
 - ``expire`` (:class:`ExpireEvent`): tasks whose lease ran out,
-- ``space`` (:class:`SpaceEvent`): tasks that joined a discrete space.
+- ``space`` (:class:`SpaceEvent`): tasks that joined a discrete space,
+- ``judgement`` (:class:`JudgementEvent`): a model's answers the teacher asked for (OMNI's
+  model of interestingness), made once, off the request path.
 
 The store keeps each as a ``kind`` string and a JSON payload (orjson); :func:`encode` and
 :func:`decode` are the only code that writes or reads that payload, so the runtime's replay,
@@ -224,10 +226,32 @@ class SpaceEvent:
         return cls(tasks=tuple(dict(t) for t in data["tasks"]))
 
 
-Event = TaskEvent | ReportEvent | ExpireEvent | SpaceEvent
+@dataclass(frozen=True, slots=True)
+class JudgementEvent:
+    """A model's answers to a teacher's judgement request, as the teacher takes them
+    (:meth:`~teacher_service.teachers.base.Teacher.judge`): logged so that replay applies
+    them at the same place and never asks the model again."""
+
+    kind: ClassVar[str] = "judgement"
+    judgement: dict[str, Any]
+
+    def to_payload(self) -> dict[str, Any]:
+        """The stored JSON object (see :func:`encode`)."""
+        return {"judgement": self.judgement}
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> Self:
+        """Inverse of :meth:`to_payload`."""
+        return cls(judgement=dict(data["judgement"]))
+
+
+Event = TaskEvent | ReportEvent | ExpireEvent | SpaceEvent | JudgementEvent
 #: The event type of each stored kind.
 EVENT_TYPES: Mapping[str, type[Event]] = MappingProxyType(
-    {cls.kind: cls for cls in (TaskEvent, ReportEvent, ExpireEvent, SpaceEvent)}
+    {
+        cls.kind: cls
+        for cls in (TaskEvent, ReportEvent, ExpireEvent, SpaceEvent, JudgementEvent)
+    }
 )
 #: The kinds this version reads.
 KINDS: frozenset[str] = frozenset(EVENT_TYPES)

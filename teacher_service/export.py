@@ -76,6 +76,7 @@ import orjson
 from api_schemas.spaces import BoxSpace
 from teacher_service.event_log import (
     ExpireEvent,
+    JudgementEvent,
     LoggedEvent,
     ReportEvent,
     SpaceEvent,
@@ -256,6 +257,8 @@ def _event_rows(experiment_id: str, logged: LoggedEvent) -> list[dict[str, Any]]
             ]
         case SpaceEvent():
             return [{"type": "space", "seq": seq, "time": at, "tasks": list(ev.tasks)}]
+        case JudgementEvent():
+            return [{"type": "judgement", "seq": seq, "time": at, "judgement": ev.judgement}]
         case _:
             assert_never(ev)
 

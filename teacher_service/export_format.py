@@ -142,6 +142,8 @@ COLUMNS: Mapping[str, tuple[Column, ...]] = MappingProxyType(
         # tasks that joined a discrete space (their specs); last, so that the columns of
         # earlier exports keep their places
         "space": (*COMMON_COLUMNS, Column("tasks", "json")),
+        # a model's judgements (OMNI's interestingness): after every earlier column
+        "judgement": (*COMMON_COLUMNS, Column("judgement", "json")),
     }
 )
 #: The keys of each row type, in order (JSON lines rows have exactly these).

@@ -16,6 +16,7 @@ from teacher_service.errors import (
     NameTakenError,
     UnavailableError,
 )
+from teacher_service.interestingness import Judges
 from teacher_service.runtime import ExperimentRuntime
 from teacher_service.storage import ExperimentRecord, Store
 from teacher_service.storage.store import DuplicateNameError
@@ -28,12 +29,14 @@ class ExperimentManager:
 
     Args:
         store: the durable store.
+        judges: the models teachers may ask for judgements (None: requests wait).
         runtime_options: keyword arguments for every runtime (snapshot interval, limits).
     """
 
-    def __init__(self, store: Store, **runtime_options: Any) -> None:
+    def __init__(self, store: Store, judges: Judges | None = None, **runtime_options: Any) -> None:
         self.store = store
-        self.runtime_options = runtime_options
+        self.judges = judges
+        self.runtime_options = {**runtime_options, "judges": judges}
         self._lock = threading.Lock()
         self._by_id: dict[str, ExperimentRuntime] = {}
         self._by_name: dict[str, str] = {}
@@ -51,6 +54,7 @@ class ExperimentManager:
                 self._by_id[rec.id] = rt
                 self._by_name[rec.name] = rec.id
             log.info("loaded experiment %s in %.2fs", rec.name, time.perf_counter() - t0)
+            rt.start_judging()  # what the log does not answer yet
 
     def begin_create(self, body: ExperimentCreate) -> tuple[ExperimentRecord, Future]:
         """Reserve the name and queue the durable record. Finish with :meth:`finish_create`."""
@@ -80,6 +84,8 @@ class ExperimentManager:
             # Build the teacher once before storing, so a config the teacher rejects
             # never reaches the database.
             try:
+                if self.judges is not None:
+                    self.judges.check(body.teacher)
                 ExperimentRuntime(rec, self.store, **self.runtime_options).close()
             except ValueError as exc:  # the teacher refuses this space or config
                 raise InvalidExperimentError(str(exc)) from exc
@@ -105,7 +111,8 @@ class ExperimentManager:
             rt = ExperimentRuntime(rec, self.store, **self.runtime_options)
             self._by_id[rec.id] = rt
             self._by_name[rec.name] = rec.id
-            return rt
+        rt.start_judging()
+        return rt
 
     def begin_delete(self, key: str) -> tuple[ExperimentRuntime, Future]:
         """Unregister an experiment (new requests get 404), refuse the calls that already
@@ -165,6 +172,7 @@ class ExperimentManager:
             self._deleting.pop(rt.name, None)
             self._by_id[rt.id] = new
             self._by_name[rt.name] = rt.id
+        new.start_judging()
 
     def get(self, key: str) -> ExperimentRuntime:
         """Runtime by id or by unique name."""
@@ -200,6 +208,8 @@ class ExperimentManager:
         )
 
     def close(self) -> None:
-        """Stop every runtime's background work."""
+        """Stop every runtime's background work, and the judges."""
         for rt in self.all():
             rt.close()
+        if self.judges is not None:
+            self.judges.close()

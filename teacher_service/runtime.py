@@ -3,7 +3,9 @@ and keeps the write-ahead log (docs/architecture.md#runtime-and-storage).
 
 Every call that changes the teacher is also one event of the log, in one ordered
 sequence: ``tasks`` (a propose call and what it issued), ``reports`` (accepted reports),
-``expire`` (tasks whose lease ran out), ``space`` (tasks that joined a discrete space).
+``expire`` (tasks whose lease ran out), ``space`` (tasks that joined a discrete space),
+``judgement`` (a model's answers a teacher asked for: they are computed in the background by
+:class:`~teacher_service.interestingness.Judges` and take effect where they are logged).
 Replaying the log from a snapshot therefore makes
 exactly the same calls in the same order, and a teacher that is deterministic under its
 seed ends in exactly the same state. Wall time enters only through lease deadlines,
@@ -18,7 +20,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, assert_never
+from typing import TYPE_CHECKING, Any, assert_never
 
 import numpy as np
 
@@ -37,6 +39,7 @@ from teacher_service.errors import (
 from teacher_service.event_log import (
     Event,
     ExpireEvent,
+    JudgementEvent,
     ReportEntry,
     ReportEvent,
     SpaceEvent,
@@ -47,6 +50,9 @@ from teacher_service.event_log import (
 from teacher_service.spaces import check_proposal
 from teacher_service.storage import ExperimentRecord, Store
 from teacher_service.teachers import TaskProposal, TaskResult, Teacher, make_teacher
+
+if TYPE_CHECKING:
+    from teacher_service.interestingness import Judges
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +81,8 @@ class ExperimentRuntime:
         max_outstanding: most issued-but-unreported tasks; beyond it the oldest expire early
             so a client that never reports cannot grow memory without bound.
         clock: wall clock for leases (injectable for tests).
+        judges: the models a teacher may ask for judgements (OMNI's interestingness); None:
+            such requests wait (the server always passes its :class:`Judges`).
     """
 
     def __init__(
@@ -86,6 +94,7 @@ class ExperimentRuntime:
         max_batch: int = MAX_BATCH,
         max_outstanding: int = 100_000,
         clock: Callable[[], float] = time.time,
+        judges: Judges | None = None,
     ) -> None:
         self.record = record
         self.spec = ExperimentCreate.model_validate(record.spec)
@@ -101,6 +110,10 @@ class ExperimentRuntime:
         # Set (under the lock) when the experiment is being deleted: every later call that
         # takes the lock is refused, so nothing more is written for it.
         self.deleted = False
+        self.judges = judges
+        # A judgement run in flight (one at a time), and when a failed one may be retried.
+        self._judging = False
+        self._judge_retry_at = 0.0
         self._reset_state()
 
     # ------------------------------------------------------------------ state
@@ -273,10 +286,60 @@ class ExperimentRuntime:
         return self.broken or self.teacher.would_block(n_reports)
 
     def sweep(self) -> None:
-        """Expire overdue tasks of an idle experiment (called periodically)."""
+        """Expire overdue tasks of an idle experiment, and retry a failed judgement run
+        (called periodically)."""
         with self.lock:
             if self.batches and self.batches[0][0] <= self.clock():
                 self._guard(lambda: self._expire_due(self.clock()))
+            self._ask_judges()
+
+    # ----------------------------------------------------------- judgements
+    #: Seconds before a failed judgement run (e.g. the chat endpoint down) is tried again.
+    JUDGE_RETRY_SECONDS = 30.0
+
+    def start_judging(self) -> None:
+        """Hand the teacher's judgement request, if any, to the judges (after creation or
+        replay; later requests follow changes of the space by themselves)."""
+        with self.lock:
+            self._ask_judges()
+
+    def _ask_judges(self) -> None:
+        """Submit the teacher's request unless a run is in flight (call under the lock)."""
+        if (
+            self.judges is None
+            or self._judging
+            or self.deleted
+            or self.broken
+            or self.clock() < self._judge_retry_at
+        ):
+            return
+        request = self.teacher.judgement_request()
+        if request is None:
+            return
+        self._judging = True
+        self.judges.submit(request, self._take_judgement).add_done_callback(self._judged)
+
+    def _take_judgement(self, judgement: Any) -> None:
+        """A chunk of answers (on the judges' thread): applied and logged as one event."""
+        with self.lock:
+            if self.deleted:
+                raise ExperimentNotFoundError(f"experiment {self.name!r} was deleted")
+            fut = self._guard(lambda: self._judge(judgement))
+        fut.add_done_callback(lambda f: f.exception() is not None and self.mark_write_failed())
+
+    def _judge(self, judgement: Any) -> Future:
+        self.teacher.judge(judgement)
+        return self._append(JudgementEvent(dict(judgement)))
+
+    def _judged(self, run: Future) -> None:
+        error = None if run.cancelled() else run.exception()
+        with self.lock:
+            self._judging = False
+            if error is not None and not self.deleted:
+                log.error("experiment %s: judging failed (%s); retrying later", self.name, error)
+                self._judge_retry_at = self.clock() + self.JUDGE_RETRY_SECONDS
+            elif not run.cancelled():
+                self._ask_judges()  # tasks that joined while it ran
 
     # ------------------------------------------------------------ propose
     def propose(self, n: int, worker: str | None = None) -> tuple[list[Task], Future]:
@@ -355,6 +418,7 @@ class ExperimentRuntime:
         data = [t.model_dump(mode="json", exclude_none=True) for t in tasks]
         self._apply_space(data)
         fut = self._append(SpaceEvent(tuple(data)))
+        self._ask_judges()
         return TasksAdded(added=len(data), tasks=len(self.space.tasks)), fut
 
     def _added_tasks(self) -> list[dict[str, Any]]:
@@ -467,6 +531,8 @@ class ExperimentRuntime:
                 self._apply_expire(list(event.indices))
             case SpaceEvent():
                 self._apply_space(list(event.tasks))
+            case JudgementEvent():
+                self.teacher.judge(event.judgement)
             case _:
                 assert_never(event)
 

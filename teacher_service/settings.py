@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api_schemas.limits import DEFAULT_MAX_BODY_BYTES
@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     )
     sweep_interval: float = Field(default=1.0, gt=0, description="Seconds between lease sweeps.")
     sqlite_synchronous: str = Field(default="NORMAL", description="SQLite synchronous pragma.")
+    # OMNI's 'llm' model of interestingness: an OpenAI-compatible chat endpoint. Never logged
+    # or stored: only the model's answers go to an experiment's log.
+    llm_url: str | None = Field(
+        default=None,
+        description="Base URL of an OpenAI-compatible API (e.g. https://api.openai.com/v1); "
+        "POST {llm_url}/chat/completions.",
+    )
+    llm_model: str = Field(default="gpt-4o", description="Chat model that judges tasks.")
+    llm_api_key: SecretStr | None = Field(default=None, description="Bearer key of the API.")
+    llm_timeout: float = Field(default=60.0, gt=0, description="Seconds per chat request.")
 
     def database_url(self) -> str:
         """The SQLAlchemy URL (a bare file path becomes a SQLite URL)."""

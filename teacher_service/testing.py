@@ -32,6 +32,8 @@ class ServerProcess:
         port: fixed port (restarts reuse it so clients keep their URL); free one by default.
         token: optional bearer token.
         extra: more CLI arguments.
+        log_path: where the server's output goes (discarded by default).
+        env: more environment variables (e.g. ``AUTOCURRICULUM_LLM_URL``).
     """
 
     def __init__(
@@ -41,8 +43,10 @@ class ServerProcess:
         token: str | None = None,
         extra: list[str] | None = None,
         log_path: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.db = db
+        self.env = env or {}
         self.port = port or free_port()
         self.token = token
         self.extra = extra or []
@@ -74,6 +78,7 @@ class ServerProcess:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("AUTOCURRICULUM_TOKEN", None)
+        env.update(self.env)
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + timeout
         while time.time() < deadline:

@@ -70,23 +70,49 @@ class OMNIConfig(LPConfig):
 
     DESCRIPTION: ClassVar[str] = (
         "OMNI: learning progress plus a model of interestingness; walking the tasks by "
-        "descending success, a task too similar to one judged interesting is boring "
-        "(its weight x boring_weight)."
+        "descending success, a task the model judges not interesting given one judged "
+        "interesting is boring (its weight x boring_weight)."
     )
     TEACHER: ClassVar[str] = "teacher_service.teachers.omni:OMNITeacher"
 
+    #: The similarity threshold of each similarity model when the config does not set one.
+    DEFAULT_SIMILARITY: ClassVar[dict[str, float]] = {"embedding": 0.8, "tfidf": 0.5}
+
     kind: Literal["omni"] = "omni"  # type: ignore[assignment]
-    model: Literal["tfidf"] = Field(
-        default="tfidf",
-        description="The model of interestingness: cosine similarity of the tasks' TF-IDF "
-        "vectors (of their descriptions, else their names).",
+    model: Literal["embedding", "tfidf", "llm"] = Field(
+        default="embedding",
+        description=(
+            "The model of interestingness. 'embedding': cosine similarity of the tasks' "
+            "descriptions embedded by all-MiniLM-L6-v2, run locally (the server needs the "
+            "'interestingness' extra); 'tfidf': cosine similarity of TF-IDF vectors (no extra "
+            "needed); 'llm': a chat model at the server's OpenAI-compatible endpoint judges "
+            "each task against its most similar tasks. Tasks are judged once, when they join; "
+            "'embedding' and 'llm' judge in the background and log their answers."
+        ),
     )
-    similarity: Float = Field(
-        default=0.5,
+    similarity: Float | None = Field(
+        default=None,
         gt=0.0,
         le=1.0,
-        description="Similarity at or above which a task is not interesting given another.",
+        description=(
+            "Cosine similarity at or above which a task is not interesting given another "
+            "(similarity models). Default: 0.8 for 'embedding' (paraphrases score above it, "
+            "related but different tasks 0.5 to 0.75), 0.5 for 'tfidf'."
+        ),
     )
     boring_weight: Float = Field(
         default=0.001, ge=0.0, le=1.0, description="Factor of a boring task's weight (0.001)."
     )
+    neighbours: Int = Field(
+        default=10,
+        ge=1,
+        le=50,
+        description="'llm': how many of the most similar tasks the model is shown beside the "
+        "task it judges (OMNI-EPIC: 10).",
+    )
+
+    def threshold(self) -> float:
+        """The similarity threshold in use: the configured one, else the model's default."""
+        if self.similarity is not None:
+            return self.similarity
+        return self.DEFAULT_SIMILARITY.get(self.model, 0.5)

@@ -18,6 +18,7 @@ from api_schemas.dashboard import DashboardFrame, Throughput
 from teacher_service.dashboard.series import EvaluationTrack, RateWindow, ReportSeries
 from teacher_service.event_log import (
     ExpireEvent,
+    JudgementEvent,
     LoggedEvent,
     ReportEvent,
     SpaceEvent,
@@ -104,8 +105,8 @@ class ExperimentHistory:
                 self.rates.add(t, 0, len(ev.reports))
             case ExpireEvent():
                 self.expired += len(ev.indices)
-            case SpaceEvent():
-                pass  # the frame shows the runtime's current space
+            case SpaceEvent() | JudgementEvent():
+                pass  # the frame shows the runtime's current space and teacher view
             case _:
                 assert_never(ev)
 

@@ -66,6 +66,32 @@ class TaskResult:
     episodes: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class JudgementRequest:
+    """Work a teacher needs from a model outside it (e.g. OMNI's model of interestingness).
+
+    The runtime hands it to a background worker; the answer is written to the event log and
+    given back through :meth:`Teacher.judge`, so replay never asks the model again.
+
+    Attributes:
+        model: which model (the teacher config's name for it).
+        tasks: indices of the tasks to judge.
+        names: every task's name, by index.
+        texts: every task's text (its description, else its name), by index.
+        success: every task's success so far (None before it is measured), by index.
+        similarity: the threshold of similarity-based models.
+        neighbours: how many similar tasks a judge is shown for each task.
+    """
+
+    model: str
+    tasks: tuple[int, ...]
+    names: tuple[str, ...]
+    texts: tuple[str, ...]
+    success: tuple[float | None, ...]
+    similarity: float = 0.5
+    neighbours: int = 10
+
+
 class TeacherStateError(ValueError):
     """A snapshot does not match this teacher (wrong kind or corrupted)."""
 
@@ -123,6 +149,16 @@ class Teacher(ABC):
         """Told when ``tasks`` (discrete task specs) joined the space; ``space`` is the grown
         space. Default: propose from the grown space. Teachers with per-task state grow it."""
         self.space = space
+
+    def judgement_request(self) -> JudgementRequest | None:
+        """What the teacher still needs judged by a model outside it, if anything. Default:
+        nothing. Asked after creation, replay and every change of the space."""
+        return None
+
+    def judge(self, judgement: Mapping[str, Any]) -> None:
+        """Apply a model's answer to a :meth:`judgement_request` (as logged). Default: a
+        teacher that asks for none cannot take one."""
+        raise ValueError(f"the {self.kind!r} teacher takes no judgements")
 
     def expire(self, tasks: Sequence[TaskProposal]) -> None:  # noqa: B027 - optional hook
         """Told when issued tasks expire unreported. Default: nothing to undo."""

@@ -22,7 +22,7 @@ NEW = [
     {"name": "boat", "description": "sail a boat", "category": "water"},
     {"name": "swim", "description": "swim across the lake", "category": "water"},
 ]
-TEACHER = {"kind": "omni", "eval_episodes": 2, "eval_interval": 8}
+TEACHER = {"kind": "omni", "model": "tfidf", "eval_episodes": 2, "eval_interval": 8}
 
 
 def drive(c: TeacherClient, exp: str, rounds: int) -> list[dict]:

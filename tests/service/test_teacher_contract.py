@@ -53,7 +53,7 @@ TEST_CONFIGS: dict[str, dict[str, Any]] = {
     "accel": {"buffer_size": 8, "edit_batch": 4, "edit_parents": 2, "num_edits": 3},
     "paired": {"episodes_per_role": 1, "update_every": 4, "hidden": 8},
     "lp": {"eval_episodes": 2, "eval_interval": 16},
-    "omni": {"eval_episodes": 2, "eval_interval": 16, "similarity": 0.3},
+    "omni": {"model": "tfidf", "eval_episodes": 2, "eval_interval": 16, "similarity": 0.3},
     "sec": {"arms": "category", "batch_episodes": 8},
 }
 

@@ -206,7 +206,9 @@ def test_omni_makes_near_duplicates_of_a_learned_task_boring() -> None:
             DiscreteTaskSpec(name="stone", description="collect stone with a pickaxe"),
         ]
     )
-    cfg = OMNIConfig(eval_episodes=4, eval_interval=1, random_success={}, similarity=0.4)
+    cfg = OMNIConfig(
+        model="tfidf", eval_episodes=4, eval_interval=1, random_success={}, similarity=0.4
+    )
     t = OMNITeacher(space, cfg, np.random.default_rng(0))
     evaluate(
         t,

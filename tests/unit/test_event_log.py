@@ -20,6 +20,7 @@ from teacher_service.event_log import (
     KINDS,
     EventLogError,
     ExpireEvent,
+    JudgementEvent,
     LoggedEvent,
     MalformedEventError,
     ReportEntry,
@@ -55,6 +56,9 @@ EXAMPLES = [
     ),
     ExpireEvent((7, 8)),
     SpaceEvent(({"name": "boat", "description": "sail a boat", "category": "water"},)),
+    JudgementEvent(
+        {"model": "llm", "tasks": [3], "pairs": [[3, 1, None]], "answers": [[3, "No."]]}
+    ),
 ]
 
 
@@ -72,7 +76,7 @@ def test_every_kind_round_trips_through_the_stored_form(event) -> None:
 
 
 def test_kinds_and_types_are_one_table() -> None:
-    assert KINDS == {"tasks", "reports", "expire", "space"} == set(EVENT_TYPES)
+    assert KINDS == {"tasks", "reports", "expire", "space", "judgement"} == set(EVENT_TYPES)
     assert all(cls.kind == kind for kind, cls in EVENT_TYPES.items())
 
 
@@ -232,8 +236,9 @@ def test_export_columns_are_built_from_the_event_definitions() -> None:
         ("env_steps", "int64"),
         ("checkpoint", "string"),
         ("tasks", "string"),  # added by the space rows, after every earlier column
+        ("judgement", "string"),  # added by the judgement rows, after those
     )
-    assert export._JSON_COLUMNS == {"params", "scores", "tasks"}
+    assert export._JSON_COLUMNS == {"params", "scores", "tasks", "judgement"}
 
 
 def test_column_types_must_be_exportable_and_agree() -> None:
