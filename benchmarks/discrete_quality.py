@@ -72,6 +72,7 @@ def run_tech_tree(
     if server is None:
         t = make_teacher(tree.space(), config, seed)
         try:
+            judge_in_process(t)
             while tree.episodes < episodes:
                 proposals = t.propose(min(batch, episodes - tree.episodes))
                 t.observe([_result(p, play(p.params["task"], p.mode)) for p in proposals])
@@ -84,6 +85,7 @@ def run_tech_tree(
         with TeacherClient(server, token=token) as client:
             name = f"bench-discrete-{uuid.uuid4().hex[:8]}"
             exp = client.create_experiment(name, tree.space(), config, seed=seed)
+            wait_until_judged(client, exp.id)
             while tree.episodes < episodes:
                 tasks = client.sample(exp.id, min(batch, episodes - tree.episodes))
                 reports = []
@@ -102,6 +104,31 @@ def run_tech_tree(
         "moi": moi_scores(view, tree),
         "wall_s": time.perf_counter() - start,
     }
+
+
+def judge_in_process(teacher: Any) -> None:
+    """Answer a teacher's judgement request (OMNI's background models) at once, as the
+    server does before the first task when nothing is asked for in the meantime."""
+    request = teacher.judgement_request()
+    if request is None:
+        return
+    from teacher_service.interestingness import Judges
+
+    judges = Judges()
+    try:
+        judges.submit(request, teacher.judge).result()
+    finally:
+        judges.close()
+
+
+def wait_until_judged(client: Any, experiment: str, timeout: float = 300.0) -> None:
+    """Wait until the server's model of interestingness has judged every task (a run then
+    starts from the same judgements in every repeat, as in process)."""
+    deadline = time.monotonic() + timeout
+    while client.state(experiment).teacher.get("unjudged", 0):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"tasks of {experiment} still unjudged after {timeout:.0f}s")
+        time.sleep(0.2)
 
 
 def moi_scores(view: dict[str, Any], tree: TechTreeStudent) -> dict[str, float] | None:
