@@ -370,6 +370,12 @@ def test_plr_live_page_draws_buffer_histogram_and_levels(tab: Tab, service: Serv
         ("paired", {"kind": "paired", "update_every": 2}, "level", "level-image"),
         ("lp", {"kind": "lp", "eval_episodes": 1, "eval_interval": 8}, "discrete", "task-table"),
         ("sec", {"kind": "sec", "batch_episodes": 8}, "discrete", "task-table"),
+        (
+            "omni",
+            {"kind": "omni", "model": "tfidf", "eval_episodes": 1, "eval_interval": 8},
+            "discrete",
+            "task-table",
+        ),
     ],
 )
 def test_each_teacher_kind_draws_its_own_view(
@@ -399,6 +405,10 @@ def test_each_teacher_kind_draws_its_own_view(
     if space == "discrete":  # a row per task of the tree (3 families x 2, 1 impossible)
         wait_count(page, "[data-testid=task-table] tr[data-task]", 7)
         assert page.locator("[data-testid=task-table] tr[data-task='skill0']").count() == 1
+    if kind == "omni":  # the variants of a skill are set aside, and the row says why
+        boring = page.locator("[data-testid=task-table] tr[data-interesting='false']")
+        wait_count(page, "[data-testid=task-table] tr[data-interesting='false']")
+        assert "not interesting given skill" in boring.first.get_attribute("title")
     screenshot(page, f"live-{kind}")
     tab.assert_clean()
 

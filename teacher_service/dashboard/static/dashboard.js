@@ -542,6 +542,8 @@ function makeTeacherPanel(frame, rerender) {
     accel: levelBufferPanel,
     paired: pairedPanel,
     lp: (f, r) => taskTablePanel(f, r, "tasks", ["task", "success", "lp", "weight", "random_success"], "weight"),
+    omni: (f, r) => taskTablePanel(f, r, "tasks",
+      ["task", "success", "lp", "weight", "interesting", "judged_against", "similarity"], "weight"),
     sec: (f, r) => taskTablePanel(f, r, "arms", ["arm", "q", "probability", "episodes"], "probability"),
   }[kind] ?? genericPanel;
   const panel = make(frame, rerender);
@@ -731,8 +733,10 @@ function levelGallery(levels, caption) {
 }
 
 /**
- * Discrete teachers (lp, sec): one row per task (or arm) with its figures, the share of the
- * proposals it gets drawn as a bar, and the teacher's scalar summary.
+ * Discrete teachers (lp, omni, sec): one row per task (or arm) with its figures, the share of
+ * the proposals it gets drawn as a bar, and the teacher's scalar summary. OMNI's rows say
+ * interesting or boring (a boring row is dimmed) and, on hover, why: the model's answer, or
+ * the task it was judged against; a task still waiting for its judgement says so.
  */
 function taskTablePanel(frame, rerender, listKey, columns, shareKey) {
   const table = h("table", { class: "kv tasks", "data-testid": "task-table" });
@@ -744,7 +748,14 @@ function taskTablePanel(frame, rerender, listKey, columns, shareKey) {
     update(f) {
       const rows = f.teacher?.[listKey] ?? [];
       const head = h("tr", {}, ...columns.map((c) => h("th", {}, c.replace("_", " "))), h("th", {}, ""));
-      const body = rows.map((r) => h("tr", { "data-task": r[columns[0]] },
+      const why = (r) => r.answer ?? (r.judged_against
+        ? `not interesting given ${r.judged_against} (similarity ${fmt(r.similarity)})`
+        : (r.judged === false ? "waiting for the model's judgement" : ""));
+      const attrs = (r) => ("interesting" in r
+        ? { "data-task": r[columns[0]], "data-interesting": String(r.interesting),
+          class: r.interesting ? "" : "boring", title: why(r) }
+        : { "data-task": r[columns[0]] });
+      const body = rows.map((r) => h("tr", attrs(r),
         ...columns.map((c) => h("td", {}, show(r[c]))),
         h("td", {}, h("span", { class: "share", style: `width:${Math.round(100 * (r[shareKey] ?? 0))}px` }))));
       table.replaceChildren(head, ...body);
