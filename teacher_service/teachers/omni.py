@@ -56,17 +56,23 @@ def similar_pairs(
     n = vectors.shape[0]
     new = np.asarray(new, dtype=np.int64)
     block = max(1, _BLOCK_ENTRIES // max(n, 1))
-    found: dict[tuple[int, int], float] = {}
+    found_i, found_j, found_s = [], [], []
     for start in range(0, len(new), block):
         rows = new[start : start + block]
         sims = vectors[rows] @ vectors.T
         sims = sims.tocoo() if sparse.issparse(sims) else sparse.coo_matrix(np.asarray(sims))
         keep = (sims.data >= threshold) & (rows[sims.row] != sims.col)
-        for r, j, s in zip(rows[sims.row[keep]], sims.col[keep], sims.data[keep], strict=True):
-            score = round(float(s), 6)
-            found[(int(r), int(j))] = score
-            found[(int(j), int(r))] = score
-    return [(i, j, s) for (i, j), s in sorted(found.items())]
+        i, j = rows[sims.row[keep]], sims.col[keep].astype(np.int64)
+        score = np.round(sims.data[keep].astype(np.float64), 6)
+        found_i += [i, j]  # both directions
+        found_j += [j, i]
+        found_s += [score, score]
+    if not found_i:
+        return []
+    i, j, score = np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_s)
+    # a pair of two new tasks is found from both sides: keep it once, in (i, j) order
+    _, first = np.unique(i * n + j, return_index=True)
+    return list(zip(i[first].tolist(), j[first].tolist(), score[first].tolist(), strict=True))
 
 
 def tfidf_vectors(texts: list[str]) -> Any:
