@@ -165,11 +165,16 @@ def test_the_embedding_model_judges_in_the_background_and_replays(server_factory
         c.create_experiment("emb", SPACE, {"kind": "omni", "eval_episodes": 2})
         view = judged(c, "emb", timeout=120)
         drive(c, "emb", 3)
+        # a task that joins later is judged when it arrives, against every task
+        c.add_tasks("emb", [{"name": "wood-3", "description": "collect wood again, variant 3"}])
+        grown = judged(c, "emb")
+        drive(c, "emb", 2)
         before = c.state("emb").teacher
     by_task = {t["task"]: t for t in view["tasks"]}
     assert by_task["wood-again"]["judged_against"] == "wood"
     assert by_task["wood-again"]["similarity"] >= 0.8
     assert by_task["table"]["interesting"] and by_task["moon"]["interesting"]
+    assert {t["task"]: t for t in grown["tasks"]}["wood-3"]["judged_against"] == "wood"
     srv.kill()
     srv.start()
     with TeacherClient(srv.url) as c:
