@@ -66,7 +66,9 @@ def bounded_int(ge: int, le: int) -> Any:
     return Annotated[int, Field(ge=ge, le=le), BeforeValidator(json_number)]
 
 
-def bounded_float(ge: float, le: float) -> Any:
-    """A finite ``Float`` in ``[ge, le]`` usable inside containers (dict values), its
-    bounds published as ``minimum``/``maximum``."""
-    return Annotated[float, Field(ge=ge, le=le, allow_inf_nan=False), BeforeValidator(json_number)]
+def bounded_float(ge: float, le: float, *, open_low: bool = False) -> Any:
+    """A finite ``Float`` in ``[ge, le]`` (``(ge, le]`` with ``open_low``) usable inside
+    containers (dict values) or made optional, its bounds published as
+    ``minimum``/``maximum`` (``exclusiveMinimum``)."""
+    low = {"gt": ge} if open_low else {"ge": ge}
+    return Annotated[float, Field(**low, le=le, allow_inf_nan=False), BeforeValidator(json_number)]

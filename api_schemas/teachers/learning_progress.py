@@ -90,10 +90,8 @@ class OMNIConfig(LPConfig):
             "'embedding' and 'llm' judge in the background and log their answers."
         ),
     )
-    similarity: Float | None = Field(
+    similarity: bounded_float(0.0, 1.0, open_low=True) | None = Field(
         default=None,
-        gt=0.0,
-        le=1.0,
         description=(
             "Cosine similarity at or above which a task is not interesting given another "
             "(similarity models). Default: 0.8 for 'embedding' (paraphrases score above it, "
