@@ -38,6 +38,7 @@ class LearnerActor:
         role_index: with student roles, this learner's role (its index in the experiment's
             roles): each update keeps only the rollout steps of that role
             (:func:`~student_workers.ppo.role_rollout`). ``None``: one student.
+        n_actions: size of the student's action set (3: navigation, 7: all of MiniGrid's).
     """
 
     def __init__(
@@ -48,10 +49,11 @@ class LearnerActor:
         resume_from: str | None = None,
         threads: int = 1,
         role_index: int | None = None,
+        n_actions: int = 3,
     ) -> None:
         torch.set_num_threads(max(threads, 1))
         self.role_index = role_index
-        self.learner = PPOLearner(ppo, view=view, seed=seed)
+        self.learner = PPOLearner(ppo, view=view, n_actions=n_actions, seed=seed)
         self.resumed = False
         if resume_from and _restarted_actor() and Path(resume_from).is_file():
             try:

@@ -1,7 +1,8 @@
 """Student checkpoints: written atomically, loaded with a clear error, and evaluated.
 
 A checkpoint is a :meth:`~student_workers.ppo.PPOLearner.checkpoint` dict (CPU tensors, so it
-loads anywhere) plus a format number and free-form ``meta``.
+loads anywhere; it records the view size and the number of actions) plus a format number and
+free-form ``meta`` (training writes the action set there as ``actions``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import torch
 
-from student_workers.eval_episodes import make_eval_env, run_episodes
+from student_workers.eval_episodes import actions_of, make_eval_env, run_episodes
 from student_workers.ppo import PPOLearner
 from teacher_service.client.files import atomic_write
 
@@ -68,9 +69,18 @@ def evaluate_checkpoint(
     greedy: bool = False,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """``{"env", "episodes", "solve_rate", "mean_return"}`` of a saved student on ``env``."""
+    """``{"env", "episodes", "solve_rate", "mean_return"}`` of a saved student on ``env``
+    (played with the view size and the action set it was trained with).
+
+    Raises:
+        CheckpointError: ``path`` is no readable checkpoint of ours.
+        EnvNotFoundError: ``env`` is neither a held-out maze nor a MiniGrid env id.
+    """
     learner, _ = load_checkpoint(path)
-    made = make_eval_env(env, view=learner.agent.view)
+    # The network's output size is the action set (meta's ``actions`` says the same for
+    # checkpoints of training runs; older ones lack it).
+    actions = actions_of(learner.agent.n_actions)
+    made = make_eval_env(env, view=learner.agent.view, actions=actions)
     try:
         res = run_episodes(learner.agent, made, episodes, greedy=greedy, seed=seed)
     finally:

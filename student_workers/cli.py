@@ -78,7 +78,13 @@ def _run_training(cfg: Any, quiet: bool = False) -> dict[str, Any]:
 @app.command()
 def train(
     server: ServerOpt = "http://127.0.0.1:8000",
-    experiment: Annotated[str, typer.Option(help="Experiment id or name (a level space).")] = "",
+    experiment: Annotated[
+        str,
+        typer.Option(
+            help="Experiment id or name: a level space, or a discrete space whose task names "
+            "are MiniGrid env ids (MiniGrid-DoorKey-5x5-v0)."
+        ),
+    ] = "",
     workers: Annotated[int, typer.Option(help="Rollout worker actors.")] = 2,
     steps: Annotated[int, typer.Option(help="Steps to train for (all workers).")] = 1_000_000,
     budget: Annotated[
@@ -118,15 +124,28 @@ def train(
     ] = False,
     eval_interval: Annotated[int, typer.Option(help="Updates between evaluations (0: none).")] = 10,
     eval_env: Annotated[
-        list[str] | None, typer.Option(help="Test env (repeat); default: the 15x15 mazes.")
+        list[str] | None,
+        typer.Option(
+            help="Test env (repeat); default: the 15x15 mazes (level space), the first 16 "
+            "task env ids (discrete space)."
+        ),
     ] = None,
     eval_episodes: Annotated[int, typer.Option(help="Episodes per test env.")] = 5,
     checkpoint_interval: Annotated[int, typer.Option(help="Updates between checkpoints.")] = 10,
     max_minutes: Annotated[float | None, typer.Option(help="Also stop after this long.")] = None,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs of the local Ray cluster.")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    actions: Annotated[
+        str | None,
+        typer.Option(
+            help="The students' actions: 'navigation' (left, right, forward) or 'full' (all 7 "
+            "MiniGrid actions, for keys and doors); default: navigation for a level space, "
+            "full for a discrete space. The checkpoint records it."
+        ),
+    ] = None,
 ) -> None:
-    """Train Ray PPO students on an experiment's levels; print the summary as JSON."""
+    """Train Ray PPO students on an experiment's levels or MiniGrid env ids; print the summary
+    as JSON."""
     _one_blas_thread()
     from pydantic import ValidationError
 
@@ -147,7 +166,7 @@ def train(
             checkpoint_dir=checkpoint_dir,
             ray_address=ray_address, num_cpus=num_cpus, eval_interval=eval_interval,
             eval_episodes=eval_episodes, checkpoint_interval=checkpoint_interval,
-            max_minutes=max_minutes, seed=seed, ppo=ppo, **extra,
+            max_minutes=max_minutes, seed=seed, actions=actions, ppo=ppo, **extra,
         )  # fmt: skip
     except ValidationError as exc:
         err = exc.errors()[0]

@@ -12,7 +12,8 @@ reference implementations:
 2. the rollouts go from the object store straight to the learner(s) (the driver only sees
    small statistics), which run the PPO epochs; their new weights go into the object store;
 3. every ``eval_interval`` updates (unless one is still running) the evaluator plays the new
-   weights on the held-out mazes in the background and posts the results to the service;
+   weights on the test envs (held-out mazes, or a discrete experiment's env ids) in the
+   background and posts the results to the service;
    every ``checkpoint_interval`` updates the driver writes a checkpoint.
 
 Failures: a worker that dies, raises or times out mid-rollout costs that rollout (its episodes in
@@ -218,9 +219,11 @@ class TrainingDriver:
         import ray
 
         from student_workers.actors import remote_classes
+        from student_workers.eval_episodes import action_count
 
         cfg, roles = self.cfg, self.roles
         classes = remote_classes(cfg.max_restarts)
+        actions = self.actions
         n_learners = len(self.ckpt_paths)
         self.gpu = ray.cluster_resources().get("GPU", 0) >= 1
         learner_cls = classes["learner"].options(
@@ -235,6 +238,7 @@ class TrainingDriver:
                 str(path.resolve()),
                 threads=1,
                 role_index=i if roles else None,
+                n_actions=action_count(actions),
             )
             for i, path in enumerate(self.ckpt_paths)
         ]
@@ -249,6 +253,7 @@ class TrainingDriver:
                 view=cfg.view,
                 seed=cfg.seed * 100_003 + i,
                 roles=roles,
+                actions=actions,
             )
             for i in range(cfg.workers)
         ]
@@ -257,7 +262,7 @@ class TrainingDriver:
             self.evaluator = classes["evaluator"].remote(
                 cfg.server, self.exp_id, token=cfg.token, envs=cfg.eval_envs,
                 episodes=cfg.eval_episodes, ppo=cfg.ppo, view=cfg.view, seed=cfg.seed,
-                role=roles[0] if roles else None,
+                role=roles[0] if roles else None, actions=actions,
             )  # fmt: skip
 
     def close(self) -> None:
@@ -272,6 +277,11 @@ class TrainingDriver:
                 ray.get(ref, timeout=90)
             except Exception as exc:  # a dead worker has nothing left to flush
                 logger.warning("a rollout worker did not close cleanly: %s", exc)
+
+    @property
+    def actions(self) -> str:
+        """The students' action set (``cfg.actions``; navigation when left unresolved)."""
+        return self.cfg.actions or "navigation"
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -502,7 +512,8 @@ class TrainingDriver:
         cfg, roles = self.cfg, self.roles
         meta = {
             "experiment": self.exp_id, "server": cfg.server, "env_steps": self.stats.env_steps,
-            "view": cfg.view, "evaluation": self.stats.last_evaluation, "saved_at": time.time(),
+            "view": cfg.view, "actions": self.actions, "evaluation": self.stats.last_evaluation,
+            "saved_at": time.time(),
         }  # fmt: skip
         for i, ckpt in enumerate(self._call_learners("checkpoint")):
             role = {"role": roles[i]} if roles else {}
@@ -591,6 +602,8 @@ class TrainingDriver:
             "ray_gcs_address": ray.get_runtime_context().gcs_address,
             "gpu": self.gpu,
             "checkpoint": str(self.ckpt_paths[0]),
+            "view": cfg.view,
+            "actions": self.actions,
             "ppo": cfg.ppo.model_dump(),
         }
         if roles:

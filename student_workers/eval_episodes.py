@@ -1,11 +1,17 @@
 """Playing a MiniGrid student without gradients: on held-out mazes or any MiniGrid env id.
 
 Used by the evaluator actor (which posts results to ``/v1/experiments/{id}/evaluations``) and
-by ``autocurriculum evaluate``. An episode counts as solved when it ends with a positive
-reward (MiniGrid pays ``1 - 0.9 t/T`` for reaching the goal and 0 otherwise).
+by ``autocurriculum evaluate``; :func:`make_eval_env` also builds the envs of discrete tasks in
+the rollout workers (a discrete task's name is a MiniGrid env id), and
+:func:`env_id_problems` is the check ``autocurriculum train`` makes of those names. An episode
+counts as solved when it ends with a positive reward (MiniGrid pays ``1 - 0.9 t/T`` for
+reaching the goal and 0 otherwise).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -15,17 +21,83 @@ from env_generators.held_out import held_out_names, is_held_out
 from env_generators.minigrid_env import DEFAULT_VIEW, LevelEnv, register_envs
 from student_workers.ppo import MiniGridAgent
 
+#: The action sets a student can have: MiniGrid's first three (left, right, forward; the
+#: reference maze setting) or all seven (pickup, drop, toggle and done too: keys and doors).
+Actions = Literal["navigation", "full"]
+#: Size of each action set (the policy's output).
+ACTION_COUNTS: dict[str, int] = {"navigation": 3, "full": 7}
+
+
+def action_count(actions: str) -> int:
+    """Number of actions of the action set ``actions``.
+
+    Raises:
+        ValueError: an unknown action set.
+    """
+    try:
+        return ACTION_COUNTS[actions]
+    except KeyError:
+        raise ValueError(
+            f"actions must be one of {sorted(ACTION_COUNTS)}, got {actions!r}"
+        ) from None
+
+
+def actions_of(n_actions: int) -> Actions:
+    """The action set of a policy with ``n_actions`` outputs (a checkpoint's ``n_actions``)."""
+    return "navigation" if n_actions <= ACTION_COUNTS["navigation"] else "full"
+
 
 class EnvNotFoundError(ValueError):
     """The evaluation env is neither a held-out maze nor a registered gymnasium id."""
 
 
-def make_eval_env(env: str, view: int = DEFAULT_VIEW) -> gym.Env:
+def _registered_minigrid_problem(env: str) -> str | None:
+    """Why the registered id ``env`` is not a MiniGrid env (``None`` when it is one)."""
+    from gymnasium.envs.registration import load_env_creator
+    from minigrid.minigrid_env import MiniGridEnv
+
+    entry = gym.registry[env].entry_point
+    try:
+        creator = load_env_creator(entry) if isinstance(entry, str) else entry
+    except Exception as exc:  # a broken plugin may raise anything on import
+        return f"its entry point {entry!r} does not load: {exc}"
+    if not (isinstance(creator, type) and issubclass(creator, MiniGridEnv)):
+        return "not a MiniGrid env"
+    return None
+
+
+def env_id_problems(names: Iterable[str]) -> dict[str, str]:
+    """The names that a student cannot play, each with the reason: every name must be a
+    held-out maze or a registered gymnasium id of a MiniGrid (or BabyAI) env. Checks the
+    registry and the entry point's class only (nothing is built), so a long list is cheap."""
+    import minigrid  # noqa: F401  (registers the MiniGrid-* and BabyAI-* ids)
+
+    register_envs()
+    problems = {}
+    for name in names:
+        if is_held_out(name):
+            continue
+        if name not in gym.registry:
+            problems[name] = "not a registered gymnasium env id"
+        elif (why := _registered_minigrid_problem(name)) is not None:
+            problems[name] = why
+    return problems
+
+
+def make_eval_env(env: str, view: int = DEFAULT_VIEW, actions: Actions = "navigation") -> gym.Env:
     """A held-out maze by name (``Labyrinth``) or any registered MiniGrid env id
     (``MiniGrid-FourRooms-v0``, ``autocurriculum/Labyrinth-v0``), with a ``view`` x ``view``
-    agent view so that the student sees what it was trained on."""
+    agent view so that the student sees what it was trained on.
+
+    ``actions`` is the student's action set; it sets the action space of a held-out maze
+    (a registered MiniGrid env keeps its own seven actions, which a navigation student's
+    three are the first of).
+
+    Raises:
+        EnvNotFoundError: ``env`` is neither, or does not give MiniGrid observations.
+    """
     if is_held_out(env):
-        return LevelEnv(env, agent_view_size=view)
+        return LevelEnv(env, agent_view_size=view, actions=actions)
     import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 
     register_envs()

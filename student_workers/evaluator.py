@@ -14,7 +14,7 @@ import torch
 
 from env_generators.held_out import held_out_names
 from env_generators.minigrid_env import DEFAULT_VIEW
-from student_workers.eval_episodes import make_eval_env, run_episodes
+from student_workers.eval_episodes import Actions, action_count, make_eval_env, run_episodes
 from student_workers.ppo import MiniGridAgent, PPOConfig
 from teacher_service.client import TeacherClient, TeacherClientError
 
@@ -38,6 +38,7 @@ class Evaluator:
         episodes: episodes per env and evaluation.
         ppo: the network shape (hidden width, LSTM).
         view: agent view size.
+        actions: the student's action set.
         seed: seeds the evaluation episodes (the same episodes at every evaluation).
         role: with student roles, the role evaluated: :meth:`evaluate` then takes the
             broadcast dict role -> weights and plays this role's (PAIRED: the protagonist).
@@ -55,6 +56,7 @@ class Evaluator:
         view: int = DEFAULT_VIEW,
         seed: int = 0,
         role: str | None = None,
+        actions: Actions = "navigation",
     ) -> None:
         if episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -64,8 +66,8 @@ class Evaluator:
         self.episodes = episodes
         self.seed = seed
         self.role = role
-        self.agent = MiniGridAgent(view, 3, ppo.hidden, ppo.lstm)
-        self.envs = {name: make_eval_env(name, view) for name in envs}
+        self.agent = MiniGridAgent(view, action_count(actions), ppo.hidden, ppo.lstm)
+        self.envs = {name: make_eval_env(name, view, actions) for name in envs}
         self.client = TeacherClient(server, token=token) if server else None
 
     def evaluate(

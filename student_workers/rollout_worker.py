@@ -4,12 +4,15 @@ Plain Python, so it can be tested without Ray; :mod:`student_workers.actors` run
 Ray actor. Per rollout it
 
 1. loads the broadcast weights and steps its envs for ``num_steps``; every env pulls its next
-   task from the worker's client session at each reset (so a level lasts one episode);
+   task from the worker's client session at each reset (so a task lasts one episode): a level
+   (level spaces) or a MiniGrid env id (discrete spaces, ``params == {"task": env_id}``; see
+   :class:`TaskEnv`);
 2. computes GAE with its *own* value estimates and, for every episode that ended, the level
    scores PLR-style teachers use (positive value loss, L1 value loss, mean value for MaxMC;
    docs/algorithms.md#robust-plr), and queues one report per episode with those scores;
-3. returns the rollout (with advantages) for the learner. Steps of ``explore`` tasks are
-   played and scored but masked out of the gradient (Robust PLR, ACCEL children).
+3. returns the rollout (with advantages) for the learner. Steps of ``explore`` and
+   ``evaluate`` tasks are played, scored and reported but masked out of the gradient (Robust
+   PLR's new levels, ACCEL's children; the success measurements of ``lp`` and ``omni``).
 
 With student roles (PAIRED's protagonist and antagonist; the teacher sets ``task.role``) the
 worker holds one policy per role and each env acts with the policy of its current task's role
@@ -21,8 +24,9 @@ keeps only its own steps (:func:`~student_workers.ppo.role_rollout`).
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -33,32 +37,124 @@ from api_schemas.tasks import Task, TaskMode
 from env_generators.levels import empty_level
 from env_generators.minigrid_env import DEFAULT_VIEW, LevelEnv
 from student_workers.collector import RolloutCollector
+from student_workers.eval_episodes import Actions, EnvNotFoundError, action_count, make_eval_env
 from student_workers.ppo import EpisodeScorer, MiniGridAgent, PPOConfig, Rollout, finish_rollout
 from teacher_service.client import TeacherClient
 
 logger = logging.getLogger(__name__)
 
+#: Discrete tasks in a row that a worker skips because their env cannot be built before it
+#: gives up (the experiment then names no playable env at all).
+MAX_SKIPPED_TASKS = 100
+
 
 class TaskEnv(gym.Wrapper):
-    """A :class:`LevelEnv` that plays the next teacher task at every reset.
+    """Plays the next teacher task at every reset: a level task on the :class:`LevelEnv`
+    (its level set first), a discrete task (``params == {"task": env_id}``) on the MiniGrid
+    env of that id, built once per id with :func:`make_eval_env` and kept (at most
+    ``cache_size`` of them, the least recently played closed first).
+
+    The observation and action spaces are the :class:`LevelEnv`'s whatever env plays (the
+    vector env needs one pair): the image and direction of every MiniGrid env with the same
+    view size are alike, and a policy's actions are the first ``n`` of MiniGrid's seven.
 
     ``task`` is the task of the running episode; ``previous_task`` the one before it (the
     task of an episode that just ended, once a same-step autoreset has begun the next one).
+
+    Args:
+        env: the level env (it also fixes the spaces).
+        next_task: hands out the next task.
+        actions: the student's action set (that of ``env``).
+        seed: seeds the first reset of each env built for a discrete task (later resets
+            go on from its generator, so every episode gets a new layout).
+        cache_size: envs of discrete tasks kept open.
+        unplayable: env ids found unplayable, with the reason (shared by the envs of a
+            worker, so that each bad id is tried and logged once).
     """
 
-    def __init__(self, env: LevelEnv, next_task: Callable[[], Task]) -> None:
+    def __init__(
+        self,
+        env: LevelEnv,
+        next_task: Callable[[], Task],
+        *,
+        actions: Actions = "navigation",
+        seed: int = 0,
+        cache_size: int = 64,
+        unplayable: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(env)
+        self.observation_space, self.action_space = env.observation_space, env.action_space
+        self._level_env = env
         self._next_task = next_task
+        self._actions = actions
+        self._view = env.agent_view_size
+        self._rng = np.random.default_rng(seed)
+        self._cache_size = max(cache_size, 1)
+        self._made: OrderedDict[str, gym.Env] = OrderedDict()
+        self._unplayable = {} if unplayable is None else unplayable
         self.task: Task | None = None
         self.previous_task: Task | None = None
 
     def reset(self, **kwargs: Any) -> Any:
-        task = self._next_task()
-        if task.level is None:
-            raise ValueError(f"task {task.id} has no level: the experiment needs a level space")
-        self.env.unwrapped.set_level(task.level)
+        """Take the next task, switch to its env, and reset it. A discrete task whose env
+        cannot be built (an added task that is no MiniGrid id) is skipped with a warning and
+        not reported (its lease expires); :data:`MAX_SKIPPED_TASKS` of them in a row fail."""
+        for _ in range(MAX_SKIPPED_TASKS):
+            task = self._next_task()
+            first_seed = self._use(task)
+            if first_seed is not False:
+                break
+        else:
+            raise ValueError(
+                f"{MAX_SKIPPED_TASKS} tasks in a row name no playable MiniGrid env: "
+                f"{self._unplayable}"
+            )
         self.previous_task, self.task = self.task, task
+        if first_seed is not None and kwargs.get("seed") is None:
+            kwargs["seed"] = first_seed
         return self.env.reset(**kwargs)
+
+    def _use(self, task: Task) -> int | Literal[False] | None:
+        """Point ``self.env`` at ``task``'s env: the seed of its first reset when it was just
+        built, ``None`` otherwise, ``False`` when the task cannot be played here.
+
+        Raises:
+            ValueError: a task with neither a level nor a discrete task name.
+        """
+        if task.level is not None:
+            self._level_env.set_level(task.level)
+            self.env = self._level_env
+            return None
+        name = (task.params or {}).get("task")
+        if not isinstance(name, str):
+            raise ValueError(
+                f"task {task.id} has neither a level nor a discrete task name (params "
+                f"{task.params}): the Ray students play level and discrete spaces"
+            )
+        if name in self._made:
+            self._made.move_to_end(name)
+            self.env = self._made[name]
+            return None
+        if name in self._unplayable:
+            return False
+        try:
+            made = make_eval_env(name, self._view, self._actions)
+        except EnvNotFoundError as exc:
+            self._unplayable[name] = str(exc)
+            logger.warning("skipping the tasks of %r: %s", name, exc)
+            return False
+        if len(self._made) >= self._cache_size:
+            _, oldest = self._made.popitem(last=False)
+            oldest.close()
+        self._made[name] = self.env = made
+        return int(self._rng.integers(2**31))
+
+    def close(self) -> None:
+        """Close the level env and every env built for a discrete task."""
+        for made in self._made.values():
+            made.close()
+        self._made.clear()
+        self._level_env.close()
 
 
 class RolloutWorker:
@@ -66,12 +162,14 @@ class RolloutWorker:
 
     Args:
         server: URL of the teacher service.
-        experiment: experiment id or name (its space must be a level space).
+        experiment: experiment id or name (a level space, or a discrete space whose task
+            names are MiniGrid env ids).
         token: bearer token of the service, if any.
         worker_id: label sent with task requests (shows up in the service's log).
         num_envs: envs stepped side by side.
         ppo: the PPO settings (network shape, rollout length, gamma, lambda).
         view: agent view size.
+        actions: the students' action set (``"full"`` for keys and doors).
         seed: seeds the env resets and the action sampling.
         task_timeout: seconds to wait for a task before failing.
         session: use this :class:`~teacher_service.client.CurriculumSession` (or an object
@@ -96,9 +194,11 @@ class RolloutWorker:
         task_timeout: float = 120.0,
         session: Any = None,
         roles: tuple[str, ...] = (),
+        actions: Actions = "navigation",
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        n_actions = action_count(actions)  # checked before the session starts its threads
         self.ppo = ppo or PPOConfig()
         self.roles = tuple(roles)
         if len(set(self.roles)) != len(self.roles):
@@ -114,14 +214,21 @@ class RolloutWorker:
         )  # fmt: skip
         # One policy per role (the first role's is also ``agent``); one without roles.
         self.agents = {
-            role: MiniGridAgent(view, 3, self.ppo.hidden, self.ppo.lstm)
+            role: MiniGridAgent(view, n_actions, self.ppo.hidden, self.ppo.lstm)
             for role in self.roles or ("",)
         }
         self.agent = next(iter(self.agents.values()))
         rng = np.random.default_rng(seed)
         placeholder = empty_level(5, rng)  # replaced by the first task at the first reset
+        unplayable: dict[str, str] = {}
         fns = [
-            lambda: TaskEnv(LevelEnv(placeholder, agent_view_size=view), self._next_task)
+            lambda: TaskEnv(
+                LevelEnv(placeholder, agent_view_size=view, actions=actions),
+                self._next_task,
+                actions=actions,
+                seed=int(rng.integers(2**31)),
+                unplayable=unplayable,
+            )
             for _ in range(num_envs)
         ]
         self.envs = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)

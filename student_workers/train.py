@@ -1,17 +1,24 @@
 """The ``autocurriculum train`` entry point: :class:`TrainConfig` (the command's options),
 the check that the teacher experiment can train Ray students, and :func:`train`, which starts
 (or joins) Ray and runs a :class:`~student_workers.driver.TrainingDriver` on it
-(docs/architecture.md#students). The driver, its loop, failure handling and statistics are in
+(docs/architecture.md#students).
+
+The students play two kinds of task space: ``level`` spaces (MiniGrid levels, navigation
+actions by default) and ``discrete`` spaces whose task names are MiniGrid/BabyAI env ids
+(``MiniGrid-DoorKey-5x5-v0``; all seven MiniGrid actions by default, for keys and doors; see
+:mod:`env_generators.minigrid_suite`). Every name of a discrete space is checked before any
+actor starts. The driver, its loop, failure handling and statistics are in
 :mod:`student_workers.driver`; :class:`TrainProgress` and :class:`TrainingError` come from
 there and are importable from here too.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -23,11 +30,20 @@ from student_workers.driver import (
     TrainingError,
     TrainProgress,
 )
+from student_workers.eval_episodes import Actions, env_id_problems
 from student_workers.evaluator import DEFAULT_EVAL_MAZES
 from student_workers.ppo import PPOConfig
 from teacher_service.client import TeacherClient
 
-__all__ = ["TrainConfig", "TrainProgress", "TrainingError", "train"]
+__all__ = ["CheckedExperiment", "TrainConfig", "TrainProgress", "TrainingError", "train"]
+
+logger = logging.getLogger(__name__)
+
+#: Task names of a discrete experiment evaluated by default (its first ones): the evaluator
+#: builds an env per name and plays each one at every evaluation.
+MAX_DEFAULT_EVAL_TASKS = 16
+#: Bad task names quoted in the error about a discrete space (the rest are counted).
+MAX_NAMES_SHOWN = 20
 
 
 class TrainConfig(BaseModel):
@@ -36,7 +52,11 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     server: str = Field(description="URL of the teacher service.")
-    experiment: str = Field(min_length=1, description="Experiment id or name (level space).")
+    experiment: str = Field(
+        min_length=1,
+        description="Experiment id or name: a level space, or a discrete space of MiniGrid env "
+        "ids.",
+    )
     token: str | None = Field(default=None, description="Bearer token of the service.")
     workers: int = Field(default=2, ge=1, le=1024, description="Rollout worker actors.")
     envs_per_worker: int = Field(default=4, ge=1, le=256, description="Envs per worker.")
@@ -63,7 +83,13 @@ class TrainConfig(BaseModel):
     eval_interval: int = Field(
         default=10, ge=0, description="Updates between evaluations (0: no evaluator)."
     )
-    eval_envs: tuple[str, ...] = Field(default=DEFAULT_EVAL_MAZES, min_length=1)
+    eval_envs: tuple[str, ...] = Field(
+        default=DEFAULT_EVAL_MAZES,
+        min_length=1,
+        description="Test envs (held-out maze names or MiniGrid env ids). Left out: the 15x15 "
+        f"held-out mazes for a level space, the first {MAX_DEFAULT_EVAL_TASKS} task names "
+        "(env ids) of a discrete space.",
+    )
     eval_episodes: int = Field(default=5, ge=1, description="Episodes per test env.")
     checkpoint_interval: int = Field(default=10, ge=1, description="Updates between saves.")
     max_restarts: int = Field(default=10, ge=0, description="Restarts per actor.")
@@ -72,6 +98,12 @@ class TrainConfig(BaseModel):
     )
     seed: int = Field(default=0, ge=0)
     view: int = Field(default=DEFAULT_VIEW, ge=3, le=15)
+    actions: Actions | None = Field(
+        default=None,
+        description="The students' action set: 'navigation' (left, right, forward) or 'full' "
+        "(all 7 MiniGrid actions: pickup, drop and toggle open keys and doors). Default: "
+        "navigation for a level space, full for a discrete space of env ids.",
+    )
     ppo: PPOConfig = Field(default_factory=PPOConfig)
 
     @field_validator("view")
@@ -82,20 +114,78 @@ class TrainConfig(BaseModel):
         return v
 
 
-def _check_experiment(cfg: TrainConfig) -> tuple[str, tuple[str, ...]]:
-    """(experiment id, student roles of its teacher) after checking the students can train."""
+class CheckedExperiment(NamedTuple):
+    """What :func:`check_experiment` found out about the experiment to train on."""
+
+    id: str
+    roles: tuple[str, ...]  # the teacher's student roles (empty: one student)
+    space: str  # "level" or "discrete"
+    tasks: tuple[str, ...]  # a discrete space's task names (MiniGrid env ids); () for levels
+
+
+def _space_error(exp: Any) -> str | None:
+    """Why the students cannot play ``exp``'s task space (``None`` when they can)."""
+    kind = exp.space.kind
+    if kind == "level":
+        return None
+    if kind == "discrete":
+        problems = env_id_problems(exp.space.names)
+        if not problems:
+            return None
+        shown = [f"{name!r} ({why})" for name, why in list(problems.items())[:MAX_NAMES_SHOWN]]
+        more = len(problems) - len(shown)
+        return (
+            f"experiment {exp.name!r} has {len(problems)} discrete task(s) that the Ray "
+            f"students cannot play: {', '.join(shown)}{f' and {more} more' if more else ''}. "
+            "Each task name must be a registered MiniGrid/BabyAI env id (e.g. "
+            "MiniGrid-DoorKey-5x5-v0) or a held-out maze name"
+        )
+    return (
+        f"experiment {exp.name!r} has a {kind!r} space; the Ray students play MiniGrid levels "
+        "(a level space) or MiniGrid env ids (a discrete space whose task names are env ids "
+        "such as MiniGrid-DoorKey-5x5-v0). Train a box space with your own env through "
+        "student_workers.CurriculumWrapper(apply_task=...)"
+    )
+
+
+def check_experiment(cfg: TrainConfig) -> CheckedExperiment:
+    """Fetch ``cfg.experiment`` and check that the Ray students can train on it: a level
+    space, or a discrete space whose every task name is a MiniGrid env id, and a teacher whose
+    student roles make valid checkpoint names.
+
+    Raises:
+        TrainingError: the students cannot play the space (the message lists every bad task
+            name of a discrete space), or the teacher declares bad roles.
+        TeacherClientError: the service cannot be reached, or has no such experiment.
+    """
     with TeacherClient(cfg.server, token=cfg.token, retries=3) as client:
         exp = client.get_experiment(cfg.experiment)
-    if exp.space.kind != "level":
-        raise TrainingError(
-            f"experiment {exp.name!r} has a {exp.space.kind!r} space; the Ray students play "
-            "MiniGrid levels (create the experiment with a level space)"
-        )
+    error = _space_error(exp)
+    if error is not None:
+        raise TrainingError(error)
     roles = tuple(exp.teacher.ROLES)
     bad = [r for r in roles if not r.isidentifier() or f"{r}.pt" == CHECKPOINT_NAME]
     if len(set(roles)) != len(roles) or bad:
         raise TrainingError(f"the {exp.teacher.kind!r} teacher declares bad roles {roles}")
-    return exp.id, roles
+    tasks = tuple(exp.space.names) if exp.space.kind == "discrete" else ()
+    return CheckedExperiment(exp.id, roles, exp.space.kind, tasks)
+
+
+def resolve_config(cfg: TrainConfig, exp: CheckedExperiment) -> TrainConfig:
+    """``cfg`` with the defaults that depend on the experiment's space filled in: the action
+    set (full for a discrete space, navigation for levels) and, for a discrete space whose
+    ``eval_envs`` were not given, its first task names as the test envs."""
+    update: dict[str, Any] = {}
+    if cfg.actions is None:
+        update["actions"] = "full" if exp.space == "discrete" else "navigation"
+    if exp.space == "discrete" and "eval_envs" not in cfg.model_fields_set:
+        update["eval_envs"] = exp.tasks[:MAX_DEFAULT_EVAL_TASKS]
+        if len(exp.tasks) > MAX_DEFAULT_EVAL_TASKS:
+            logger.info(
+                "evaluating the first %d of %d tasks (give --eval-env to choose)",
+                MAX_DEFAULT_EVAL_TASKS, len(exp.tasks),
+            )  # fmt: skip
+    return cfg.model_copy(update=update) if update else cfg
 
 
 def train(
@@ -108,12 +198,15 @@ def train(
         The run's summary, also written to ``summary.json``.
 
     Raises:
-        TrainingError: the experiment cannot train Ray students, too few CPUs, Ray cannot be
-            reached, or the run failed (see :meth:`TrainingDriver.run`).
+        TrainingError: the experiment cannot train Ray students (see
+            :func:`check_experiment`), too few CPUs, Ray cannot be reached, or the run failed
+            (see :meth:`TrainingDriver.run`).
     """
     from student_workers.actors import RayConnectError, start_ray
 
-    exp_id, roles = _check_experiment(cfg)
+    exp = check_experiment(cfg)
+    cfg = resolve_config(cfg, exp)
+    exp_id, roles = exp.id, exp.roles
     n_learners = max(len(roles), 1)
     local_cpus = cfg.num_cpus or max(os.cpu_count() or 1, cfg.workers + n_learners)
     if not cfg.ray_address and local_cpus < cfg.workers + n_learners:
