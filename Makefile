@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test test-fast install bench bench-ued lint clean
+.PHONY: demo test test-fast install bench bench-ued bench-suite lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ bench: install
 UED_ARGS ?= --steps 600000 --seeds 0 1 2
 bench-ued: install
 	$(PY) benchmarks/minigrid_ued.py $(UED_ARGS)
+
+# lp vs omni vs sec vs random on a MiniGrid suite (about 21 minutes on 2 cores; see
+# docs/results/minigrid-suite.md).
+SUITE_ARGS ?=
+bench-suite: install
+	$(PY) benchmarks/minigrid_suite.py $(SUITE_ARGS)
 
 lint: install
 	$(PY) -m ruff check .

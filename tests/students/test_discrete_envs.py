@@ -23,10 +23,9 @@ from student_workers.ppo import PPOConfig
 from student_workers.rollout_worker import RolloutWorker
 from student_workers.train import CheckedExperiment, TrainConfig, resolve_config
 from teacher_service.client import TeacherClient, read_export
-from tests.students.test_ray_students import cli, finish, stop_leftover_cli  # noqa: F401
+from tests.students.helpers import ENVS, FakeSession, cli, finish
 
 EASY = ("MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-Random-5x5-v0", "MiniGrid-DoorKey-5x5-v0")
-ENVS = 4
 
 
 def discrete_train_args(url: str, exp: str, ckpt: Path, steps: int, *extra: str) -> list[str]:
@@ -151,34 +150,17 @@ def test_train_refuses_unplayable_task_names_and_box_spaces(server, tmp_path) ->
 # -- the worker without Ray -------------------------------------------------------------------
 
 
-class DiscreteSession:
-    """Hands out the given env ids in turn, every third task in ``evaluate`` mode; records
-    reports."""
+class DiscreteSession(FakeSession):
+    """Hands out the given env ids in turn, every third task in ``evaluate`` mode."""
 
     def __init__(self, names: tuple[str, ...]) -> None:
+        super().__init__()
         self.names = names
-        self.issued: list[Task] = []
-        self.reports: list[dict] = []
-        self.stats = {"accepted": 0}
 
-    def next_task(self, timeout: float | None = None) -> Task:
-        i = len(self.issued)
+    def make_task(self, i: int) -> Task:
         mode = TaskMode.EVALUATE if i % 3 == 2 else TaskMode.TRAIN
-        task = Task(
-            id=f"t{i}", params={"task": self.names[i % len(self.names)]}, mode=mode,
-            lease_expires_at=0.0,
-        )  # fmt: skip
-        self.issued.append(task)
-        return task
-
-    def report(self, report: dict) -> None:
-        self.reports.append(report)
-
-    def flush(self, timeout: float | None = None) -> None:
-        pass
-
-    def close(self, timeout: float | None = None) -> None:
-        pass
+        name = self.names[i % len(self.names)]
+        return Task(id=f"t{i}", params={"task": name}, mode=mode, lease_expires_at=0.0)
 
 
 def test_worker_plays_env_ids_masks_evaluate_tasks_and_skips_unplayable_ids(caplog) -> None:

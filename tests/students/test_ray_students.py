@@ -17,85 +17,17 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import orjson
-import pytest
 import torch
 
-from api_schemas.tasks import Task, TaskMode
-from env_generators.generators import get_generator
+from api_schemas.tasks import TaskMode
 from student_workers.checkpoints import load_checkpoint
 from student_workers.ppo import PPOConfig
 from student_workers.rollout_worker import RolloutWorker
 from teacher_service.client import TeacherClient, read_export
-from teacher_service.storage.store import Store
-from teacher_service.testing import ServerProcess, free_port
+from teacher_service.testing import free_port
+from tests.students.helpers import ENVS, FakeSession, cli, finish, logged_reports, train_args
 
 SMALL_LEVELS = {"kind": "level", "config": {"size": 9, "max_walls": 10}}
-ENVS = 4
-
-
-_STARTED: list[subprocess.Popen] = []
-
-
-def cli(*args: str) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "student_workers", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _STARTED.append(proc)
-    return proc
-
-
-@pytest.fixture(autouse=True)
-def stop_leftover_cli():
-    """A test that fails mid-run must not leave its ``train`` (and its Ray cluster) running."""
-    yield
-    while _STARTED:
-        proc = _STARTED.pop()
-        if proc.poll() is None:
-            proc.terminate()  # its embedded Ray cluster goes with it
-            try:
-                proc.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-
-
-def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
-    out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, out, err
-
-
-@pytest.fixture
-def server(tmp_path: Path):
-    srv = ServerProcess(f"sqlite:///{tmp_path / 'svc.db'}", log_path=tmp_path / "svc.log")
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-def train_args(url: str, ckpt: Path, steps: int, *extra: str) -> list[str]:
-    return [
-        "train", "--server", url, "--experiment", "dr", "--workers", "2",
-        "--envs-per-worker", str(ENVS), "--steps", str(steps), "--checkpoint-dir", str(ckpt),
-        "--num-steps", "64", "--eval-env", "FourRooms", "--eval-env", "MiniGrid-Empty-8x8-v0",
-        "--eval-interval", "2", "--eval-episodes", "2", "--checkpoint-interval", "2", *extra,
-    ]  # fmt: skip
-
-
-def logged_reports(db: str, exp_id: str) -> list[dict]:
-    store = Store(db)
-    try:
-        return [
-            r
-            for ev in store.iter_events(exp_id)
-            if ev.kind == "reports"
-            for r in orjson.loads(ev.payload)["reports"]
-        ]
-    finally:
-        store.close()
 
 
 def test_train_two_workers_reports_scores_checkpoint_and_evaluate(server, tmp_path) -> None:
@@ -226,34 +158,6 @@ def test_killing_a_rollout_worker_does_not_stop_training(server, tmp_path) -> No
     # whose reports still waited in its session's buffer (sent every 0.5 s, or 64 at once).
     failures = summary["worker_failures"]
     assert sum(unreported.values()) <= held * (2 + failures) + 64 * failures, unreported
-
-
-class FakeSession:
-    """Hands out small levels, every third one as an explore task; records reports."""
-
-    def __init__(self) -> None:
-        self.rng = np.random.default_rng(0)
-        self.config = get_generator("minigrid").config({"size": 7, "max_walls": 3})
-        self.issued: list[Task] = []
-        self.reports: list[dict] = []
-        self.stats = {"accepted": 0}
-
-    def next_task(self, timeout: float | None = None) -> Task:
-        i = len(self.issued)
-        mode = TaskMode.EXPLORE if i % 3 == 2 else TaskMode.TRAIN
-        level = get_generator("minigrid").sample(self.rng, self.config)
-        task = Task(id=f"t{i}", level=level, mode=mode, lease_expires_at=0.0)
-        self.issued.append(task)
-        return task
-
-    def report(self, report: dict) -> None:
-        self.reports.append(report)
-
-    def flush(self, timeout: float | None = None) -> None:
-        pass
-
-    def close(self, timeout: float | None = None) -> None:
-        pass
 
 
 def test_worker_masks_explore_tasks_and_reports_every_episode_with_scores() -> None:

@@ -27,15 +27,7 @@ from student_workers.ppo import (
 from student_workers.rollout_worker import RolloutWorker
 from teacher_service.client import TeacherClient
 from teacher_service.storage.store import Store
-from tests.students.test_ray_students import (  # noqa: F401  (fixtures: server, stop_leftover_cli)
-    FakeSession,
-    cli,
-    finish,
-    logged_reports,
-    server,
-    stop_leftover_cli,
-    train_args,
-)
+from tests.students.helpers import FakeSession, cli, finish, logged_reports, train_args
 
 ROLES = ("protagonist", "antagonist")
 SMALL_LEVELS = {
@@ -257,7 +249,7 @@ def test_the_worker_refuses_tasks_without_one_of_its_roles() -> None:
     assert rollout.role_index is None and "roles" not in stats
 
 
-def test_paired_experiment_trains_a_learner_per_role(server, tmp_path: Path) -> None:  # noqa: F811
+def test_paired_experiment_trains_a_learner_per_role(server, tmp_path: Path) -> None:
     client = TeacherClient(server.url)
     exp = client.create_experiment("dr", SMALL_LEVELS, {"kind": "paired"})
     assert exp.teacher.ROLES == ROLES
