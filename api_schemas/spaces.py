@@ -51,6 +51,14 @@ class BoxSpace(BaseModel):
 
     kind: Literal["box"] = "box"
     dims: list[BoxDim] = Field(min_length=1, max_length=MAX_BOX_DIMS)
+    generator: Name | None = Field(
+        default=None,
+        description=(
+            "A parametric generator that builds a level from each task's params (e.g. "
+            "'minigrid_params'): the dims are some of its parameters, within their ranges, and "
+            "every task then carries its built level too."
+        ),
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> BoxSpace:

@@ -126,8 +126,8 @@ class CheckedExperiment(NamedTuple):
 def _space_error(exp: Any) -> str | None:
     """Why the students cannot play ``exp``'s task space (``None`` when they can)."""
     kind = exp.space.kind
-    if kind == "level":
-        return None
+    if kind == "level" or (kind == "box" and getattr(exp.space, "generator", None)):
+        return None  # a box space with a generator: every task carries its built level
     if kind == "discrete":
         problems = env_id_problems(exp.space.names)
         if not problems:
@@ -141,16 +141,18 @@ def _space_error(exp: Any) -> str | None:
             "MiniGrid-DoorKey-5x5-v0) or a held-out maze name"
         )
     return (
-        f"experiment {exp.name!r} has a {kind!r} space; the Ray students play MiniGrid levels "
-        "(a level space) or MiniGrid env ids (a discrete space whose task names are env ids "
-        "such as MiniGrid-DoorKey-5x5-v0). Train a box space with your own env through "
-        "student_workers.CurriculumWrapper(apply_task=...)"
+        f"experiment {exp.name!r} has a {kind!r} space without a generator; the Ray students "
+        "play MiniGrid levels (a level space, or a box space with a parametric generator such "
+        "as 'minigrid_params') or MiniGrid env ids (a discrete space whose task names are env "
+        "ids such as MiniGrid-DoorKey-5x5-v0). Train a plain box space with your own env "
+        "through student_workers.CurriculumWrapper(apply_task=...)"
     )
 
 
 def check_experiment(cfg: TrainConfig) -> CheckedExperiment:
     """Fetch ``cfg.experiment`` and check that the Ray students can train on it: a level
-    space, or a discrete space whose every task name is a MiniGrid env id, and a teacher whose
+    space, a box space with a parametric generator (its tasks carry levels), or a discrete
+    space whose every task name is a MiniGrid env id, and a teacher whose
     student roles make valid checkpoint names.
 
     Raises:

@@ -1,5 +1,6 @@
-"""Task spaces on the service side: a level space checked by its generator, and teacher
-proposals checked against the space before anything is issued.
+"""Task spaces on the service side: a level space checked by its generator, a box space by
+its parametric generator (and the level it builds for each task), and teacher proposals
+checked against the space before anything is issued.
 
 The wire models (:mod:`api_schemas.spaces`) are data only; what a level looks like is
 known to its generator (:mod:`env_generators.generators`), and this module is where the
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 from api_schemas.spaces import BoxSpace, DiscreteSpace, LevelSpace, SpaceError
 from env_generators import generators
 from env_generators.generators import UnknownGeneratorError, get_generator
+from env_generators.parametric import get_parametric
 from teacher_service.teachers import TaskProposal
 
 
@@ -37,6 +39,9 @@ def normalise_space(space: Any) -> Any:
     Raises:
         SpaceConfigError: for an unknown generator or a config it refuses.
     """
+    if isinstance(space, BoxSpace) and space.generator is not None:
+        _check_parametric(space)
+        return space
     if not isinstance(space, LevelSpace):
         return space
     try:
@@ -58,6 +63,43 @@ def normalise_space(space: Any) -> Any:
         errors = [{**e, "loc": ("config", *e["loc"])} for e in exc.errors(include_url=False)]
         raise SpaceConfigError(errors) from None
     return space.model_copy(update={"config": config.model_dump(mode="json")})
+
+
+def _check_parametric(space: BoxSpace) -> None:
+    """A box space's generator is registered and its dims are parameters of it, within
+    their ranges.
+
+    Raises:
+        SpaceConfigError: naming the generator or the dimension.
+    """
+
+    def refuse(loc: tuple[Any, ...], msg: str, value: Any) -> SpaceConfigError:
+        return SpaceConfigError([{"loc": loc, "msg": msg, "type": "value_error", "input": value}])
+
+    try:
+        generator = get_parametric(space.generator or "")
+    except KeyError as exc:
+        raise refuse(("generator",), str(exc.args[0]), space.generator) from None
+    for i, dim in enumerate(space.dims):
+        try:
+            p = generator.parameter(dim.name)
+        except KeyError as exc:
+            raise refuse(("dims", i, "name"), str(exc.args[0]), dim.name) from None
+        if dim.low < p.low or dim.high > p.high:
+            raise refuse(
+                ("dims", i),
+                f"dimension {dim.name!r} of the {generator.name!r} generator must stay within "
+                f"[{p.low}, {p.high}], got [{dim.low}, {dim.high}]",
+                dim.name,
+            )
+
+
+def level_of(space: Any, params: dict[str, Any] | None) -> str | None:
+    """The level a box space's parametric generator builds from ``params`` (None for other
+    spaces)."""
+    if not isinstance(space, BoxSpace) or space.generator is None or params is None:
+        return None
+    return get_parametric(space.generator).build(params)
 
 
 def check_proposal(space: Any, proposal: TaskProposal) -> None:
