@@ -59,6 +59,20 @@ class EvaluationSeries(BaseModel):
     mean_return: list[float] = Field(default_factory=list)
 
 
+class RecentLevel(BaseModel):
+    """A level recently issued as a task (for the page's gallery of recent levels)."""
+
+    model_config = RESPONSE
+
+    index: int = Field(description="The task's index.")
+    level: str = Field(
+        description="The level's encoding (built from the params for a box "
+        "space with a parametric generator)."
+    )
+    mode: str
+    params: dict[str, Any] | None = None
+
+
 class DashboardFrame(BaseModel):
     """Everything the live page draws for one experiment at one moment."""
 
@@ -76,4 +90,9 @@ class DashboardFrame(BaseModel):
     progress: ProgressSeries
     evaluations: list[EvaluationSeries]
     teacher: dict[str, Any] = Field(description="The teacher's own view (as in /state).")
+    recent_levels: list[RecentLevel] = Field(
+        default_factory=list,
+        description="The last levels issued, newest first (level spaces and box spaces with a "
+        "parametric generator).",
+    )
     max_points: int

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import assert_never
+from typing import Any, assert_never
 
-from api_schemas.dashboard import DashboardFrame, Throughput
+from api_schemas.dashboard import DashboardFrame, RecentLevel, Throughput
 from teacher_service.dashboard.series import EvaluationTrack, RateWindow, ReportSeries
 from teacher_service.event_log import (
     ExpireEvent,
@@ -26,10 +27,14 @@ from teacher_service.event_log import (
     read_events,
 )
 from teacher_service.runtime import ExperimentRuntime
+from teacher_service.spaces import level_of
 from teacher_service.storage import Store
+from teacher_service.teachers import TaskProposal
 
 #: Points kept per series in memory (frames downsample further to what the page asks).
 CAPACITY = 2048
+#: Recently issued levels a frame shows.
+RECENT_LEVELS = 8
 
 
 class ExperimentHistory:
@@ -63,6 +68,8 @@ class ExperimentHistory:
         self.series = ReportSeries(capacity)
         self.rates = RateWindow(window_s)
         self.tracks: dict[str, EvaluationTrack] = {}
+        # the last tasks issued with a level, or params a parametric generator builds one from
+        self.recent: deque[tuple[int, TaskProposal]] = deque(maxlen=RECENT_LEVELS)
         # Several pages may refresh the same history at once: one folds, the others wait.
         self._lock = threading.Lock()
 
@@ -96,6 +103,8 @@ class ExperimentHistory:
             case TaskEvent():
                 self.series.add_tasks(len(ev.tasks))
                 self.rates.add(t, len(ev.tasks), 0)
+                tail = list(enumerate(ev.tasks, ev.first))[-RECENT_LEVELS:]
+                self.recent.extend((i, p) for i, p in tail if p.level or p.params)
             case ReportEvent():
                 self.series.add_reports(
                     t,
@@ -134,8 +143,19 @@ class ExperimentHistory:
                 progress=self.series.export(max_points),
                 evaluations=[self.tracks[env].export(max_points) for env in sorted(self.tracks)],
                 teacher=state.teacher,
+                recent_levels=self._recent_levels(rt.space),
                 max_points=max_points,
             )
+
+    def _recent_levels(self, space: Any) -> list[RecentLevel]:
+        """The recent tasks' levels, newest first: as issued, or built from the params by a
+        box space's parametric generator (none for other spaces)."""
+        out = []
+        for i, p in reversed(self.recent):
+            level = p.level or level_of(space, p.params)
+            if level:
+                out.append(RecentLevel(index=i, level=level, mode=p.mode.value, params=p.params))
+        return out
 
 
 class DashboardHub:

@@ -368,6 +368,8 @@ def test_plr_live_page_draws_buffer_histogram_and_levels(tab: Tab, service: Serv
             "level-image",
         ),
         ("paired", {"kind": "paired", "update_every": 2}, "level", "level-image"),
+        # domain randomisation has no picture of its own: the recent levels are its view
+        ("random", {"kind": "random"}, "level", "recent-level"),
         ("lp", {"kind": "lp", "eval_episodes": 1, "eval_interval": 8}, "discrete", "task-table"),
         ("sec", {"kind": "sec", "batch_episodes": 8}, "discrete", "task-table"),
         (
@@ -402,6 +404,14 @@ def test_each_teacher_kind_draws_its_own_view(
         assert float(page.get_by_test_id("mean-regret").inner_text()) > 0
     if kind == "accel":
         wait_count(page, "[data-testid=score-histogram] rect.bar")
+    if space == "level":  # every level-space teacher: the last 8 levels issued, newest first
+        wait_count(page, "[data-testid=recent-level]", 8)
+        widths = page.locator("[data-testid=recent-level-image]").evaluate_all(
+            "nodes => nodes.map((n) => Number(n.dataset.width))"
+        )
+        assert len(widths) == 8 and min(widths) >= 5  # drawn levels, border included
+    else:
+        assert page.get_by_test_id("recent-levels").is_hidden()
     if space == "discrete":  # a row per task of the tree (3 families x 2, 1 impossible)
         wait_count(page, "[data-testid=task-table] tr[data-task]", 7)
         assert page.locator("[data-testid=task-table] tr[data-task='skill0']").count() == 1

@@ -52,3 +52,18 @@ def test_a_generator_or_dimension_it_lacks_is_refused(shared_server) -> None:
             assert message in r.text
             assert any(e["loc"][-len(loc) :] == loc for e in r.json()["errors"]), r.json()
             assert c.get(f"/v1/experiments/bad-params-{i}").status_code == 404
+
+
+def test_the_dashboard_frame_shows_the_levels_the_params_built(shared_server) -> None:
+    with TeacherClient(shared_server.url) as c:
+        c.create_experiment("params-dash", SPACE, {"kind": "random"}, seed=2)
+        tasks = c.sample("params-dash", 10)
+    frame = httpx.get(f"{shared_server.url}/v1/experiments/params-dash/dashboard", timeout=30)
+    recent = frame.json()["recent_levels"]
+    # the last 8 issued, newest first, each the level its params build
+    assert [r["index"] for r in recent] == list(range(9, 1, -1))
+    by_index = {int(t.id.rsplit("-", 1)[1]): t for t in tasks}
+    for r in recent:
+        assert (
+            r["level"] == by_index[r["index"]].level and r["params"] == by_index[r["index"]].params
+        )

@@ -388,8 +388,24 @@ class LiveView {
       $("teacher-body").replaceChildren(this.teacher.node);
     }
     this.teacher.update(f);
+    this.renderRecentLevels(f);
     renderKV($("hyperparameters"), f.hyperparameters ?? {}, "hp");
     $("live-view").dataset.seq = String(f.seq); // what is drawn (the badge says what arrived)
+  }
+
+  /** The last levels issued (any level-space teacher, and box spaces whose parametric
+   * generator builds levels), redrawn only when a newer one arrived. */
+  renderRecentLevels(f) {
+    const recent = f.recent_levels ?? [];
+    $("recent-panel").hidden = recent.length === 0;
+    const key = recent.map((lv) => lv.index).join(",");
+    if (key === this.recentKey) return;
+    this.recentKey = key;
+    const params = (p) => Object.entries(p ?? {}).map(([k, v]) => `${k} ${fmt(v)}`).join(" · ");
+    $("recent-body").replaceChildren(h("div", { class: "levels" }, recent.map((lv) =>
+      h("figure", { class: "level-card", "data-testid": "recent-level" },
+        levelImage(lv.level, { size: 100, title: `task ${lv.index}`, testid: "recent-level-image" }),
+        h("figcaption", {}, `#${lv.index} · ${lv.mode}`, lv.params ? h("br") : null, params(lv.params))))));
   }
 
   renderCounters(f) {
