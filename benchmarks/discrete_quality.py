@@ -116,7 +116,7 @@ def judge_in_process(teacher: Any) -> None:
 
     judges = Judges()
     try:
-        judges.submit(request, teacher.judge).result()
+        judges.judge(request, teacher.judge)
     finally:
         judges.close()
 

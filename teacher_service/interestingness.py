@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -244,6 +244,7 @@ class Judges:
         self._embedding: EmbeddingModel | None = None
         self._chat: ChatJudge | None = None
         self._lock = threading.Lock()
+        self._closed = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="interestingness")
 
     def check(self, teacher_config: Any) -> None:
@@ -281,17 +282,47 @@ class Judges:
                 return self._chat
         raise JudgeUnavailableError(f"no model of interestingness named {name!r}")
 
+    def judge(
+        self, request: JudgementRequest, emit: Callable[[Mapping[str, Any]], None]
+    ) -> None:
+        """Judge ``request`` now, in this thread (``emit`` gets each chunk of answers).
+
+        Raises:
+            JudgeUnavailableError: the model cannot run here.
+        """
+        self._model(request.model).judge(request, emit)
+
     def submit(
         self,
         request: JudgementRequest,
         emit: Callable[[Mapping[str, Any]], None],
-    ) -> Future:
-        """Judge ``request`` in the background; ``emit`` gets each chunk of answers (and may
-        raise to stop the run). The future fails with the model's error, if any."""
-        return self._executor.submit(lambda: self._model(request.model).judge(request, emit))
+        done: Callable[[BaseException | None], None],
+    ) -> None:
+        """Judge ``request`` in the background: ``emit`` gets each chunk of answers (and may
+        raise to stop the run), then ``done`` the run's error or None. Both are called on the
+        judging thread, never in the caller's, so a caller may hold a lock the callbacks take.
+
+        Raises:
+            JudgeUnavailableError: the judges are closed.
+        """
+
+        def run() -> None:
+            try:
+                self.judge(request, emit)
+            except BaseException as exc:  # handed to done: the caller decides what it means
+                done(exc)
+            else:
+                done(None)
+
+        with self._lock:
+            if self._closed:
+                raise JudgeUnavailableError("the server is shutting down: nothing is judged")
+            self._executor.submit(run)
 
     def close(self) -> None:
         """Stop judging (a run in progress finishes its current question) and close."""
+        with self._lock:
+            self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._chat is not None:
             self._chat.close()

@@ -317,7 +317,11 @@ class ExperimentRuntime:
         if request is None:
             return
         self._judging = True
-        self.judges.submit(request, self._take_judgement).add_done_callback(self._judged)
+        try:
+            self.judges.submit(request, self._take_judgement, self._judged)
+        except Exception as exc:  # the judges are closed: the server is stopping
+            self._judging = False
+            log.info("experiment %s: not judging (%s)", self.name, exc)
 
     def _take_judgement(self, judgement: Any) -> None:
         """A chunk of answers (on the judges' thread): applied and logged as one event."""
@@ -331,14 +335,14 @@ class ExperimentRuntime:
         self.teacher.judge(judgement)
         return self._append(JudgementEvent(dict(judgement)))
 
-    def _judged(self, run: Future) -> None:
-        error = None if run.cancelled() else run.exception()
+    def _judged(self, error: BaseException | None) -> None:
+        """A judgement run ended (on the judges' thread), with its error or None."""
         with self.lock:
             self._judging = False
             if error is not None and not self.deleted:
                 log.error("experiment %s: judging failed (%s); retrying later", self.name, error)
                 self._judge_retry_at = self.clock() + self.JUDGE_RETRY_SECONDS
-            elif not run.cancelled():
+            elif error is None:
                 self._ask_judges()  # tasks that joined while it ran
 
     # ------------------------------------------------------------ propose

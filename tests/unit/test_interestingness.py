@@ -180,3 +180,28 @@ def test_the_local_embedding_model_separates_paraphrases_from_other_tasks() -> N
     got: list[dict] = []
     model.judge(teacher().judgement_request(), got.append)
     assert got[0]["model"] == "embedding" and [1, 0] in [p[:2] for p in got[0]["pairs"]]
+
+
+def test_a_run_that_fails_at_once_reports_on_the_judging_thread_not_the_callers() -> None:
+    """The runtime submits while holding its lock and takes that lock in ``done``: ``done``
+    must never run in the submitting thread, even when the model fails before any answer."""
+    import threading
+
+    judges = Judges(Settings(llm_url=None))  # 'llm' cannot run: fails at once
+    lock = threading.Lock()
+    finished = threading.Event()
+    seen: list[tuple[str, BaseException | None]] = []
+
+    def done(error: BaseException | None) -> None:
+        with lock:  # would deadlock if called inline by submit below
+            seen.append((threading.current_thread().name, error))
+        finished.set()
+
+    with lock:
+        judges.submit(teacher(model="llm").judgement_request(), lambda j: None, done)
+    assert finished.wait(10)
+    name, error = seen[0]
+    assert name.startswith("interestingness") and isinstance(error, JudgeUnavailableError)
+    judges.close()
+    with pytest.raises(JudgeUnavailableError, match="shutting down"):
+        judges.submit(teacher(model="llm").judgement_request(), lambda j: None, done)
