@@ -77,6 +77,22 @@ class ParametricMazes:
             f"{[p.name for p in self.PARAMETERS]}"
         )
 
+    def space(self, ranges: Mapping[str, tuple[float, float]]) -> dict[str, object]:
+        """The ``box`` space JSON over these parameters and ranges, for ``POST
+        /v1/experiments`` (e.g. ``space({"size": (5, 9), "seed": (0, 1000)})``).
+
+        Raises:
+            KeyError: an unknown parameter.
+            ValueError: a range outside the parameter's.
+        """
+        dims = []
+        for name, (low, high) in ranges.items():
+            p = self.parameter(name)
+            if not p.low <= low < high <= p.high:
+                raise ValueError(f"{name}: [{low}, {high}] is not inside [{p.low}, {p.high}]")
+            dims.append({"name": name, "low": low, "high": high})
+        return {"kind": "box", "generator": self.name, "dims": dims}
+
     def resolve(self, params: Mapping[str, float]) -> dict[str, float]:
         """Every parameter: the given ones (clipped to their ranges), the defaults for the
         rest."""

@@ -8,15 +8,7 @@ import httpx
 from env_generators.parametric import ParametricMazes
 from teacher_service.client import TeacherClient
 
-SPACE = {
-    "kind": "box",
-    "generator": "minigrid_params",
-    "dims": [
-        {"name": "size", "low": 5, "high": 9},
-        {"name": "wall_density", "low": 0.0, "high": 0.4},
-        {"name": "seed", "low": 0, "high": 1000},
-    ],
-}
+SPACE = ParametricMazes().space({"size": (5, 9), "wall_density": (0.0, 0.4), "seed": (0, 1000)})
 
 
 def test_tasks_of_a_parametric_box_carry_their_levels(shared_server) -> None:

@@ -13,16 +13,9 @@ from env_generators.parametric import ParametricMazes
 from teacher_service.client import TeacherClient, read_export
 from tests.students.helpers import ENVS, cli, finish
 
-SPACE = {
-    "kind": "box",
-    "generator": "minigrid_params",
-    "dims": [
-        {"name": "size", "low": 5, "high": 9},
-        {"name": "wall_density", "low": 0.0, "high": 0.4},
-        {"name": "goal_distance", "low": 0.0, "high": 1.0},
-        {"name": "seed", "low": 0, "high": 1000},
-    ],
-}
+SPACE = ParametricMazes().space(
+    {"size": (5, 9), "wall_density": (0.0, 0.4), "goal_distance": (0.0, 1.0), "seed": (0, 1000)}
+)
 
 
 @pytest.mark.parametrize(

@@ -47,3 +47,13 @@ def test_unknown_names_say_what_exists() -> None:
         get_parametric("terrain")
     with pytest.raises(KeyError, match="wall_density"):
         GEN.parameter("roughness")
+
+
+def test_the_space_helper_writes_the_box_json_and_checks_ranges() -> None:
+    assert GEN.space({"size": (5, 9), "seed": (0, 10)}) == {
+        "kind": "box",
+        "generator": "minigrid_params",
+        "dims": [{"name": "size", "low": 5, "high": 9}, {"name": "seed", "low": 0, "high": 10}],
+    }
+    with pytest.raises(ValueError, match="not inside"):
+        GEN.space({"size": (3, 9)})
