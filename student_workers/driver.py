@@ -372,13 +372,31 @@ class TrainingDriver:
         logger.warning("rollout lost (%s)", self._last_error)
 
     def _update(self, rollouts: list[Any]) -> None:
-        """One update of every learner on the rollouts, then broadcast the new weights."""
+        """One update of every learner on the rollouts, then broadcast the new weights.
+
+        A worker's node that dies after its rollout was made (its statistics already in)
+        takes the rollout with it: the learner's call then fails before it runs, with the
+        object lost. That round is dropped like a lost rollout (its steps counted as lost),
+        and training goes on with the next one.
+        """
+        from ray.exceptions import ObjectLostError
+
         # Every learner reads the same rollouts from the object store; with roles each keeps
         # only the steps its role's policy took.
-        for i, learned in enumerate(self._call_learners("update", *rollouts)):
-            self.stats.optimizer_steps[i] += int(learned["optimizer_steps"])
+        try:
+            learned = self._call_learners("update", *rollouts)
+        except ObjectLostError as exc:  # raised as RayTaskError(ObjectLost...) by ray.get
+            self.stats.worker_failures += 1
+            self.stats.lost_env_steps += len(rollouts) * self.cfg.ppo.num_steps * (
+                self.cfg.envs_per_worker
+            )
+            self._last_error = f"update: {type(exc).__name__}: {str(exc)[:300]}"
+            logger.warning("a rollout was lost with its node; round dropped (%s)", exc)
+            learned = []
+        for i, result in enumerate(learned):
+            self.stats.optimizer_steps[i] += int(result["optimizer_steps"])
         self._weights_ref = self._broadcast()
-        self.stats.updates += 1
+        self.stats.updates += bool(learned)
 
     def _report_progress(self) -> None:
         """Hand ``on_progress`` (if any) the run's figures as a :class:`TrainProgress`."""
