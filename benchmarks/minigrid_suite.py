@@ -38,7 +38,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +45,11 @@ import numpy as np
 
 from benchmarks.discrete_quality import wait_until_judged
 from benchmarks.machine import describe_machine
+from benchmarks.ray_runs import fast_ppo_config, mean_sd, progress_printer, small_checkpoint
 from env_generators.minigrid_suite import HARD_ENVS, SUITE_ENVS, suite_entry, suite_space
 from student_workers.checkpoints import evaluate_checkpoint
 from student_workers.ppo import PPOConfig
-from student_workers.train import TrainConfig, TrainProgress, train
+from student_workers.train import TrainConfig, train
 from teacher_service.client import TeacherClient, read_export
 from teacher_service.testing import service_at
 
@@ -95,46 +95,7 @@ def teacher_config(method: str) -> dict[str, Any]:
 def ppo_config(args: argparse.Namespace) -> PPOConfig:
     """The PPO settings every method shares: the demo's fast-learning ones (as the UED
     benchmark), with minibatches of ~``--minibatch-size`` samples."""
-    batch = args.workers * args.envs_per_worker * 128
-    return PPOConfig(
-        num_steps=128, learning_rate=5e-4, ent_coef=0.01, update_epochs=4,
-        num_minibatches=max(1, round(batch / args.minibatch_size)), gamma=0.99,
-    )  # fmt: skip
-
-
-def progress_printer(
-    method: str, seed: int, every_s: float
-) -> Callable[[TrainProgress], None] | None:
-    """A train() progress hook that writes one line to stderr at most every ``every_s``
-    seconds; None when ``every_s`` is negative (silent)."""
-    if every_s < 0:
-        return None
-    last = -float("inf")
-
-    def show(p: TrainProgress) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if now - last < every_s:
-            return
-        last = now
-        print(
-            f"{method:6s} seed {seed}: {p.env_steps:,} / {p.total_steps:,} steps  {p.describe()}",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    return show
-
-
-def small_checkpoint(src: Path, dst: Path) -> Path:
-    """Copy a checkpoint without its optimizer state (evaluation needs the weights only)."""
-    import torch
-
-    ckpt = torch.load(src, map_location="cpu", weights_only=True)
-    ckpt.pop("optimizer", None)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, dst)
-    return dst
+    return fast_ppo_config(args.workers, args.envs_per_worker, args.minibatch_size)
 
 
 def played_per_env(client: TeacherClient, name: str, tmp: Path) -> dict[str, dict[str, int]]:
@@ -184,7 +145,7 @@ def run_one(url: str, method: str, seed: int, args: argparse.Namespace, tmp: Pat
         eval_interval=0,  # the final checkpoint is measured below, on every env
         seed=seed, actions="full", ppo=ppo_config(args),
     )  # fmt: skip
-    s = train(cfg, on_progress=progress_printer(method, seed, args.progress_every))
+    s = train(cfg, on_progress=progress_printer(method, seed, args.progress_every, width=6))
     ckpt = small_checkpoint(Path(s["checkpoint"]), args.checkpoints / f"{method}-seed{seed}.pt")
     t0 = time.perf_counter()
     results = {
@@ -218,12 +179,6 @@ def run_one(url: str, method: str, seed: int, args: argparse.Namespace, tmp: Pat
     }
 
 
-def _mean_sd(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    arr = np.asarray(values, dtype=float)
-    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
-
-
 def aggregate(rows: list[dict], methods: list[str], envs: list[str]) -> dict[str, Any]:
     """Per method: mean and standard deviation over seeds of the hard-env solve rate, the
     whole suite's, and each env's; the share of the training env steps each env got, and
@@ -233,9 +188,9 @@ def aggregate(rows: list[dict], methods: list[str], envs: list[str]) -> dict[str
         runs = [r for r in rows if r["method"] == m]
         if not runs:
             continue
-        hard = _mean_sd([r["hard_solve_rate"] for r in runs if r["hard_solve_rate"] is not None])
-        suite = _mean_sd([r["suite_solve_rate"] for r in runs])
-        per_env = {env: _mean_sd([r["solve_rate"][env] for r in runs]) for env in envs}
+        hard = mean_sd([r["hard_solve_rate"] for r in runs if r["hard_solve_rate"] is not None])
+        suite = mean_sd([r["suite_solve_rate"] for r in runs])
+        per_env = {env: mean_sd([r["solve_rate"][env] for r in runs]) for env in envs}
         train_steps: Counter[str] = Counter()
         eval_steps = 0
         for r in runs:

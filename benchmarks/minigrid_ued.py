@@ -44,16 +44,16 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.machine import describe_machine
+from benchmarks.ray_runs import fast_ppo_config, mean_sd, progress_printer, small_checkpoint
 from student_workers.evaluator import DEFAULT_EVAL_MAZES
 from student_workers.ppo import PPOConfig
-from student_workers.train import TrainConfig, TrainProgress, train
+from student_workers.train import TrainConfig, train
 from teacher_service.client import TeacherClient
 from teacher_service.testing import service_at
 
@@ -101,12 +101,8 @@ def ppo_config(args: argparse.Namespace) -> PPOConfig:
         # 16-filter conv); it updates on replay rollouts only, so full-size minibatches
         # (fixed_minibatch)
         return PPOConfig(lstm=True, hidden=256, fixed_minibatch=True)
-    # Minibatches of ~--minibatch-size samples, so a machine with more workers (bigger
-    # batches) takes proportionally more gradient steps per update instead of fewer.
-    batch = args.workers * args.envs_per_worker * 128
-    return PPOConfig(
-        num_steps=128, learning_rate=5e-4, ent_coef=0.01, update_epochs=4,
-        num_minibatches=max(1, round(batch / args.minibatch_size)), gamma=0.99,
+    return fast_ppo_config(
+        args.workers, args.envs_per_worker, args.minibatch_size,
         lstm=args.lstm, fixed_minibatch=args.fixed_minibatch,
     )  # fmt: skip
 
@@ -125,46 +121,6 @@ def teacher_summary(view: dict[str, Any]) -> dict[str, Any]:
             "outcomes": view["outcomes"],
         }
     return {k: v for k, v in view.items() if isinstance(v, int | float | str | None)}
-
-
-def small_checkpoint(src: Path, dst: Path) -> Path:
-    """Copy a checkpoint without its optimizer state (evaluation needs the weights only)."""
-    import torch
-
-    ckpt = torch.load(src, map_location="cpu", weights_only=True)
-    ckpt.pop("optimizer", None)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, dst)
-    return dst
-
-
-def progress_printer(
-    method: str, seed: int, every_s: float
-) -> Callable[[TrainProgress], None] | None:
-    """A train() progress hook that writes one line to stderr at most every ``every_s``
-    seconds (a run takes minutes to hours: show it is moving and when it should end); None
-    when ``every_s`` is negative (silent)."""
-    if every_s < 0:
-        return None
-    last = -float("inf")
-
-    def show(p: TrainProgress) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if now - last < every_s:
-            return
-        last = now
-        # steps_per_s counts env steps; with --budget trained the budget grows slower
-        rate = p.steps_per_s * p.budget_steps / max(p.env_steps, 1)
-        eta = (p.total_steps - p.budget_steps) / rate / 60 if rate > 0 else float("nan")
-        print(
-            f"{method:11s} seed {seed}: {p.budget_steps:,} / {p.total_steps:,} steps  "
-            f"{p.describe()}  ~{max(eta, 0):.0f} min left",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    return show
 
 
 def run_one(url: str, method: str, seed: int, args: argparse.Namespace, tmp: Path) -> dict:
@@ -213,11 +169,11 @@ def aggregate(rows: list[dict], methods: list[str], mazes: list[str]) -> dict[st
         runs = [r for r in rows if r["method"] == m]
         if not runs:
             continue
-        means = np.array([r["mean_solve_rate"] for r in runs])
+        mean, sd = mean_sd([r["mean_solve_rate"] for r in runs])
         out[m] = {
             "seeds": len(runs),
-            "mean_solve_rate": float(means.mean()),
-            "std_solve_rate": float(means.std(ddof=1)) if len(runs) > 1 else 0.0,
+            "mean_solve_rate": mean,
+            "std_solve_rate": sd,
             "per_maze": {
                 env: float(np.mean([r["solve_rate"][env] for r in runs])) for env in mazes
             },
