@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import ClassVar
 
 import numpy as np
@@ -134,23 +133,3 @@ class ParametricMazes:
                 best, best_len = level, length
         assert last is not None
         return (best or last).encode()
-
-
-#: Every parametric generator, by the name a box space gives.
-PARAMETRIC_GENERATORS: Mapping[str, ParametricMazes] = MappingProxyType(
-    {gen.name: gen for gen in (ParametricMazes(),)}
-)
-
-
-def get_parametric(name: str) -> ParametricMazes:
-    """The parametric generator called ``name``.
-
-    Raises:
-        KeyError: listing the known names.
-    """
-    try:
-        return PARAMETRIC_GENERATORS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown parametric generator {name!r}; known: {sorted(PARAMETRIC_GENERATORS)}"
-        ) from None

@@ -15,8 +15,7 @@ from pydantic import ValidationError
 
 from api_schemas.spaces import BoxSpace, DiscreteSpace, LevelSpace, SpaceError
 from env_generators import generators
-from env_generators.generators import UnknownGeneratorError, get_generator
-from env_generators.parametric import get_parametric
+from env_generators.generators import UnknownGeneratorError, get_generator, get_parametric
 from teacher_service.teachers import TaskProposal
 
 
@@ -78,7 +77,7 @@ def _check_parametric(space: BoxSpace) -> None:
 
     try:
         generator = get_parametric(space.generator or "")
-    except KeyError as exc:
+    except UnknownGeneratorError as exc:
         raise refuse(("generator",), str(exc.args[0]), space.generator) from None
     for i, dim in enumerate(space.dims):
         try:

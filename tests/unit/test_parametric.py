@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from env_generators.generators import get_parametric
 from env_generators.levels import Level, shortest_path
-from env_generators.parametric import ParametricMazes, get_parametric
+from env_generators.parametric import ParametricMazes
 
 GEN = ParametricMazes()
 
