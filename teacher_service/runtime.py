@@ -27,7 +27,7 @@ import numpy as np
 from api_schemas.experiments import ExperimentCounters, ExperimentCreate, ExperimentState
 from api_schemas.limits import MAX_BATCH, MAX_DISCRETE_TASKS
 from api_schemas.reports import Report, ReportAck
-from api_schemas.spaces import BoxSpace, DiscreteSpace, DiscreteTaskSpec, SpaceError, TasksAdded
+from api_schemas.spaces import DiscreteSpace, DiscreteTaskSpec, SpaceError, TasksAdded
 from api_schemas.tasks import Task
 from teacher_service.errors import (
     BatchTooLargeError,
@@ -361,17 +361,14 @@ class ExperimentRuntime:
         deadline = max(now + self.spec.lease_seconds, self.last_deadline)
         first = self._apply_issue(proposals, deadline)
         fut = self._append(TaskEvent(n, worker, first, deadline, tuple(proposals)))
-        # A box space with a parametric generator: each task carries the level its params
-        # build (deterministic, so it is not logged: replay and export rebuild it from them).
-        built = getattr(self.space, "generator", None) is not None and isinstance(
-            self.space, BoxSpace
-        )
         # Built by us from validated parts: skip re-validation (a hot path at large n).
         tasks = [
             Task.model_construct(
                 id=self.task_id(first + k),
                 params=p.params,
-                level=level_of(self.space, p.params) if built else p.level,
+                # a box space with a parametric generator: the level its params build
+                # (deterministic, so not logged: the dashboard rebuilds it from them)
+                level=p.level if p.level is not None else level_of(self.space, p.params),
                 mode=p.mode,
                 agent_id=p.agent_id,
                 role=p.role,

@@ -70,6 +70,7 @@ class ExperimentHistory:
         self.tracks: dict[str, EvaluationTrack] = {}
         # the last tasks issued with a level, or params a parametric generator builds one from
         self.recent: deque[tuple[int, TaskProposal]] = deque(maxlen=RECENT_LEVELS)
+        self._built: dict[int, str] = {}  # levels built for the recent tasks, by index
         # Several pages may refresh the same history at once: one folds, the others wait.
         self._lock = threading.Lock()
 
@@ -151,10 +152,15 @@ class ExperimentHistory:
         """The recent tasks' levels, newest first: as issued, or built from the params by a
         box space's parametric generator (none for other spaces)."""
         out = []
+        built = {}
         for i, p in reversed(self.recent):
-            level = p.level or level_of(space, p.params)
+            # a built level is kept while its task is shown: every frame (each second, per
+            # page) would otherwise build the same levels again
+            level = p.level or self._built.get(i) or level_of(space, p.params)
             if level:
+                built[i] = level
                 out.append(RecentLevel(index=i, level=level, mode=p.mode.value, params=p.params))
+        self._built = built
         return out
 
 

@@ -227,17 +227,14 @@ class OMNITeacher(LPTeacher):
         """The ``lp`` view, each task also saying interesting or boring, and why: the task
         it was judged against and the similarity, or the model's answer."""
         view = super().view()
-        score = dict(
-            zip(
-                zip(self.edge_i_.tolist(), self.edge_j_.tolist(), strict=True),
-                self.edge_score_.tolist(),
-                strict=True,
-            )
-        )
+        # the score of the pair that made each boring task boring (vectorised: the view is
+        # asked for on every dashboard frame, and pairs can number millions)
+        why = (self.label_[self.edge_i_] == BORING) & (self.edge_j_ == self.against_[self.edge_i_])
+        score = dict(zip(self.edge_i_[why].tolist(), self.edge_score_[why].tolist(), strict=True))
         for i, task in enumerate(view["tasks"]):
             j = int(self.against_[i])
             boring = self.label_[i] == BORING
-            s = score.get((i, j)) if boring else None
+            s = score.get(i) if boring else None
             task["interesting"] = not boring
             task["judged"] = bool(self.judged_[i])
             task["judged_against"] = self.names[j] if boring else None
