@@ -33,8 +33,16 @@ class Task(BaseModel):
     params: dict[str, Any] | None = None
     level: str | None = None
     mode: TaskMode = TaskMode.TRAIN
-    agent_id: str | None = None
-    role: str | None = None
+    agent_id: str | None = Field(
+        default=None,
+        description="The agent that plays the task (its weights: POET's pairs, PAIRED's roles).",
+    )
+    role: str | None = Field(default=None, description="The student role (PAIRED).")
+    init_from: str | None = Field(
+        default=None,
+        description="POET: a student without weights for `agent_id` yet starts them as a copy "
+        "of this agent's (docs/poet.md).",
+    )
     lease_expires_at: float = Field(description="Unix time after which the task expires")
 
 

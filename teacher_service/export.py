@@ -26,7 +26,8 @@ space and evaluation stored.
 ``type``                keys (every row also has ``type``, ``seq``, ``time``)
 ======================  ==================================================================
 ``task`` (per issued)   ``task_id``, ``index``, ``worker``, ``deadline`` (lease end, unix
-                        time), ``mode``, ``params``, ``level``, ``agent_id``, ``role``
+                        time), ``mode``, ``params``, ``level``, ``agent_id``, ``role``,
+                        ``init_from``
 ``report`` (accepted)   ``task_id``, ``index``, ``episode_return``, ``success``, ``length``,
                         ``episodes`` (1 unless sent), ``scores`` (``{}`` unless sent)
 ``expire`` (per task)   ``task_id``, ``index``
@@ -225,6 +226,7 @@ def _event_rows(experiment_id: str, logged: LoggedEvent) -> list[dict[str, Any]]
                     "level": p.level,
                     "agent_id": p.agent_id,
                     "role": p.role,
+                    "init_from": p.init_from,
                 }
                 for i, p in enumerate(ev.tasks, start=ev.first)
             ]

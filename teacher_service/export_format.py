@@ -118,7 +118,7 @@ COLUMNS: Mapping[str, tuple[Column, ...]] = MappingProxyType(
             *COMMON_COLUMNS,
             *_OF_TASK,
             *_columns_of(TaskEvent, "worker", "deadline"),
-            *_columns_of(TaskProposal, "mode", "params", "level", "agent_id", "role"),
+            *_columns_of(TaskProposal, "mode", "params", "level", "agent_id", "role", "init_from"),
         ),
         "report": (
             *COMMON_COLUMNS,

@@ -372,6 +372,7 @@ class ExperimentRuntime:
                 mode=p.mode,
                 agent_id=p.agent_id,
                 role=p.role,
+                init_from=p.init_from,
                 lease_expires_at=deadline,
             )
             for k, p in enumerate(proposals)

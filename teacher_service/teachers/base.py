@@ -31,16 +31,22 @@ class TaskProposal:
     mode: TaskMode = TaskMode.TRAIN
     agent_id: str | None = None
     role: str | None = None
+    # POET: the agent whose weights ``agent_id`` starts from when a student has none yet
+    init_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (used by the event log and snapshots)."""
-        return {
+        """JSON-able form (used by the event log and snapshots); ``init_from`` only when set,
+        so logs written before it existed read the same."""
+        d: dict[str, Any] = {
             "params": self.params,
             "level": self.level,
             "mode": self.mode.value,
             "agent_id": self.agent_id,
             "role": self.role,
         }
+        if self.init_from is not None:
+            d["init_from"] = self.init_from
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TaskProposal:
@@ -51,6 +57,7 @@ class TaskProposal:
             mode=TaskMode(d.get("mode", "train")),
             agent_id=d.get("agent_id"),
             role=d.get("role"),
+            init_from=d.get("init_from"),
         )
 
 

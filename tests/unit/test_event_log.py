@@ -225,6 +225,7 @@ def test_export_columns_are_built_from_the_event_definitions() -> None:
         ("level", "string"),
         ("agent_id", "string"),
         ("role", "string"),
+        ("init_from", "string"),
         ("episode_return", "float64"),
         ("success", "bool"),
         ("length", "int64"),
@@ -290,6 +291,7 @@ def test_export_rows_have_exactly_their_columns(store: Store) -> None:
         "level": None,
         "agent_id": None,
         "role": None,
+        "init_from": None,
     }
     assert report | {"time": 0} == {
         "type": "report",
