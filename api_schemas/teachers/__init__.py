@@ -19,6 +19,7 @@ from api_schemas.teachers.gmm import ALPGMMConfig, CovarGMMConfig, GMMConfigBase
 from api_schemas.teachers.learning_progress import LPConfig, OMNIConfig
 from api_schemas.teachers.lp_tree import LPTreeConfig
 from api_schemas.teachers.paired import PAIREDConfig
+from api_schemas.teachers.poet import POETConfig
 from api_schemas.teachers.random_teacher import RandomConfig
 from api_schemas.teachers.replay import (
     SCORE_INPUTS,
@@ -41,6 +42,7 @@ TEACHER_CONFIGS: tuple[type[TeacherConfigBase], ...] = (
     PLRConfig,
     ACCELConfig,
     PAIREDConfig,
+    POETConfig,
     LPConfig,
     OMNIConfig,
     SECConfig,
@@ -82,6 +84,7 @@ __all__ = [
     "OMNIConfig",
     "PAIREDConfig",
     "PLRConfig",
+    "POETConfig",
     "RIACConfig",
     "RandomConfig",
     "ReplayConfigBase",

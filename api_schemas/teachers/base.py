@@ -27,6 +27,9 @@ class TeacherConfigBase(BaseModel):
     SPACES: ClassVar[tuple[str, ...]] = ()
     #: Student roles the teacher issues tasks for (PAIRED); empty for one student.
     ROLES: ClassVar[tuple[str, ...]] = ()
+    #: Whether students train a changing population of agents, one per task ``agent_id``
+    #: (POET; docs/poet.md).
+    POPULATION: ClassVar[bool] = False
     DESCRIPTION: ClassVar[str] = ""
     TEACHER: ClassVar[str] = ""
 

@@ -34,6 +34,16 @@ from teacher_service.testing import ServerProcess
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 LEVEL = {"kind": "level", "generator": "minigrid", "config": {"size": 7, "max_walls": 6}}
+#: POET with every check due after a few reports.
+POET_QUICK = {
+    "iteration_episodes": 1,
+    "eval_episodes": 1,
+    "transfer_every": 1,
+    "reproduce_every": 1,
+    "repro_threshold": -1e9,
+    "mc_low": -1e9,
+    "fine_tune_episodes": 1,
+}
 #: Every teacher family, with hyper-parameters small enough that a few reports reach its
 #: interesting paths (GMM fits, region splits, buffer replacement, edits, adversary updates).
 SETUPS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -90,6 +100,15 @@ SETUPS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     ),
     "accel": (LEVEL, {"kind": "accel", "buffer_size": 4, "edit_batch": 2, "edit_parents": 1}),
     "paired": (LEVEL, {"kind": "paired", "episodes_per_role": 1, "update_every": 2}),
+    "poet": (LEVEL, {"kind": "poet", **POET_QUICK}),
+    "poet-box": (
+        {
+            "kind": "box",
+            "generator": "minigrid_params",
+            "dims": [{"name": "size", "low": 5, "high": 9}, {"name": "seed", "low": 0, "high": 9}],
+        },
+        {"kind": "poet", **POET_QUICK},
+    ),
 }
 #: The score each teacher needs in every report (level-scoring teachers).
 NEEDS = {"plr-power": "positive_value_loss", "accel": "positive_value_loss"}

@@ -20,6 +20,7 @@ import pytest
 from api_schemas.experiments import ExperimentCreate
 from api_schemas.reports import Report
 from api_schemas.spaces import BoxDim, BoxSpace, DiscreteSpace, DiscreteTaskSpec, LevelSpace
+from env_generators.parametric import ParametricMazes
 from teacher_service.runtime import ExperimentRuntime
 from teacher_service.spaces import check_proposal, normalise_space
 from teacher_service.storage import ExperimentRecord, Store, pack_state, unpack_state
@@ -39,6 +40,21 @@ SPACES: dict[str, Any] = {
     ),
     "level": normalise_space(LevelSpace(config={"size": 7, "max_walls": 6})),
 }
+#: Kinds that need another example of a space kind: POET mutates box parameters through a
+#: parametric generator, so its box space names one.
+KIND_SPACES: dict[str, dict[str, Any]] = {
+    "poet": {
+        "box": BoxSpace.model_validate(
+            ParametricMazes().space({"size": (5, 9), "wall_density": (0.0, 0.4), "seed": (0, 99)})
+        )
+    },
+}
+
+
+def space_for(kind: str, space: str) -> Any:
+    """The example ``space`` kind that ``kind`` is checked on."""
+    return KIND_SPACES.get(kind, {}).get(space, SPACES[space])
+
 
 #: Hyper-parameters each kind is checked with: small, so that its model updates (GMM fits,
 #: region splits, replay and edits, adversary updates) all happen within a few hundred
@@ -55,6 +71,17 @@ TEST_CONFIGS: dict[str, dict[str, Any]] = {
     "lp": {"eval_episodes": 2, "eval_interval": 16},
     "omni": {"model": "tfidf", "eval_episodes": 2, "eval_interval": 16, "similarity": 0.3},
     "sec": {"arms": "category", "batch_episodes": 8},
+    "poet": {
+        "iteration_episodes": 2,
+        "eval_episodes": 1,
+        "transfer_every": 1,
+        "reproduce_every": 2,
+        "repro_threshold": 0.0,
+        "mc_low": 0.0,
+        "mc_high": 0.9,
+        "fine_tune_episodes": 1,
+        "max_active": 3,
+    },
 }
 
 ROUNDS, BATCH, SNAPSHOT_AT = 40, 8, 20
@@ -98,7 +125,7 @@ def play(teacher: Teacher, rounds: int) -> list[dict[str, Any]]:
 
 
 def build(kind: str, space: str, config: dict[str, Any], seed: int) -> Teacher:
-    spec = ExperimentCreate(name="c", space=SPACES[space], teacher=config, seed=seed)
+    spec = ExperimentCreate(name="c", space=space_for(kind, space), teacher=config, seed=seed)
     return make_teacher(spec.space, spec.teacher, seed)
 
 
@@ -153,7 +180,7 @@ def test_every_proposal_fits_the_space(kind: str) -> None:
         teacher = build(kind, space, config, seed=5)
         try:
             for p in play(teacher, ROUNDS):
-                check_proposal(SPACES[space], TaskProposal.from_dict(p))
+                check_proposal(space_for(kind, space), TaskProposal.from_dict(p))
         finally:
             teacher.close()
 
@@ -190,7 +217,11 @@ def replay_matches(space: str, config: dict[str, Any], store: Store, snapshot_ev
     compare the rebuilt teacher with the live one."""
     clock = Clock()
     spec = ExperimentCreate(
-        name="c", space=SPACES[space], teacher=config, seed=11, lease_seconds=60
+        name="c",
+        space=space_for(config["kind"], space),
+        teacher=config,
+        seed=11,
+        lease_seconds=60,
     )
     rec = ExperimentRecord("exp", "c", spec.model_dump(mode="json"), 0.0)
     store.create_experiment(rec).result()
@@ -254,7 +285,7 @@ def test_invalid_hyperparameters_are_refused_naming_the_field(kind: str, shared_
         for config, field in cases:
             body = {
                 "name": f"bad-{kind}-{field}",
-                "space": SPACES[space].model_dump(mode="json"),
+                "space": space_for(kind, space).model_dump(mode="json"),
                 "teacher": config,
             }
             r = c.post("/v1/experiments", json=body)
