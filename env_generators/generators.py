@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from env_generators.level_generator import LevelGenerator
+from env_generators.level_set import MiniGridSetGenerator
 from env_generators.minigrid_generator import MiniGridGenerator
 from env_generators.parametric import ParametricMazes
 
 #: Every level generator, by the name a level space gives.
 GENERATORS: Mapping[str, LevelGenerator] = MappingProxyType(
-    {gen.name: gen for gen in (MiniGridGenerator(),)}
+    {gen.name: gen for gen in (MiniGridGenerator(), MiniGridSetGenerator())}
 )
 
 

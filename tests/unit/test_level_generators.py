@@ -140,11 +140,12 @@ def test_the_api_schema_publishes_every_generator() -> None:
         }
     }
     props = add_generator_schemas(doc)["components"]["schemas"]["LevelSpace"]["properties"]
-    assert props["generator"]["enum"] == ["bits", "minigrid", "sample_only"]
+    assert props["generator"]["enum"] == ["bits", "minigrid", "minigrid_set", "sample_only"]
     titles = [c["title"] for c in props["config"]["anyOf"]]
     assert titles == [
         "bits generator config",
         "minigrid generator config",
+        "minigrid_set generator config",
         "sample_only generator config",
     ]
     assert "bits: A string of '0' and '1'." in props["generator"]["description"]

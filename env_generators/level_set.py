@@ -1,0 +1,62 @@
+"""The ``minigrid_set`` level generator: a fixed, finite set of MiniGrid levels given in the
+space's config (docs/algorithms.md#a-fixed-set-of-levels).
+
+The setting of the original PLR paper (a finite training set of levels), of hand-made
+curricula, and of POET's control run, which trains from scratch on the environments POET
+ended with: ``random`` then samples the set uniformly and ``plr`` replays it by score.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from env_generators.level_generator import LevelGenerator
+from env_generators.levels import Level, render_png
+
+#: Most levels a set may hold (a request body of a few MB at most).
+MAX_LEVELS = 4096
+
+
+class MiniGridSetConfig(BaseModel):
+    """The levels of the set, each in the ASCII encoding of the ``minigrid`` generator."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    levels: list[str] = Field(
+        min_length=1, max_length=MAX_LEVELS, description="The levels, ASCII-encoded."
+    )
+
+    @field_validator("levels")
+    @classmethod
+    def _parse(cls, levels: list[str]) -> list[str]:
+        for i, level in enumerate(levels):
+            try:
+                Level.parse(level)
+            except ValueError as exc:
+                raise ValueError(f"level {i}: {exc}") from None
+        return levels
+
+
+class MiniGridSetGenerator(LevelGenerator):
+    """A fixed set of MiniGrid levels; a draw is one of them, uniformly."""
+
+    name: ClassVar[str] = "minigrid_set"
+    description: ClassVar[str] = "A fixed set of MiniGrid levels given in the config"
+    encoding: ClassVar[str] = "The ASCII encoding of the 'minigrid' generator."
+    config_model: ClassVar[type[BaseModel]] = MiniGridSetConfig
+
+    def sample(self, rng: np.random.Generator, config: MiniGridSetConfig) -> str:
+        """One level of the set, uniformly."""
+        return config.levels[int(rng.integers(len(config.levels)))]
+
+    def validate(self, level: str) -> str:
+        """``level`` if it parses (``LevelError``, a ``ValueError``, says where it does not)."""
+        Level.parse(level)
+        return level
+
+    def render_png(self, level: str, tile: int = 16) -> bytes:
+        """The level in MiniGrid's colours (needs Pillow)."""
+        return render_png(Level.parse(level), tile)
