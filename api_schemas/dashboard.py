@@ -71,6 +71,9 @@ class RecentLevel(BaseModel):
     )
     mode: str
     params: dict[str, Any] | None = None
+    agent_id: str | None = Field(
+        default=None, description="The agent that plays the task (POET's pairs, PAIRED's roles)."
+    )
 
 
 class DashboardFrame(BaseModel):

@@ -20,7 +20,7 @@ import argparse
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +77,59 @@ def level_report(task: dict[str, Any] | Any) -> dict[str, Any]:
             "mean_value": round((h % 31) / 31, 6),
         },
     }
+
+
+#: POET that turns over fast: every iteration transfers and reproduces, every child passes
+#: the minimal criterion, so pairs are admitted (and agents transferred) within a few rounds.
+FAST_POET = {
+    "kind": "poet",
+    "iteration_episodes": 2,
+    "eval_episodes": 1,
+    "transfer_every": 1,
+    "reproduce_every": 1,
+    "repro_threshold": 0.0,
+    "mc_low": 0.0,
+    "mc_high": 1.0,
+    "fine_tune_episodes": 1,
+}
+
+#: POET's level space: small levels (a poet pair's card draws its environment).
+POET_LEVEL_SPACE = {
+    "kind": "level",
+    "generator": "minigrid",
+    "config": {"size": 7, "max_walls": 8},
+}
+
+
+def poet_report(task: Any) -> dict[str, Any]:
+    """A deterministic fake student for a poet task: a return in [0, 1] from the level, the
+    agent and the mode (train episodes do a little better), so that agents differ per
+    environment and transfers happen."""
+    h = zlib.crc32(f"{task.level}|{task.agent_id}|{task.init_from}".encode())
+    ret = (h % 89) / 88
+    if task.mode == "train":
+        ret = min(1.0, ret + 0.1)
+    return {"task_id": task.id, "episode_return": round(ret, 6), "length": 5 + h % 50}
+
+
+def feed_poet(
+    client: TeacherClient,
+    experiment: str,
+    done: Callable[[dict[str, Any]], bool],
+    *,
+    batch: int = 8,
+    max_rounds: int = 400,
+) -> dict[str, Any]:
+    """Answer a poet experiment's tasks with :func:`poet_report` until ``done(view)`` holds
+    for its teacher view (from /state); returns that view. Raises after ``max_rounds``."""
+    view: dict[str, Any] = {}
+    for _ in range(max_rounds):
+        view = client.state(experiment).teacher
+        if done(view):
+            return view
+        tasks = client.sample(experiment, batch)
+        client.report(experiment, [poet_report(t) for t in tasks])
+    raise AssertionError(f"poet did not get there in {max_rounds} rounds: {view}")
 
 
 @dataclass

@@ -159,7 +159,15 @@ class ExperimentHistory:
             level = p.level or self._built.get(i) or level_of(space, p.params)
             if level:
                 built[i] = level
-                out.append(RecentLevel(index=i, level=level, mode=p.mode.value, params=p.params))
+                out.append(
+                    RecentLevel(
+                        index=i,
+                        level=level,
+                        mode=p.mode.value,
+                        params=p.params,
+                        agent_id=p.agent_id,
+                    )
+                )
         self._built = built
         return out
 

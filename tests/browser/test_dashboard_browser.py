@@ -32,8 +32,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from teacher_service.client import TeacherClient
 from teacher_service.testing import ServerProcess
-from tests.dashboard_feed import Feeder
+from tests.dashboard_feed import FAST_POET, POET_LEVEL_SPACE, Feeder, feed_poet
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("AUTOCURRICULUM_CHROMIUM", "/usr/bin/chromium"))
@@ -561,4 +562,278 @@ def test_js_helpers_parse_chunked_streams_and_draw_right(tab: Tab, service: Serv
     assert out["ticks"] == [0, 0.2, 0.4, 0.6, 0.8, 1]
     assert out["formats"] == ["200k", "1.5M", "0.25", "12", "\u2013"]  # en dash: no value
     assert out["level"] == "5"
+    tab.assert_clean()
+
+
+# ------------------------------------------------------------------------------ POET
+#: What the page shows for a missing value (an en dash).
+DASH = "\u2013"
+#: A 7 x 7 level (the MiniGrid ASCII encoding of env_generators/levels.py).
+POET_LEVEL = "#######\n#>....#\n#.##..#\n#..#..#\n#..L..#\n#....G#\n#######"
+
+
+def _poet_pair(env_id: int, agent: str, **kw: Any) -> dict[str, Any]:
+    pair = {
+        "env_id": env_id,
+        "agent_id": agent,
+        "init_from": None,
+        "level": POET_LEVEL,
+        "params": None,
+        "score": 0.5,
+        "evaluations": 3,
+        "born": 0,
+        "age": 4,
+        "parent": None,
+        "agent_since": 0,
+    }
+    return pair | kw
+
+
+#: A teacher view in the shape of the poet protocol's "Teacher view" (hand-written): an
+#: agent id with markup checks that the page inserts text, never HTML.
+POET_VIEW = {
+    "iteration": 9,
+    "annecs": 2,
+    "annecs_history": [[0, 0], [4, 1], [8, 2]],
+    "pairs": [
+        _poet_pair(0, "agent-3", init_from="agent-0", agent_since=6, age=9),
+        _poet_pair(2, "<img src=x onerror=alert(1)>", parent=0, born=4, age=5, score=None),
+        _poet_pair(
+            3,
+            "agent-4",
+            init_from="agent-0",
+            parent=0,
+            born=8,
+            age=1,
+            score=0.25,
+            params={"walls": 0.25},  # a box space's pair: its parameters are shown too
+        ),
+    ],
+    "archived": [_poet_pair(1, "agent-1", parent=0, born=4, age=4)],
+    "archived_count": 1,
+    "archive_size": 4,
+    "transfers": [
+        {
+            "iteration": 6,
+            "env_id": 0,
+            "from_agent": "agent-1",
+            "agent_id": "agent-3",
+            "score": 0.75,
+            "incumbent": 0.5,
+        }
+    ],
+    "transfer_count": 1,
+    "admitted": 3,
+    "children": {"made": 7, "duplicates": 1, "mc_passed": 4, "mc_failed": 2, "not_admitted": 1},
+    "agents": {
+        "active": ["agent-3", "agent-2", "agent-4"],
+        "candidates": ["agent-5"],
+        "archived": ["agent-1"],
+    },
+    "checks": {"transfer": "fine_tune", "reproduction": "idle"},
+    "mc": [0.0, 1.0],
+}
+
+
+def _fake_frame(exp: str, teacher: dict[str, Any], seq: int = 5) -> str:
+    """A dashboard frame for a made-up poet experiment, as a server-sent event."""
+    frame = {
+        "id": exp,
+        "name": exp,
+        "teacher_kind": "poet",
+        "space": {"kind": "level", "generator": "minigrid", "config": {"size": 7}},
+        "hyperparameters": {"kind": "poet"},
+        "seq": seq,
+        "time": time.time(),
+        "counters": {
+            "tasks_issued": 10,
+            "reports_accepted": 10,
+            "outstanding": 0,
+            "expired": 0,
+            "duplicates": 0,
+            "late_reports": 0,
+            "events": seq,
+        },
+        "throughput": {"tasks_per_s": 0.0, "reports_per_s": 0.0, "window_s": 30.0},
+        "progress": {},
+        "evaluations": [],
+        "teacher": teacher,
+        "recent_levels": [],
+        "max_points": 300,
+    }
+    return f"event: frame\nid: {seq}\ndata: {json.dumps(frame)}\n\n"
+
+
+def _open_fake_poet(tab: Tab, service: Service, exp: str, teacher: dict[str, Any]) -> Any:
+    """The live page of a made-up experiment whose stream answers one frame with ``teacher``
+    (the page's own modules come from the real server)."""
+    page = tab.page
+    page.route(
+        f"**/v1/experiments/{exp}/events*",
+        lambda route: route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"},
+            body=_fake_frame(exp, teacher),
+        ),
+    )
+    page.goto(f"{service.url}/?exp={exp}#token={TOKEN}")
+    page.wait_for_function(
+        "() => document.getElementById('live-view').dataset.seq !== undefined", timeout=WAIT
+    )
+    return page
+
+
+def test_poet_panel_draws_a_spec_shaped_view(tab: Tab, service: Service) -> None:
+    """The POET panel against a hand-written view of the protocol: pairs with their levels,
+    transfers, counters, the ANNECS steps; inserted text stays text."""
+    page = _open_fake_poet(tab, service, "poet-fake", POET_VIEW)
+    cards = page.get_by_test_id("poet-pair")
+    assert cards.count() == 3
+    assert cards.evaluate_all("cs => cs.map(c => c.dataset.envId)") == ["0", "2", "3"]
+    assert page.get_by_test_id("poet-pair-level").count() == 3
+    img = page.get_by_test_id("poet-pair-level").first
+    assert img.get_attribute("data-width") == "7" and img.locator("rect").count() > 3
+    first = cards.nth(0).inner_text()
+    assert "env 0" in first and "agent-3" in first and "from agent-0" in first
+    assert "agent since it 6" in first and "age 9" in first and "score 0.5" in first
+    assert "parent env 0" in cards.nth(2).inner_text()
+    assert "walls 0.25" in cards.nth(2).inner_text()
+    # an agent id with markup is shown as text
+    assert cards.nth(1).get_by_test_id("poet-pair-agent").inner_text() == (
+        "<img src=x onerror=alert(1)>"
+    )
+    assert page.locator("[data-testid=poet-panel] img").count() == 0
+    assert f"score {DASH}" in cards.nth(1).inner_text()  # no self-evaluation yet
+    # archived pairs, transfers
+    assert page.get_by_test_id("poet-archived-pair").count() == 1
+    rows = page.get_by_test_id("poet-transfer")
+    assert rows.count() == 1
+    assert rows.first.inner_text().split("\t") == ["6", "env 0", "agent-1 → agent-3", "0.75 vs 0.5"]
+    # counters
+    want = {
+        "poet-iteration": "9",
+        "poet-annecs": "2",
+        "poet-active": "3",
+        "poet-archive-size": "4",
+        "poet-archived-count": "1",
+        "poet-admitted": "3",
+        "poet-transfer-count": "1",
+        "poet-check-transfer": "fine_tune",
+        "poet-check-reproduction": "idle",
+        "poet-candidates": "1",
+        "poet-mc": "[0, 1]",
+        "poet-children-made": "7",
+        "poet-children-duplicates": "1",
+        "poet-children-mc-passed": "4",
+        "poet-children-mc-failed": "2",
+        "poet-children-not-admitted": "1",
+    }
+    got = {k: page.get_by_test_id(k).inner_text() for k in want}
+    assert got == want
+    # ANNECS: steps at 4 and 8, held flat to the current iteration (9)
+    path = page.locator("[data-testid=annecs-chart] path.series[data-series=ANNECS]")
+    assert path.get_attribute("data-points") == "6"
+    screenshot(page, "poet-fake")
+    tab.assert_clean()
+
+
+def test_poet_panel_degrades_on_a_partial_view(tab: Tab, service: Service) -> None:
+    """A view without pairs, history, transfers or counters draws dashes and notes, no error."""
+    page = _open_fake_poet(
+        tab, service, "poet-partial", {"iteration": 0, "pairs": None, "children": None, "mc": "?"}
+    )
+    panel = page.get_by_test_id("poet-panel")
+    assert "no pairs yet" in panel.get_by_test_id("poet-pairs").inner_text()
+    assert page.get_by_test_id("poet-pair").count() == 0
+    assert page.get_by_test_id("poet-active").inner_text() == "0"
+    assert page.get_by_test_id("poet-annecs").inner_text() == DASH
+    assert page.get_by_test_id("poet-children-made").inner_text() == DASH
+    assert page.get_by_test_id("poet-mc").inner_text() == DASH
+    assert "no transfer yet" in page.get_by_test_id("poet-transfers").inner_text()
+    assert "no iteration yet" in page.get_by_test_id("annecs-chart").inner_text()
+    assert page.get_by_test_id("poet-archived").is_hidden()
+    tab.assert_clean()
+
+
+def _poet_grown(view: dict[str, Any]) -> bool:
+    """More than one active pair (so an admission happened), and a transfer."""
+    return len(view.get("pairs") or []) > 1 and (view.get("transfer_count") or 0) > 0
+
+
+def test_poet_live_page_draws_pairs_annecs_and_counters(tab: Tab, service: Service) -> None:
+    """A real poet experiment, driven over HTTP until it has several pairs, then its page:
+    one card per active pair with its level drawn, the ANNECS chart, the counters, and a
+    live update as the driving goes on."""
+    with TeacherClient(service.url, token=TOKEN, timeout=30.0) as client:
+        exp = client.create_experiment(
+            "poet-live", space=POET_LEVEL_SPACE, teacher=FAST_POET, seed=2
+        ).id
+        service.ids["poet"] = exp
+        view = feed_poet(client, exp, _poet_grown)
+        page = open_live(tab, service, "poet")
+        assert page.get_by_test_id("experiment-teacher").inner_text() == "poet"
+        # the page draws the view of the latest frame: the same as /state (nothing is fed now)
+        page.wait_for_function(
+            "n => document.querySelectorAll('[data-testid=poet-pair]').length === n",
+            arg=len(view["pairs"]),
+            timeout=WAIT,
+        )
+        cards = page.get_by_test_id("poet-pair")
+        assert cards.evaluate_all("cs => cs.map(c => Number(c.dataset.envId))") == [
+            p["env_id"] for p in view["pairs"]
+        ]
+        assert cards.evaluate_all("cs => cs.map(c => c.dataset.agentId)") == [
+            p["agent_id"] for p in view["pairs"]
+        ]
+        levels = page.get_by_test_id("poet-pair-level")
+        assert levels.count() == len(view["pairs"])
+        assert set(levels.evaluate_all("ls => ls.map(l => l.dataset.width)")) == {"7"}
+        assert levels.first.locator("rect").count() > 3
+        for key, testid in [
+            ("iteration", "poet-iteration"),
+            ("annecs", "poet-annecs"),
+            ("archive_size", "poet-archive-size"),
+            ("archived_count", "poet-archived-count"),
+            ("admitted", "poet-admitted"),
+            ("transfer_count", "poet-transfer-count"),
+        ]:
+            assert page.get_by_test_id(testid).inner_text() == str(view[key]), key
+        for key in ["made", "duplicates", "mc_passed", "mc_failed"]:
+            testid = f"poet-children-{key.replace('_', '-')}"
+            assert page.get_by_test_id(testid).inner_text() == str(view["children"][key]), key
+        assert (
+            page.get_by_test_id("poet-check-transfer").inner_text() == (view["checks"]["transfer"])
+        )
+        assert (
+            page.get_by_test_id("poet-check-reproduction").inner_text()
+            == (view["checks"]["reproduction"])
+        )
+        rows = page.get_by_test_id("poet-transfer")
+        assert rows.count() == len(view["transfers"]) >= 1
+        last = view["transfers"][-1]  # newest first on the page
+        assert rows.first.inner_text().split("\t")[:3] == [
+            str(last["iteration"]),
+            f"env {last['env_id']}",
+            f"{last['from_agent']} \u2192 {last['agent_id']}",
+        ]
+        # the recent levels say which agent played them
+        wait_count(page, "[data-testid=recent-level]")
+        assert "agent-" in page.get_by_test_id("recent-level").first.inner_text()
+        # ANNECS over the iterations: a drawn line reaching the current iteration
+        annecs = page.locator("[data-testid=annecs-chart] path.series[data-series=ANNECS]")
+        assert int(annecs.get_attribute("data-points")) >= 1
+        assert "iteration" in page.get_by_test_id("annecs-chart").inner_text()
+        # live: the next iterations show up without a reload
+        it0 = view["iteration"]
+        feed_poet(client, exp, lambda v: v["iteration"] > it0 + 1)
+        page.wait_for_function(
+            "i => Number(document.querySelector('[data-testid=poet-iteration]').textContent) > i",
+            arg=it0,
+            timeout=WAIT,
+        )
+        screenshot(page, "live-poet")
+        print(
+            f"poet: {len(view['pairs'])} pairs, {view['transfer_count']} transfers, "
+            f"{view['admitted']} admitted, iteration {view['iteration']}"
+        )
     tab.assert_clean()

@@ -14,10 +14,12 @@ import httpx
 import orjson
 import pytest
 
+from teacher_service.client import TeacherClient
 from teacher_service.dashboard.history import ExperimentHistory
 from teacher_service.dashboard.series import EvaluationTrack, RateWindow, ReportSeries
 from teacher_service.storage import Store
 from tests.conftest import BOX2
+from tests.dashboard_feed import FAST_POET, POET_LEVEL_SPACE, feed_poet
 
 TOKEN = "dash-t0k"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -194,6 +196,112 @@ def test_frame_matches_what_was_sent(srv) -> None:
             and f["space"] == c.get(f"/v1/experiments/{exp}").json()["space"]
         )
         assert f["teacher"] == c.get(f"/v1/experiments/{exp}/state").json()["teacher"]
+
+
+#: The poet teacher's view as docs/poet.md's protocol has it ("Teacher view"): key -> type.
+_INT = (int,)
+_OPT_NUM = (int, float, type(None))
+POET_VIEW_KEYS = {
+    "iteration": _INT,
+    "annecs": _INT,
+    "annecs_history": (list,),
+    "pairs": (list,),
+    "archived": (list,),
+    "archived_count": _INT,
+    "archive_size": _INT,
+    "transfers": (list,),
+    "transfer_count": _INT,
+    "admitted": _INT,
+    "children": (dict,),
+    "agents": (dict,),
+    "checks": (dict,),
+    "mc": (list,),
+}
+POET_PAIR_KEYS = {
+    "env_id": _INT,
+    "agent_id": (str,),
+    "init_from": (str, type(None)),
+    "level": (str,),
+    "params": (dict, type(None)),
+    "score": _OPT_NUM,
+    "evaluations": _INT,
+    "born": _INT,
+    "age": _INT,
+    "parent": (int, type(None)),
+    "agent_since": _INT,
+}
+POET_TRANSFER_KEYS = {
+    "iteration": _INT,
+    "env_id": _INT,
+    "from_agent": (str,),
+    "agent_id": (str,),
+    "score": (int, float),
+    "incumbent": (int, float),
+}
+
+
+def poet_view_deviations(view: dict) -> list[str]:
+    """Every way ``view`` differs from the protocol's poet teacher view (empty: none)."""
+    out: list[str] = []
+
+    def keys(where: str, obj: object, spec: dict) -> None:
+        if not isinstance(obj, dict):
+            out.append(f"{where}: {type(obj).__name__}, not an object")
+            return
+        for k, types in spec.items():
+            if k not in obj:
+                out.append(f"{where}.{k}: missing")
+            elif isinstance(obj[k], bool) or not isinstance(obj[k], types):
+                out.append(f"{where}.{k}: {obj[k]!r} is not {'|'.join(t.__name__ for t in types)}")
+
+    keys("view", view, POET_VIEW_KEYS)
+    for name in ("pairs", "archived"):
+        for i, p in enumerate(view.get(name) or []):
+            keys(f"view.{name}[{i}]", p, POET_PAIR_KEYS)
+    for i, t in enumerate(view.get("transfers") or []):
+        keys(f"view.transfers[{i}]", t, POET_TRANSFER_KEYS)
+    hist = view.get("annecs_history") or []
+    if not all(isinstance(pt, list) and len(pt) == 2 for pt in hist) or hist[:1] != [[0, 0]]:
+        out.append(f"view.annecs_history: {hist[:3]!r}... is not [[0, 0], [iteration, annecs]...]")
+    children = ("made", "duplicates", "mc_passed", "mc_failed", "not_admitted")
+    keys("view.children", view.get("children"), dict.fromkeys(children, _INT))
+    keys(
+        "view.agents",
+        view.get("agents"),
+        dict.fromkeys(("active", "candidates", "archived"), (list,)),
+    )
+    checks = view.get("checks") or {}
+    if checks.get("transfer") not in ("idle", "direct", "fine_tune"):
+        out.append(f"view.checks.transfer: {checks.get('transfer')!r}")
+    if checks.get("reproduction") not in ("idle", "minimal_criterion", "scoring"):
+        out.append(f"view.checks.reproduction: {checks.get('reproduction')!r}")
+    if len(view.get("mc") or []) != 2:
+        out.append(f"view.mc: {view.get('mc')!r} is not [low, high]")
+    return out
+
+
+def test_poet_frame_carries_the_protocol_view(srv) -> None:
+    """A poet experiment driven until it has several pairs: its frame's teacher view is the
+    one of /state, in the protocol's shape (what the dashboard's POET panel draws)."""
+    with TeacherClient(srv.url, token=TOKEN, timeout=30.0) as client:
+        exp = client.create_experiment("poet", space=POET_LEVEL_SPACE, teacher=FAST_POET, seed=4).id
+        view = feed_poet(
+            client, exp, lambda v: len(v.get("pairs") or []) > 1 and v.get("transfer_count", 0) > 0
+        )
+    with _client(srv) as c:
+        f = c.get(f"/v1/experiments/{exp}/dashboard").json()
+        assert f["teacher_kind"] == "poet"
+        assert f["teacher"] == c.get(f"/v1/experiments/{exp}/state").json()["teacher"] == view
+        # the recent levels say which agent played them
+        recent = f["recent_levels"]
+        assert recent and all(lv["agent_id"].startswith("agent-") for lv in recent)
+    assert poet_view_deviations(view) == []
+    pairs = view["pairs"]
+    assert [p["agent_id"] for p in pairs] == view["agents"]["active"]
+    assert view["archive_size"] >= len(pairs) + view["archived_count"]  # every admitted env
+    assert view["transfer_count"] >= len(view["transfers"]) >= 1
+    assert view["annecs_history"][-1][1] == view["annecs"]
+    assert all(p["level"].count("\n") == 6 for p in pairs)  # 7 x 7 levels
 
 
 def test_frame_downsamples_a_long_run(srv) -> None:

@@ -405,7 +405,8 @@ class LiveView {
     $("recent-body").replaceChildren(h("div", { class: "levels" }, recent.map((lv) =>
       h("figure", { class: "level-card", "data-testid": "recent-level" },
         levelImage(lv.level, { size: 100, title: `task ${lv.index}`, testid: "recent-level-image" }),
-        h("figcaption", {}, `#${lv.index} · ${lv.mode}`, lv.params ? h("br") : null, params(lv.params))))));
+        h("figcaption", {}, `#${lv.index} · ${lv.mode}`, lv.agent_id ? ` · ${lv.agent_id}` : null,
+          lv.params ? h("br") : null, params(lv.params))))));
   }
 
   renderCounters(f) {
@@ -561,6 +562,7 @@ function makeTeacherPanel(frame, rerender) {
     omni: (f, r) => taskTablePanel(f, r, "tasks",
       ["task", "success", "lp", "weight", "interesting", "judged_against", "similarity"], "weight"),
     sec: (f, r) => taskTablePanel(f, r, "arms", ["arm", "q", "probability", "episodes"], "probability"),
+    poet: poetPanel,
   }[kind] ?? genericPanel;
   const panel = make(frame, rerender);
   panel.kind = kind;
@@ -886,6 +888,182 @@ function pairedPanel() {
         h("b", {}, `regret ${fmt(lv.regret)}`), h("br"), `id ${lv.level_id}`,
       ]));
       renderKV(summary, scalars(v, ["top_levels", "regret_history", "goal_probabilities"]));
+    },
+  };
+}
+
+/** Most pair cards drawn (active and archived each): the rest are counted, not drawn. */
+const POET_MAX_CARDS = 48;
+
+/**
+ * ``[[x, y], ...]`` of a counter that changes at the given x as a step line (it holds its
+ * value until the next change), extended flat to ``until`` when that is later.
+ */
+function stepSeries(points, until) {
+  const xs = [];
+  const ys = [];
+  points.forEach(([x, y], i) => {
+    if (i > 0) {
+      xs.push(x);
+      ys.push(ys[ys.length - 1]);
+    }
+    xs.push(x);
+    ys.push(y);
+  });
+  if (xs.length && Number.isFinite(until) && until > xs[xs.length - 1]) {
+    xs.push(until);
+    ys.push(ys[ys.length - 1]);
+  }
+  return { x: xs, y: ys };
+}
+
+/**
+ * POET: the active environment-agent pairs (each environment's level drawn, with its agent,
+ * score, age and lineage), ANNECS over the iterations, the recent transfers, the reproduction
+ * counters, and the archived pairs. Any part of the view may be missing (an older or
+ * partial view): that part shows a dash or an empty note.
+ */
+function poetPanel() {
+  const stats = h("div", { class: "cards small", "data-testid": "poet-stats" });
+  const children = h("div", { class: "cards small", "data-testid": "poet-children" });
+  const annecs = h("div", { class: "chart-box", "data-testid": "annecs-chart" });
+  const pairs = h("div", { "data-testid": "poet-pairs" });
+  const pairsTitle = h("h3", {}, "Active pairs");
+  const transfers = h("table", { class: "kv small poet-transfers", "data-testid": "poet-transfers" });
+  const transfersTitle = h("h3", {}, "Transfers");
+  const archived = h("div", { "data-testid": "poet-archived" });
+  const archivedTitle = h("h3", {}, "Archived pairs");
+  const archivedSection = h("div", { class: "sub" }, archivedTitle, archived);
+  const summary = h("table", { class: "kv", "data-testid": "teacher-summary" });
+  const node = h("div", { "data-testid": "poet-panel" },
+    stats,
+    h("div", { class: "sub" }, pairsTitle, pairs),
+    h("div", { class: "grid2" },
+      section("ANNECS (accumulated number of novel environments created and solved)", annecs),
+      h("div", {}, section("Reproduction", children), h("div", { class: "sub" }, transfersTitle, transfers))),
+    archivedSection,
+    h("details", {}, h("summary", {}, "summary"), summary));
+  const card = (label, value, testid, extra = {}) => h("div", { class: "card" },
+    h("div", { class: "card-label" }, label),
+    h("div", { class: "card-value", "data-testid": testid, ...extra }, value));
+  const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
+  const list = (v) => (Array.isArray(v) ? v : []);
+  const agentOf = (v) => (v === null || v === undefined || v === "" ? "–" : String(v));
+  const params = (p) => (p && typeof p === "object"
+    ? Object.entries(p).map(([k, x]) => `${k} ${fmt(num(x) ?? x)}`).join(" · ") : "");
+
+  /** One pair as a card: its level, then env / agent / score / age / lineage. */
+  const pairCard = (p, testid) => {
+    const env = p.env_id ?? "?";
+    const agent = agentOf(p.agent_id);
+    const adopted = num(p.agent_since) !== null && num(p.born) !== null && p.agent_since > p.born;
+    const title = `env ${env} · ${agent}`;
+    return h("figure", {
+      class: "level-card poet-pair", "data-testid": testid,
+      "data-env-id": env, "data-agent-id": p.agent_id ?? "", "data-score": num(p.score) ?? "",
+    },
+    typeof p.level === "string" && p.level
+      ? levelImage(p.level, { size: 110, title, testid: `${testid}-level` })
+      : h("div", { class: "muted no-level" }, "no level"),
+    h("figcaption", {},
+      h("b", {}, `env ${env}`), " · ", h("span", { "data-testid": "poet-pair-agent" }, agent),
+      h("br"), "score ", h("span", { "data-testid": "poet-pair-score" }, fmt(num(p.score))),
+      ` (${fmt(num(p.evaluations) ?? 0)} evals)`,
+      h("br"), `age ${fmt(num(p.age))} it · born ${fmt(num(p.born))}`,
+      h("br"), `parent ${p.parent === null || p.parent === undefined ? "–" : `env ${p.parent}`}`,
+      p.init_from ? ` · from ${p.init_from}` : null,
+      adopted ? h("br") : null, adopted ? `agent since it ${fmt(p.agent_since)}` : null,
+      p.params ? h("br") : null, p.params ? params(p.params) : null));
+  };
+
+  /** A gallery of pair cards, at most POET_MAX_CARDS drawn. */
+  const gallery = (rows, testid, empty) => {
+    if (!rows.length) return h("p", { class: "muted" }, empty);
+    const shown = rows.slice(0, POET_MAX_CARDS);
+    return h("div", {},
+      h("div", { class: "levels" }, shown.map((p) => pairCard(p ?? {}, testid))),
+      rows.length > shown.length
+        ? h("p", { class: "muted" }, `${rows.length - shown.length} more not drawn`) : null);
+  };
+
+  let pairsKey = null;
+  let archivedKey = null;
+  return {
+    node,
+    update(f) {
+      const v = f.teacher ?? {};
+      const ch = v.children ?? {};
+      const checks = v.checks ?? {};
+      const agents = v.agents ?? {};
+      const active = list(v.pairs);
+      const arch = list(v.archived);
+      const trs = list(v.transfers);
+      const candidates = list(agents.candidates);
+      const mc = list(v.mc);
+      stats.replaceChildren(
+        card("iteration", fmt(num(v.iteration)), "poet-iteration"),
+        card("ANNECS", fmt(num(v.annecs)), "poet-annecs"),
+        card("active pairs", fmt(active.length), "poet-active", { "data-value": active.length }),
+        card("archive size", fmt(num(v.archive_size)), "poet-archive-size"),
+        card("archived", fmt(num(v.archived_count)), "poet-archived-count"),
+        card("admitted", fmt(num(v.admitted)), "poet-admitted"),
+        card("transfers", fmt(num(v.transfer_count)), "poet-transfer-count"),
+        card("transfer check", checks.transfer ?? "–", "poet-check-transfer"),
+        card("reproduction check", checks.reproduction ?? "–", "poet-check-reproduction"),
+        // agents being fine-tuned on another pair's environment for a transfer
+        card("transfer candidates", fmt(candidates.length), "poet-candidates",
+          { title: candidates.join(", ") || null }),
+        card("minimal criterion", mc.length === 2 ? `[${fmt(num(mc[0]))}, ${fmt(num(mc[1]))}]` : "–", "poet-mc"),
+      );
+      children.replaceChildren(
+        card("children made", fmt(num(ch.made)), "poet-children-made"),
+        card("duplicates", fmt(num(ch.duplicates)), "poet-children-duplicates"),
+        card("MC passed", fmt(num(ch.mc_passed)), "poet-children-mc-passed"),
+        card("MC failed", fmt(num(ch.mc_failed)), "poet-children-mc-failed"),
+        card("not admitted", fmt(num(ch.not_admitted)), "poet-children-not-admitted"),
+      );
+
+      // ANNECS: a counter, drawn as steps up to the current iteration
+      const hist = list(v.annecs_history).filter((pt) => Array.isArray(pt) && pt.length >= 2);
+      const steps = stepSeries(hist, num(v.iteration));
+      annecs.replaceChildren(lineChart({
+        title: "ANNECS by iteration",
+        x: { label: "iteration" },
+        y: { label: "ANNECS", domain: niceDomain(0, Math.max(1, ...steps.y.filter(Number.isFinite)), 4) },
+        series: [{ name: "ANNECS", x: steps.x, y: steps.y, color: PALETTE[4] }],
+        empty: "no iteration yet",
+      }));
+
+      // the pairs: redrawn only when something about them changed
+      pairsTitle.textContent = `Active pairs (${active.length}, oldest first)`;
+      const pk = JSON.stringify(active);
+      if (pk !== pairsKey) {
+        pairsKey = pk;
+        pairs.replaceChildren(gallery(active, "poet-pair", "no pairs yet"));
+      }
+      archivedSection.hidden = arch.length === 0;
+      archivedTitle.textContent = `Archived pairs (${fmt(num(v.archived_count) ?? arch.length)}; ` +
+        `the last ${arch.length}, newest first)`;
+      const ak = JSON.stringify(arch);
+      if (ak !== archivedKey) {
+        archivedKey = ak;
+        archived.replaceChildren(gallery(arch, "poet-archived-pair", "none archived"));
+      }
+
+      // transfers, newest first
+      transfersTitle.textContent = `Transfers (${fmt(num(v.transfer_count) ?? trs.length)} in all` +
+        `${trs.length ? `; the last ${trs.length}, newest first` : ""})`;
+      transfers.replaceChildren(
+        h("tr", {}, h("th", {}, "iteration"), h("th", {}, "env"), h("th", {}, "agent"),
+          h("th", {}, "score vs incumbent")),
+        ...(trs.length ? [...trs].reverse().map((t) => h("tr", { "data-testid": "poet-transfer" },
+          h("td", {}, fmt(num(t?.iteration))),
+          h("td", {}, `env ${t?.env_id ?? "?"}`),
+          h("td", {}, `${agentOf(t?.from_agent)} → ${agentOf(t?.agent_id)}`),
+          h("td", {}, `${fmt(num(t?.score))} vs ${fmt(num(t?.incumbent))}`)))
+          : [h("tr", {}, h("td", { colspan: 4, class: "muted" }, "no transfer yet"))]),
+      );
+      renderKV(summary, scalars(v, ["pairs", "archived", "transfers", "annecs_history", "agents"]));
     },
   };
 }
