@@ -1,9 +1,9 @@
-"""Ray plumbing of the students: the local loopback-only cluster and the three actor kinds.
+"""Ray plumbing of the students: the local loopback-only cluster and the actor kinds.
 
-The classes themselves (:class:`RolloutWorker`, :class:`LearnerActor`, :class:`Evaluator`)
-are plain Python; this module only decides how Ray runs them: resources, restarts, and the
-cluster they live in. Ray is imported lazily so that the rest of the package (and the teacher
-service) never needs it.
+The classes themselves (:class:`RolloutWorker`, :class:`LearnerActor`, :class:`Evaluator`, and
+for a population :class:`~student_workers.population.PopulationLearner`) are plain Python; this
+module only decides how Ray runs them: resources, restarts, and the cluster they live in. Ray
+is imported lazily so that the rest of the package (and the teacher service) never needs it.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
 
 
 def remote_classes(max_restarts: int = 10) -> dict[str, Any]:
-    """The Ray actor classes: ``worker``, ``learner``, ``evaluator``.
+    """The Ray actor classes: ``worker``, ``learner``, ``population_learner``, ``evaluator``.
 
     Rollout workers take a CPU each and restart on failure (a restarted worker opens a new
     session; its in-flight tasks expire by lease). The evaluator takes no reserved CPU (it
@@ -178,6 +178,7 @@ def remote_classes(max_restarts: int = 10) -> dict[str, Any]:
     import ray
 
     from student_workers.evaluator import Evaluator
+    from student_workers.population import PopulationLearner
     from student_workers.rollout_worker import RolloutWorker
 
     return {
@@ -185,5 +186,8 @@ def remote_classes(max_restarts: int = 10) -> dict[str, Any]:
             RolloutWorker
         ),
         "learner": ray.remote(max_restarts=max_restarts, max_task_retries=0)(LearnerActor),
+        "population_learner": ray.remote(max_restarts=max_restarts, max_task_retries=0)(
+            PopulationLearner
+        ),
         "evaluator": ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(Evaluator),
     }

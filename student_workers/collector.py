@@ -69,13 +69,16 @@ class RolloutCollector:
         current role. An env's recurrent state is that of the policy it acts with: the role
         changes only at a reset, where the state starts from zero anyway. With one agent (not
         a sequence) every env acts with it in one batch and ``role_index`` is ``None``.
+        The sequence is read as it is at each step: ``after_step`` may append to a list (a
+        population's worker adds the policy of an agent first met at a reset).
 
         ``after_step(t, ended)`` runs after every env step with the mask of envs whose episode
         just ended (and whose next one has already begun); a rollout worker uses it to set
         :attr:`train_flags` (and :attr:`policy`) from the new episode's task.
         """
         roles = not isinstance(agent, MiniGridAgent)
-        agents = [agent] if isinstance(agent, MiniGridAgent) else list(agent)
+        # Not copied: a list that grows in after_step hands its new policies to the next steps.
+        agents = [agent] if isinstance(agent, MiniGridAgent) else agent
         if not agents:
             raise ValueError("no agents to act with")
         if roles:
@@ -100,7 +103,7 @@ class RolloutCollector:
         dones = np.zeros((num_steps, n), dtype=np.float32)
         values = np.zeros((num_steps, n), dtype=np.float32)
         train_mask = np.zeros((num_steps, n), dtype=np.float32)
-        role_index = np.zeros((num_steps, n), dtype=np.int8) if roles else None
+        role_index = np.zeros((num_steps, n), dtype=np.int16) if roles else None
         log = EpisodeLog()
         for t in range(num_steps):
             images[t], directions[t], dones[t] = self.obs["image"], self.obs["direction"], self.done

@@ -35,6 +35,19 @@ protagonist and antagonist, each task's ``role`` says which). Then there is one 
 a worker acts with its current task's role's policy, and each learner trains only on its role's
 steps. The first role (PAIRED's protagonist) is the one evaluated and saved as ``latest.pt``;
 the others are saved as ``<role>.pt``.
+
+Populations: a population teacher (``teacher.POPULATION``: POET; the contract is docs/poet.md)
+names in each task the ``agent_id`` that plays it, and the agents come and go. Then one
+:class:`~student_workers.population.PopulationLearner` actor holds a PPO learner per agent, the
+weights go out as one dict agent id -> weights, each env of a worker acts with its current task's
+agent's policy (a worker makes the policy of an agent it meets first), and each agent trains on
+its own steps. After every update the driver writes each updated agent's checkpoint to
+``agents/<agent_id>.pt`` and uploads it to the experiment's agents store; after every round it
+reads the teacher's view and retires the agents neither active nor candidate (final weights
+uploaded, learner dropped). A run starts by taking up the view's active and candidate agents from
+the store, so a restarted job continues the population. ``latest.pt`` (the one evaluated) is the
+best-scoring active pair's agent (:meth:`PopulationBook.best
+<student_workers.population.PopulationBook.best>`).
 """
 
 from __future__ import annotations
@@ -48,7 +61,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from teacher_service.client import TeacherClient
+from student_workers.population import AgentStore, PopulationBook
+from teacher_service.client import TeacherClient, TeacherClientError
 
 if TYPE_CHECKING:
     from student_workers.train import TrainConfig
@@ -57,6 +71,8 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "latest.pt"
 SUMMARY_NAME = "summary.json"
+#: With a population: the folder (under the checkpoint dir) of every agent's checkpoint.
+AGENTS_DIR = "agents"
 #: Seed offset between the learners of successive student roles (the first keeps ``seed``).
 ROLE_SEED_STRIDE = 1_000_003
 #: With ``budget='trained'``, a run also stops after this many times ``steps`` env steps: a
@@ -132,12 +148,14 @@ class TrainingStats:
     """What the driver counts during a run (the learners count their own updates).
 
     ``optimizer_steps`` and ``learner_failures`` hold one entry per learner, ``roles`` one
-    :class:`EpisodeStats` per student role (none without roles).
+    :class:`EpisodeStats` per student role (none without roles), ``agents`` one per agent of a
+    population (added as the agents appear).
     """
 
     optimizer_steps: list[int]
     learner_failures: list[int]
     roles: dict[str, EpisodeStats]
+    agents: dict[str, EpisodeStats] = field(default_factory=dict)
     students: EpisodeStats = field(default_factory=EpisodeStats)  # every role together
     env_steps: int = 0
     updates: int = 0  # rounds, each one update of every learner
@@ -166,6 +184,8 @@ class TrainingStats:
         self.students.add(stats)
         for role, role_stats in stats.get("roles", {}).items():
             self.roles[role].add(role_stats)
+        for agent_id, agent_stats in stats.get("agents", {}).items():
+            self.agents.setdefault(agent_id, EpisodeStats()).add(agent_stats)
 
 
 def checkpoint_paths(checkpoint_dir: Path, roles: tuple[str, ...]) -> list[Path]:
@@ -186,6 +206,7 @@ class TrainingDriver:
         exp_id: id of the teacher experiment (checked by the caller).
         roles: the teacher's student roles (empty: one student).
         on_progress: called after every update.
+        population: the teacher is a population teacher (POET): train its changing agents.
     """
 
     def __init__(
@@ -194,12 +215,22 @@ class TrainingDriver:
         exp_id: str,
         roles: tuple[str, ...],
         on_progress: Callable[[TrainProgress], None] | None = None,
+        population: bool = False,
     ) -> None:
         self.cfg = cfg
         self.exp_id = exp_id
         self.roles = roles
         self.on_progress = on_progress
         self.ckpt_paths = checkpoint_paths(cfg.checkpoint_dir, roles)
+        self.book: PopulationBook | None = None  # with a population: its agents
+        self._store_client: TeacherClient | None = None
+        if population:
+            from student_workers.eval_episodes import action_count
+
+            self._store_client = TeacherClient(cfg.server, token=cfg.token, retries=2)
+            store = AgentStore(self._store_client, exp_id, cfg.ppo, cfg.view,
+                               action_count(self.actions))  # fmt: skip
+            self.book = PopulationBook(cfg.checkpoint_dir / AGENTS_DIR, store)
         self.stats = TrainingStats.for_run(roles, learners=max(len(roles), 1))
         self.learners: list[Any] = []
         self.workers: list[Any] = []
@@ -226,22 +257,41 @@ class TrainingDriver:
         actions = self.actions
         n_learners = len(self.ckpt_paths)
         self.gpu = ray.cluster_resources().get("GPU", 0) >= 1
-        learner_cls = classes["learner"].options(
-            num_cpus=1, num_gpus=1 / n_learners if self.gpu else 0
-        )
-        # One learner per role (or one student), each resuming from (and saved to) its own file.
-        self.learners = [
-            learner_cls.remote(
-                cfg.ppo,
-                cfg.view,
-                cfg.seed + ROLE_SEED_STRIDE * i,
-                str(path.resolve()),
-                threads=1,
-                role_index=i if roles else None,
-                n_actions=action_count(actions),
+        if self.book is not None:
+            # One actor for the whole population: a learner per agent inside it.
+            population_cls = classes["population_learner"].options(
+                num_cpus=1, num_gpus=1 if self.gpu else 0
             )
-            for i, path in enumerate(self.ckpt_paths)
-        ]
+            self.learners = [
+                population_cls.remote(
+                    cfg.ppo,
+                    cfg.view,
+                    cfg.seed,
+                    server=cfg.server,
+                    experiment=self.exp_id,
+                    token=cfg.token,
+                    agents_dir=str(self.book.agents_dir.resolve()),
+                    n_actions=action_count(actions),
+                )
+            ]
+        else:
+            learner_cls = classes["learner"].options(
+                num_cpus=1, num_gpus=1 / n_learners if self.gpu else 0
+            )
+            # One learner per role (or one student), each resuming from (and saved to) its own
+            # file.
+            self.learners = [
+                learner_cls.remote(
+                    cfg.ppo,
+                    cfg.view,
+                    cfg.seed + ROLE_SEED_STRIDE * i,
+                    str(path.resolve()),
+                    threads=1,
+                    role_index=i if roles else None,
+                    n_actions=action_count(actions),
+                )
+                for i, path in enumerate(self.ckpt_paths)
+            ]
         self.workers = [
             classes["worker"].remote(
                 cfg.server,
@@ -254,11 +304,14 @@ class TrainingDriver:
                 seed=cfg.seed * 100_003 + i,
                 roles=roles,
                 actions=actions,
+                population=self.book is not None,
+                run_seed=cfg.seed,
             )
             for i in range(cfg.workers)
         ]
         if cfg.eval_interval:
-            # With roles it plays the first role's weights (PAIRED evaluates the protagonist).
+            # With roles it plays the first role's weights (PAIRED evaluates the protagonist);
+            # with a population, latest.pt's agent (named at each call).
             self.evaluator = classes["evaluator"].remote(
                 cfg.server, self.exp_id, token=cfg.token, envs=cfg.eval_envs,
                 episodes=cfg.eval_episodes, ppo=cfg.ppo, view=cfg.view, seed=cfg.seed,
@@ -267,6 +320,8 @@ class TrainingDriver:
 
     def close(self) -> None:
         """Close the rollout workers, which flushes their queued reports."""
+        if self._store_client is not None:
+            self._store_client.close()
         if not self.workers:
             return
         import ray
@@ -297,6 +352,8 @@ class TrainingDriver:
                 come back.
         """
         self._t0 = time.perf_counter()
+        if self.book is not None:
+            self._resume_population()
         self._weights_ref = self._broadcast()
         max_minutes = self.cfg.max_minutes
         deadline = None if max_minutes is None else self._t0 + 60.0 * max_minutes
@@ -335,6 +392,8 @@ class TrainingDriver:
         self.stats.update_s += time.perf_counter() - tu
         if self.stats.first_update is None:
             self.stats.first_update = (time.perf_counter(), self.stats.env_steps)
+        if self.book is not None:
+            self._retire_agents()
         self._poll_evaluation()
         if self.stats.updates % self.cfg.checkpoint_interval == 0:
             self.save_checkpoints()
@@ -387,14 +446,15 @@ class TrainingDriver:
             learned = self._call_learners("update", *rollouts)
         except ObjectLostError as exc:  # raised as RayTaskError(ObjectLost...) by ray.get
             self.stats.worker_failures += 1
-            self.stats.lost_env_steps += len(rollouts) * self.cfg.ppo.num_steps * (
-                self.cfg.envs_per_worker
-            )
+            lost = len(rollouts) * self.cfg.ppo.num_steps * self.cfg.envs_per_worker
+            self.stats.lost_env_steps += lost
             self._last_error = f"update: {type(exc).__name__}: {str(exc)[:300]}"
             logger.warning("a rollout was lost with its node; round dropped (%s)", exc)
             learned = []
         for i, result in enumerate(learned):
             self.stats.optimizer_steps[i] += int(result["optimizer_steps"])
+        if self.book is not None and learned:
+            self._store_updated(learned[0])
         self._weights_ref = self._broadcast()
         self.stats.updates += bool(learned)
 
@@ -427,6 +487,7 @@ class TrainingDriver:
         """The steps counted towards ``cfg.steps`` (see ``TrainConfig.budget``)."""
         if self.cfg.budget == "env":
             return self.stats.env_steps
+        # With roles, the first role's (the one evaluated); a population's: every agent's.
         counted = self.stats.roles[self.roles[0]] if self.roles else self.stats.students
         return counted.trained_steps
 
@@ -475,11 +536,14 @@ class TrainingDriver:
         return [self._learner_call(i, method, *args, ref=ref) for i, ref in enumerate(refs)]
 
     def _broadcast(self) -> Any:
-        """The learners' weights (a dict role -> weights with roles) in the object store."""
+        """The learners' weights (a dict role -> weights with roles, agent id -> weights with a
+        population) in the object store."""
         import ray
 
         # Through the driver into the object store once per round (a small network): a learner
         # lost after an update can then never hand the workers a broken reference.
+        if self.book is not None:
+            return ray.put(self._population_weights())
         weights = self._call_learners("weights")
         return ray.put(dict(zip(self.roles, weights, strict=True)) if self.roles else weights[0])
 
@@ -496,8 +560,11 @@ class TrainingDriver:
             self.evaluator is not None  # None when eval_interval is 0
             and self._eval_ref is None
             and self.stats.updates % self.cfg.eval_interval == 0
+            and self._can_evaluate()
         ):
-            self._eval_ref = self.evaluator.evaluate.remote(self._weights_ref, self.stats.env_steps)
+            self._eval_ref = self.evaluator.evaluate.remote(
+                self._weights_ref, self.stats.env_steps, agent=self._evaluated_agent()
+            )
 
     def _final_evaluation(self) -> None:
         """Wait for the evaluation in flight, then evaluate the final weights (naming the
@@ -505,12 +572,24 @@ class TrainingDriver:
         if self._eval_ref is not None:
             self._take_evaluation(self._eval_ref)
             self._eval_ref = None
-        if self.evaluator is not None:
+        if self.evaluator is not None and self._can_evaluate():
             self._take_evaluation(
                 self.evaluator.evaluate.remote(
-                    self._weights_ref, self.stats.env_steps, str(self.ckpt_paths[0])
+                    self._weights_ref,
+                    self.stats.env_steps,
+                    str(self.ckpt_paths[0]),
+                    agent=self._evaluated_agent(),
                 )
             )
+
+    def _evaluated_agent(self) -> str | None:
+        """With a population, the agent evaluated: latest.pt's (``None`` otherwise)."""
+        return None if self.book is None else self.book.best()
+
+    def _can_evaluate(self) -> bool:
+        """Whether there are weights to evaluate (a population's learner may hold no agent
+        yet)."""
+        return self.book is None or self.book.best() is not None
 
     def _take_evaluation(self, ref: Any) -> None:
         """Wait for an evaluation and keep its result; a failed one is logged and skipped."""
@@ -523,16 +602,30 @@ class TrainingDriver:
         except (RayActorError, RayTaskError) as exc:
             logger.warning("evaluation failed: %s", exc)
 
-    def save_checkpoints(self) -> None:
-        """Write every learner's checkpoint; with roles also upload them to the server."""
-        from student_workers.checkpoints import save_checkpoint
-
-        cfg, roles = self.cfg, self.roles
-        meta = {
+    def _meta(self) -> dict[str, Any]:
+        """The ``meta`` of the checkpoints written now."""
+        cfg = self.cfg
+        return {
             "experiment": self.exp_id, "server": cfg.server, "env_steps": self.stats.env_steps,
             "view": cfg.view, "actions": self.actions, "evaluation": self.stats.last_evaluation,
             "saved_at": time.time(),
         }  # fmt: skip
+
+    def save_checkpoints(self) -> None:
+        """Write every learner's checkpoint; with roles also upload them to the server. With a
+        population: every held agent's checkpoint (uploaded when changed since its last
+        upload), and ``latest.pt``, the one of :meth:`PopulationBook.best
+        <student_workers.population.PopulationBook.best>`."""
+        from student_workers.checkpoints import save_checkpoint
+
+        cfg, roles, meta = self.cfg, self.roles, self._meta()
+        if self.book is not None:
+            ckpts = self._learner_call(0, "checkpoints")
+            self.book.save(ckpts, upload=True, **meta)
+            best = self.book.best()
+            if best is not None:
+                save_checkpoint(ckpts[best], self.ckpt_paths[0], **meta, agent_id=best)
+            return
         for i, ckpt in enumerate(self._call_learners("checkpoint")):
             role = {"role": roles[i]} if roles else {}
             save_checkpoint(ckpt, self.ckpt_paths[i], **meta, **role)
@@ -543,6 +636,71 @@ class TrainingDriver:
                         client.put_agent(self.exp_id, role_name, path)
             except Exception as exc:  # the local checkpoints are written; training goes on
                 logger.warning("uploading the role checkpoints to the server failed: %s", exc)
+
+    # -- the population --------------------------------------------------------------------
+
+    def _teacher_view(self) -> dict[str, Any] | None:
+        """The teacher's view (``/state``'s ``teacher``); ``None`` when the service failed
+        (logged: training goes on, the next round asks again)."""
+        assert self._store_client is not None
+        try:
+            return self._store_client.state(self.exp_id).teacher
+        except TeacherClientError as exc:
+            logger.warning("could not read the teacher's view: %s", exc)
+            return None
+
+    def _resume_population(self) -> None:
+        """Take up the view's active and candidate agents from the agents store (a restarted
+        job continues the population where the last one uploaded it)."""
+        from student_workers.population import alive_agents
+
+        assert self.book is not None
+        view = self._teacher_view()
+        alive = sorted(alive_agents(view or {}) or ())
+        if not alive:
+            return
+        self.book.view = view or {}
+        for agent_id, resumed in self._learner_call(0, "resume", alive).items():
+            if resumed:
+                self.book.started(agent_id, "store")
+        logger.info("resumed %d of the %d live agents from the store",
+                    len(self.book.held), len(alive))  # fmt: skip
+
+    def _population_weights(self) -> dict[str, Any]:
+        """The learner's weights by agent id. A learner that Ray re-created holds none yet: it
+        takes its agents up again from the store (where the driver uploads every update)."""
+        assert self.book is not None
+        weights = self._learner_call(0, "weights")
+        missing = sorted(self.book.held - set(weights))
+        if missing:
+            logger.warning("the learner lost %d agents (restarted?); taking them up from the "
+                           "store", len(missing))  # fmt: skip
+            self._learner_call(0, "resume", missing)
+            weights = self._learner_call(0, "weights")
+            self.book.held &= set(weights)
+        return weights
+
+    def _store_updated(self, result: dict[str, Any]) -> None:
+        """Book an update of the population learner and store every agent it touched:
+        ``agents/<id>.pt`` written and uploaded."""
+        assert self.book is not None
+        for agent_id, start in result["created"].items():
+            self.book.started(agent_id, start["source"], start["init_from"])
+        self.book.updated(result["updated"])
+        if result["updated"]:
+            ckpts = self._learner_call(0, "checkpoints", result["updated"])
+            self.book.save(ckpts, upload=True, **self._meta())
+
+    def _retire_agents(self) -> None:
+        """Retire the held agents the teacher's view lists neither active nor candidate: their
+        final checkpoints written (and uploaded when changed), their learners dropped."""
+        assert self.book is not None
+        view = self._teacher_view()
+        retire = [] if view is None else self.book.to_retire(view)
+        if retire:
+            self.book.save(self._learner_call(0, "drop", retire), upload=True, **self._meta())
+            self.book.retired(retire)
+            logger.info("retired agents %s", retire)
 
     # -- the end -------------------------------------------------------------------------
 
@@ -581,7 +739,9 @@ class TrainingDriver:
         """The run's summary (``summary.json``).
 
         Args:
-            infos: every learner's :meth:`LearnerActor.info`, in learner order.
+            infos: every learner's :meth:`LearnerActor.info` (a population's:
+                :meth:`PopulationLearner.info
+                <student_workers.population.PopulationLearner.info>`), in learner order.
             wall_s: seconds from the start of :meth:`run` to the end of the loop.
             env_capped: the ``budget='trained'`` run stopped at its env-step cap.
             steady: env steps per second after the first update (``None``: no such steps).
@@ -639,4 +799,18 @@ class TrainingDriver:
                 }
                 for i, role in enumerate(roles)
             }
+        if self.book is not None:
+            totals = {a: info["updates"] for a, info in infos[0]["agents"].items()}
+            summary["latest_agent"] = self.book.best()
+            summary["population"] = self.book.summary(stats.agents, totals)
+            summary["agents_stored"] = self._stored_agents()
         return summary
+
+    def _stored_agents(self) -> dict[str, int] | None:
+        """The agents store's content: agent id -> version (``None`` when it failed)."""
+        assert self._store_client is not None
+        try:
+            return {a.agent_id: a.version for a in self._store_client.list_agents(self.exp_id)}
+        except TeacherClientError as exc:
+            logger.warning("could not list the stored agents: %s", exc)
+            return None

@@ -75,11 +75,15 @@ class Evaluator:
         weights: dict[str, torch.Tensor] | dict[str, dict[str, torch.Tensor]],
         env_steps: int,
         checkpoint: str | None = None,
+        agent: str | None = None,
     ) -> dict[str, Any]:
-        """Evaluate ``weights`` (with a ``role``: ``weights[role]``) on every env; post the
-        results; return
-        ``{"env_steps", "solve_rate" (mean over envs), "per_env": {env: result}, "posted"}``."""
-        own = weights if self.role is None else weights[self.role]
+        """Evaluate ``weights`` (with a ``role``: ``weights[role]``; with ``agent``, a
+        population's weights by agent id: ``weights[agent]``) on every env; post the results;
+        return
+        ``{"env_steps", "solve_rate" (mean over envs), "per_env": {env: result}, "posted"}``
+        (and ``"agent"`` when given)."""
+        key = agent if agent is not None else self.role
+        own = weights if key is None else weights[key]
         self.agent.load_state_dict(own)  # type: ignore[arg-type]
         per_env = {
             name: run_episodes(self.agent, env, self.episodes, seed=self.seed)
@@ -105,4 +109,5 @@ class Evaluator:
             except TeacherClientError as exc:  # training goes on; the next one may land
                 logger.warning("could not post evaluations: %s", exc)
         mean = sum(r["solve_rate"] for r in per_env.values()) / max(len(per_env), 1)
-        return {"env_steps": env_steps, "solve_rate": mean, "per_env": per_env, "posted": posted}
+        out = {"env_steps": env_steps, "solve_rate": mean, "per_env": per_env, "posted": posted}
+        return out if agent is None else {**out, "agent": agent}

@@ -266,6 +266,11 @@ class Rollout:
     # (steps, envs) index of the policy that acted at each step; None for a single policy.
     # A learner trains on one role's steps only: see :func:`role_rollout`.
     role_index: np.ndarray | None = None
+    # Population rollouts (POET): the agent id of each ``role_index`` value, and the agent
+    # each one starts from (its tasks' ``init_from``) for a learner that does not hold it yet.
+    # A learner of the population trains each agent on its own steps: see :func:`agent_rollout`.
+    agent_ids: tuple[str, ...] | None = None
+    init_from: tuple[str | None, ...] | None = None
 
     @property
     def num_steps(self) -> int:
@@ -296,11 +301,17 @@ def concat_rollouts(rollouts: list[Rollout]) -> Rollout:
         raise ValueError("rollouts must have the same number of steps")
     if len(rollouts) == 1:
         return rollouts[0]
+    if len({r.agent_ids is None for r in rollouts}) > 1:
+        raise ValueError("cannot mix population rollouts and others")
+    if rollouts[0].agent_ids is not None:
+        rollouts = _common_agent_ids(rollouts)
     axis = {"last_value": 0, "last_done": 0}
     out: dict[str, Any] = {}
     for name in Rollout.__dataclass_fields__:
         parts = [getattr(r, name) for r in rollouts]
-        if name == "role_index":
+        if name in ("agent_ids", "init_from"):
+            out[name] = parts[0]  # the same in every part now
+        elif name == "role_index":
             missing = sum(p is None for p in parts)
             if 0 < missing < len(parts):
                 raise ValueError("cannot mix rollouts of one policy and of several roles")
@@ -317,6 +328,48 @@ def concat_rollouts(rollouts: list[Rollout]) -> Rollout:
         else:
             out[name] = np.concatenate(parts, axis=axis.get(name, 1))
     return Rollout(**out)
+
+
+def _common_agent_ids(rollouts: list[Rollout]) -> list[Rollout]:
+    """Population rollouts re-indexed onto one list of agent ids (the union, in order of first
+    appearance): each worker numbers the agents it met in its own order."""
+    ids: dict[str, str | None] = {}  # agent id -> init_from, insertion-ordered
+    for r in rollouts:
+        assert r.agent_ids is not None and r.init_from is not None
+        for agent_id, parent in zip(r.agent_ids, r.init_from, strict=True):
+            ids.setdefault(agent_id, parent)
+    order = {agent_id: i for i, agent_id in enumerate(ids)}
+    dtype = np.int16 if len(ids) <= np.iinfo(np.int16).max else np.int32
+    out = []
+    for r in rollouts:
+        assert r.agent_ids is not None and r.role_index is not None
+        remap = np.array([order[a] for a in r.agent_ids] or [0], dtype=dtype)
+        out.append(
+            replace(
+                r,
+                role_index=remap[r.role_index],
+                agent_ids=tuple(ids),
+                init_from=tuple(ids.values()),
+            )
+        )
+    return out
+
+
+def agent_rollout(rollout: Rollout, agent_id: str) -> Rollout:
+    """The part of a population rollout that the learner of ``agent_id`` trains on: like
+    :func:`role_rollout` for that agent's index (every step masked out when the agent did not
+    act), with ``agent_ids`` and ``init_from`` cleared too.
+
+    Raises:
+        ValueError: ``rollout`` is not a population rollout.
+    """
+    if rollout.agent_ids is None:
+        raise ValueError("the rollout has no agent_ids: it was not collected for a population")
+    if agent_id in rollout.agent_ids:
+        own = role_rollout(rollout, rollout.agent_ids.index(agent_id))
+    else:  # the agent did not act here: nothing of this rollout is its own
+        own = replace(rollout, train_mask=np.zeros_like(rollout.train_mask), role_index=None)
+    return replace(own, agent_ids=None, init_from=None)
 
 
 def role_rollout(rollout: Rollout, index: int) -> Rollout:

@@ -19,6 +19,15 @@ worker holds one policy per role and each env acts with the policy of its curren
 (so the role changes only at a reset). The rollout records which role acted at every step
 (``role_index``); its GAE and scores use the acting policy's values, and each role's learner
 keeps only its own steps (:func:`~student_workers.ppo.role_rollout`).
+
+With a population teacher (POET: ``teacher.POPULATION``; every task names its ``agent_id``) the
+same mechanism runs over the agents instead of fixed roles: :meth:`RolloutWorker.collect` takes
+the broadcast weights by agent id, each env acts with the policy of its current task's agent, and
+the policy of an agent not in the broadcast is made when an env first meets it, from the weights
+:func:`~student_workers.population.find_start` names (the agents store's copy, else its
+``init_from`` agent's, else a fresh network seeded from the run's seed and the agent id). The
+rollout's ``agent_ids`` name the policies ``role_index`` numbers; each agent is trained on its own
+steps (:func:`~student_workers.ppo.agent_rollout`).
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from env_generators.levels import empty_level
 from env_generators.minigrid_env import DEFAULT_VIEW, LevelEnv
 from student_workers.collector import RolloutCollector
 from student_workers.eval_episodes import Actions, EnvNotFoundError, action_count, make_eval_env
+from student_workers.population import AgentStore, Weights, find_start, fresh_agent
 from student_workers.ppo import EpisodeScorer, MiniGridAgent, PPOConfig, Rollout, finish_rollout
 from teacher_service.client import TeacherClient
 
@@ -178,6 +188,12 @@ class RolloutWorker:
         roles: the experiment's student roles (``teacher.ROLES``); empty for one student.
             With roles, :meth:`collect` takes weights per role and every task must carry one
             of them as its ``role``.
+        population: train a population (``teacher.POPULATION``): :meth:`collect` takes weights
+            by agent id and every task must name its ``agent_id``.
+        run_seed: with a population, the run's seed, from which every worker (and the learner)
+            makes the same fresh network of a new agent.
+        agent_store: with a population, the agents store new agents may start from (default:
+            the experiment's on ``server``; none with a ``session`` given).
     """
 
     def __init__(
@@ -195,6 +211,9 @@ class RolloutWorker:
         session: Any = None,
         roles: tuple[str, ...] = (),
         actions: Actions = "navigation",
+        population: bool = False,
+        run_seed: int = 0,
+        agent_store: AgentStore | None = None,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -203,6 +222,10 @@ class RolloutWorker:
         self.roles = tuple(roles)
         if len(set(self.roles)) != len(self.roles):
             raise ValueError(f"duplicate student roles: {self.roles}")
+        if population and self.roles:
+            raise ValueError("a population teacher has no student roles")
+        self.population = population
+        self.view, self.n_actions, self.run_seed = view, n_actions, run_seed
         torch.set_num_threads(1)  # one core per worker: threads would only contend
         self.worker_id = worker_id
         self.task_timeout = task_timeout
@@ -218,6 +241,21 @@ class RolloutWorker:
             for role in self.roles or ("",)
         }
         self.agent = next(iter(self.agents.values()))
+        self._store_client = None  # the store's client, when this worker opened it
+        if population and agent_store is None and session is None:
+            # A client of its own: a missing agent is one quick 404, not the session's retries.
+            self._store_client = TeacherClient(server, token=token, retries=2)
+            agent_store = AgentStore(self._store_client, experiment, self.ppo, view, n_actions)
+        self.agent_store = agent_store
+        # With a population: the policies held (by agent id), and for the running rollout the
+        # agents in the order role_index numbers them, their policies and init_from, the
+        # round's broadcast weights and the agents made in it (with where they started).
+        self.held: dict[str, MiniGridAgent] = {}
+        self.order: list[str] = []
+        self.policies: list[MiniGridAgent] = []
+        self.parents: list[str | None] = []
+        self.broadcast: dict[str, Weights] = {}
+        self.new_agents: dict[str, dict[str, Any]] = {}
         rng = np.random.default_rng(seed)
         placeholder = empty_level(5, rng)  # replaced by the first task at the first reset
         unplayable: dict[str, str] = {}
@@ -259,12 +297,61 @@ class RolloutWorker:
             )
         return self.roles.index(task.role)
 
+    def _agent_index(self, task: Task | None) -> int:
+        """Index in :attr:`order` of the agent that plays ``task`` (a population's), its policy
+        made first when the rollout has not met the agent yet."""
+        agent_id = None if task is None else task.agent_id
+        if agent_id is None:
+            raise ValueError(
+                f"task {getattr(task, 'id', None)} names no agent_id; a population teacher's "
+                "tasks must say which agent plays them"
+            )
+        if agent_id not in self.order:
+            if agent_id not in self.held:
+                self.held[agent_id] = self._new_policy(agent_id, task.init_from)
+            self.order.append(agent_id)
+            self.policies.append(self.held[agent_id])
+            self.parents.append(task.init_from)
+        return self.order.index(agent_id)
+
+    def _new_policy(self, agent_id: str, init_from: str | None) -> MiniGridAgent:
+        """The policy of an agent not in the round's broadcast, from the weights
+        :func:`find_start` names (the same the learner will start the agent from)."""
+        start = find_start(agent_id, init_from, held=self.broadcast.get, store=self.agent_store)
+        if start.checkpoint is None:
+            agent = fresh_agent(self.ppo, self.view, self.n_actions, self.run_seed, agent_id)
+        else:
+            agent = MiniGridAgent(self.view, self.n_actions, self.ppo.hidden, self.ppo.lstm)
+            agent.load_state_dict(start.checkpoint["weights"])
+        self.new_agents[agent_id] = {"init_from": init_from, "source": start.source}
+        return agent
+
+    def _begin_population_round(self, weights: dict[str, Weights]) -> None:
+        """Hold exactly the broadcast agents (their policies loaded; the others dropped: the
+        learner let them go) and re-number the agents of the envs' running episodes."""
+        self.broadcast = weights
+        held = {}
+        for agent_id, agent_weights in weights.items():
+            agent = self.held.get(agent_id)
+            if agent is None:
+                agent = MiniGridAgent(self.view, self.n_actions, self.ppo.hidden, self.ppo.lstm)
+            agent.load_state_dict(agent_weights)
+            held[agent_id] = agent
+        self.held = held
+        self.order, self.policies, self.parents, self.new_agents = [], [], [], {}
+        for e in range(self.envs.num_envs):
+            self.collector.policy[e] = self._agent_index(self._env(e).task)
+
     def _start_episode(self, e: int) -> None:
-        """Set env ``e``'s gradient flag (and policy, with roles) from its new task."""
+        """Set env ``e``'s gradient flag (and policy, with roles or a population) from its new
+        task. A population's first episodes, begun before any weights came, get their policies
+        when :meth:`collect` begins a round (:meth:`_begin_population_round`)."""
         task = self._env(e).task
         self.collector.train_flags[e] = self._train_flag(task)
         if self.roles:
             self.collector.policy[e] = self._role_index(task)
+        elif self.population and self.policies:
+            self.collector.policy[e] = self._agent_index(task)
 
     def collect(
         self, weights: dict[str, torch.Tensor] | dict[str, dict[str, torch.Tensor]]
@@ -274,11 +361,21 @@ class RolloutWorker:
         ``weights`` is one network's state dict, or with roles a dict role -> state dict; the
         rollout's ``role_index`` then gives the role (index in :attr:`roles`) of every step.
 
+        With a population, ``weights`` is a dict agent id -> state dict (the learner's agents;
+        an agent not in it gets its policy when an env first meets it) and the rollout's
+        ``agent_ids`` and ``init_from`` name the agents ``role_index`` numbers.
+
         Statistics: ``env_steps``, ``train_steps`` (steps of train-mode tasks),
         ``episodes``, ``returns`` (of the finished episodes), ``solved``, ``worker``; with
-        roles also ``roles``: role -> ``{"train_steps", "episodes", "returns"}``.
+        roles also ``roles``: role -> ``{"train_steps", "episodes", "returns"}``; with a
+        population ``agents``: agent id -> ``{"env_steps", "train_steps", "episodes",
+        "returns"}``, and ``new_agents``: agent id -> ``{"init_from", "source"}`` for the
+        agents whose policies this rollout made (``source``: where their weights came from,
+        ``"store"``, ``"init_from"`` or ``"fresh"``).
         """
-        if self.roles:
+        if self.population:
+            self._begin_population_round(weights)  # type: ignore[arg-type]
+        elif self.roles:
             missing = set(self.roles) - set(weights)
             if missing:
                 raise ValueError(f"no weights for the roles {sorted(missing)}")
@@ -293,20 +390,31 @@ class RolloutWorker:
                 ended_tasks[(t, int(e))] = self._env(int(e)).previous_task
                 self._start_episode(int(e))
 
-        policy = list(self.agents.values()) if self.roles else self.agent
+        policy: MiniGridAgent | list[MiniGridAgent] = self.agent
+        if self.roles:
+            policy = list(self.agents.values())
+        elif self.population:
+            policy = self.policies  # grows when an env meets a new agent at a reset
         rollout, log = self.collector.collect(policy, self.ppo.num_steps, after_step)
+        if self.population:
+            rollout.agent_ids, rollout.init_from = tuple(self.order), tuple(self.parents)
         # GAE from this worker's own value estimates: the scores the teacher sees and the
         # advantages the learner trains on are the same numbers.
         finish_rollout(rollout, self.ppo)
         scores = {(t, e): s for t, e, s in self.scorer.add(rollout)}
         returns = []
-        per_role: dict[str, dict[str, Any]] = {
-            role: {"train_steps": 0, "episodes": 0, "returns": []} for role in self.roles
+        # Per role, or per agent of a population: those met in this rollout (their names were
+        # checked when each episode began; an agent whose episode began at the last step is
+        # met without a step).
+        groups = self.order if self.population else self.roles
+        per_group: dict[str, dict[str, Any]] = {
+            name: {"train_steps": 0, "episodes": 0, "returns": []} for name in groups
         }
         for t, e, ret, length in log.episodes:
             task = ended_tasks[(t, e)]
-            if self.roles:  # its role was checked when the episode began
-                per_role[str(task.role)]["returns"].append(ret)
+            if groups:
+                name = task.agent_id if self.population else task.role
+                per_group[str(name)]["returns"].append(ret)
             self.session.report(
                 {
                     "task_id": task.id,
@@ -328,13 +436,18 @@ class RolloutWorker:
             "returns": returns,
             "solved": int(sum(r > 0 for r in returns)),
         }
-        if self.roles:
+        if groups:
             assert rollout.role_index is not None
-            for i, role in enumerate(self.roles):
+            for i, name in enumerate(groups):
                 mine = rollout.role_index == i
-                per_role[role]["train_steps"] = int(rollout.train_mask[mine].sum())
-                per_role[role]["episodes"] = len(per_role[role]["returns"])
-            stats["roles"] = per_role
+                per_group[name]["train_steps"] = int(rollout.train_mask[mine].sum())
+                per_group[name]["episodes"] = len(per_group[name]["returns"])
+                if self.population:
+                    per_group[name]["env_steps"] = int(mine.sum())
+        if self.population:
+            stats["agents"], stats["new_agents"] = per_group, dict(self.new_agents)
+        elif self.roles:
+            stats["roles"] = per_group
         return rollout, stats
 
     def flush(self, timeout: float = 60.0) -> dict[str, Any]:
@@ -352,4 +465,6 @@ class RolloutWorker:
             self.envs.close()
             if self.client is not None:
                 self.client.close()
+            if self._store_client is not None:
+                self._store_client.close()
         return stats

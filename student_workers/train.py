@@ -74,7 +74,8 @@ class TrainConfig(BaseModel):
     )
     checkpoint_dir: Path = Field(
         description="Where latest.pt (the first student role's) and summary.json go; "
-        "<role>.pt for each other student role."
+        "<role>.pt for each other student role; with a population teacher (POET) "
+        "agents/<agent_id>.pt for each agent, latest.pt being the best active pair's agent."
     )
     ray_address: str | None = Field(default=None, description="Join this Ray cluster.")
     num_cpus: int | None = Field(
@@ -121,6 +122,7 @@ class CheckedExperiment(NamedTuple):
     roles: tuple[str, ...]  # the teacher's student roles (empty: one student)
     space: str  # "level" or "discrete"
     tasks: tuple[str, ...]  # a discrete space's task names (MiniGrid env ids); () for levels
+    population: bool = False  # a population teacher (POET): a changing set of agents
 
 
 def _space_error(exp: Any) -> str | None:
@@ -153,7 +155,8 @@ def check_experiment(cfg: TrainConfig) -> CheckedExperiment:
     """Fetch ``cfg.experiment`` and check that the Ray students can train on it: a level
     space, a box space with a parametric generator (its tasks carry levels), or a discrete
     space whose every task name is a MiniGrid env id, and a teacher whose
-    student roles make valid checkpoint names.
+    student roles make valid checkpoint names. Also learns whether the teacher trains a
+    population (``teacher.POPULATION``: POET).
 
     Raises:
         TrainingError: the students cannot play the space (the message lists every bad task
@@ -170,7 +173,12 @@ def check_experiment(cfg: TrainConfig) -> CheckedExperiment:
     if len(set(roles)) != len(roles) or bad:
         raise TrainingError(f"the {exp.teacher.kind!r} teacher declares bad roles {roles}")
     tasks = tuple(exp.space.names) if exp.space.kind == "discrete" else ()
-    return CheckedExperiment(exp.id, roles, exp.space.kind, tasks)
+    population = exp.teacher.POPULATION
+    if population and roles:
+        raise TrainingError(
+            f"the {exp.teacher.kind!r} teacher declares both roles and a population"
+        )
+    return CheckedExperiment(exp.id, roles, exp.space.kind, tasks, population)
 
 
 def resolve_config(cfg: TrainConfig, exp: CheckedExperiment) -> TrainConfig:
@@ -209,7 +217,7 @@ def train(
     exp = check_experiment(cfg)
     cfg = resolve_config(cfg, exp)
     exp_id, roles = exp.id, exp.roles
-    n_learners = max(len(roles), 1)
+    n_learners = max(len(roles), 1)  # a population's agents share one learner actor
     local_cpus = cfg.num_cpus or max(os.cpu_count() or 1, cfg.workers + n_learners)
     if not cfg.ray_address and local_cpus < cfg.workers + n_learners:
         # Every worker and learner actor holds one CPU: fewer would wait forever.
@@ -223,7 +231,7 @@ def train(
         raise TrainingError(str(exc)) from exc
     import ray
 
-    driver = TrainingDriver(cfg, exp_id, roles, on_progress)
+    driver = TrainingDriver(cfg, exp_id, roles, on_progress, population=exp.population)
     try:
         driver.start_actors()
         return driver.run()

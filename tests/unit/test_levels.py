@@ -250,7 +250,7 @@ def test_the_minigrid_generator_owns_its_encoding() -> None:
     assert gen.render_png(level)[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(LevelError):
         gen.validate("#G#")
-    assert sorted(GENERATORS) == ["minigrid"]
+    assert sorted(GENERATORS) == ["minigrid", "minigrid_set"]
 
 
 def test_held_out_mazes_are_gymnasium_env_ids() -> None:
