@@ -108,3 +108,23 @@ class FakeSession:
 
     def close(self, timeout: float | None = None) -> None:
         pass
+
+
+def descendants(root: int) -> set[int]:
+    """Processes below ``root`` (its embedded Ray cluster's actors among them): other Ray jobs
+    on a shared machine must not count."""
+    children: dict[int, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(p.name))
+    out, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out

@@ -18,7 +18,7 @@ import torch
 
 from student_workers.checkpoints import load_checkpoint
 from teacher_service.client import TeacherClient
-from tests.students.helpers import STARTED, cli, finish
+from tests.students.helpers import STARTED, cli, descendants, finish
 
 #: Tiny levels (short episodes: the teacher's loop turns over in seconds).
 TINY_LEVELS = {"kind": "level", "generator": "minigrid", "config": {"size": 5, "max_walls": 1}}
@@ -104,25 +104,6 @@ def test_train_grows_and_stores_a_population_of_agents(server, tmp_path: Path) -
     assert json.loads(out)["episodes"] == 2
 
 
-def _descendants(root: int) -> set[int]:
-    """Processes below ``root`` (its embedded Ray cluster among them)."""
-    children: dict[int, list[int]] = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(p.name))
-    out, todo = set(), [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return out
-
-
 def test_a_killed_training_job_is_continued_from_the_agents_store(server, tmp_path) -> None:
     client = TeacherClient(server.url)
     client.create_experiment("poet", TINY_LEVELS, QUICK_POET, seed=1)
@@ -138,7 +119,7 @@ def test_a_killed_training_job_is_continued_from_the_agents_store(server, tmp_pa
         assert first.poll() is None, first.communicate()[1][-3000:]
         assert time.monotonic() < deadline, "fewer than 2 agents were stored"
         time.sleep(0.5)
-    job = _descendants(first.pid)  # its Ray processes too: they may sit in other groups
+    job = descendants(first.pid)  # its Ray processes too: they may sit in other groups
     os.killpg(first.pid, signal.SIGKILL)
     for pid in job:
         with contextlib.suppress(ProcessLookupError):
@@ -170,7 +151,7 @@ def test_a_killed_training_job_is_continued_from_the_agents_store(server, tmp_pa
 def _actor_pids(root: int, actor: str) -> list[int]:
     """Processes of Ray actors of class ``actor`` below ``root``."""
     out = []
-    for pid in _descendants(root):
+    for pid in descendants(root):
         with contextlib.suppress(OSError):
             if (
                 (Path("/proc") / str(pid) / "cmdline")

@@ -25,7 +25,15 @@ from student_workers.ppo import PPOConfig
 from student_workers.rollout_worker import RolloutWorker
 from teacher_service.client import TeacherClient, read_export
 from teacher_service.testing import free_port
-from tests.students.helpers import ENVS, FakeSession, cli, finish, logged_reports, train_args
+from tests.students.helpers import (
+    ENVS,
+    FakeSession,
+    cli,
+    descendants,
+    finish,
+    logged_reports,
+    train_args,
+)
 
 SMALL_LEVELS = {"kind": "level", "config": {"size": 9, "max_walls": 10}}
 
@@ -92,29 +100,9 @@ def _cmdlines() -> dict[int, str]:
     return out
 
 
-def _descendants(root: int) -> set[int]:
-    """Processes below ``root`` (its embedded Ray cluster's actors among them): other Ray jobs
-    on a shared machine must not count."""
-    children: dict[int, list[int]] = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(p.name))
-    out, todo = set(), [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return out
-
-
 def _actor_pids(root: int, actor: str) -> list[int]:
     """Processes of Ray actors of class ``actor`` below ``root``."""
-    mine = _descendants(root)
+    mine = descendants(root)
     return [
         pid for pid, cmd in _cmdlines().items() if pid in mine and cmd.startswith(f"ray::{actor}")
     ]
