@@ -8,16 +8,18 @@ ended with: ``random`` then samples the set uniformly and ``plr`` replays it by 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from env_generators.level_generator import LevelGenerator
-from env_generators.levels import Level, render_png
+from env_generators.levels import MAX_SIDE, Level, render_png
 
 #: Most levels a set may hold (a request body of a few MB at most).
 MAX_LEVELS = 4096
+#: Longest level encoding: the largest room, a newline after every row but the last.
+MAX_LEVEL_CHARS = MAX_SIDE * (MAX_SIDE + 1) - 1
 
 
 class MiniGridSetConfig(BaseModel):
@@ -25,8 +27,8 @@ class MiniGridSetConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    levels: list[str] = Field(
-        min_length=1, max_length=MAX_LEVELS, description="The levels, ASCII-encoded."
+    levels: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_LEVEL_CHARS)]] = (
+        Field(min_length=1, max_length=MAX_LEVELS, description="The levels, ASCII-encoded.")
     )
 
     @field_validator("levels")
