@@ -30,7 +30,19 @@ class ExperimentCreate(BaseModel):
                     },
                     "teacher": {"kind": "alp_gmm", "fit_rate": 250},
                     "seed": 0,
-                }
+                },
+                {
+                    "name": "tech-tree",
+                    "space": {
+                        "kind": "discrete",
+                        "tasks": [
+                            {"name": "wood", "description": "collect wood", "category": "basic"},
+                            {"name": "stone", "description": "mine stone", "category": "tools"},
+                        ],
+                    },
+                    "teacher": {"kind": "lp", "eval_interval": 100},
+                    "seed": 0,
+                },
             ]
         },
     )

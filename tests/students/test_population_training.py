@@ -69,7 +69,10 @@ def test_train_grows_and_stores_a_population_of_agents(server, tmp_path: Path) -
             assert agent["source"] == "init_from" and agent["init_from"], agent_id
         if agent_id in init_from:
             assert agent["init_from"] == init_from[agent_id]
-            assert agent["updates"] > 0 and agent["trained_steps"] > 0, agent_id
+        # an agent trains iff it has train steps (one admitted in the last round may have none)
+        assert (agent["updates"] > 0) == (agent["trained_steps"] > 0), agent_id
+    trained = [a for a in view["agents"]["active"] if population.get(a, {}).get("updates", 0) > 0]
+    assert len(trained) >= 2, population
     assert sum(a["episodes"] for a in population.values()) == summary["episodes"]
     assert sum(a["trained_steps"] for a in population.values()) == summary["trained_steps"]
     assert client.state("poet").counters.reports_accepted == summary["episodes"]
