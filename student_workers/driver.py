@@ -620,10 +620,10 @@ class TrainingDriver:
 
         cfg, roles, meta = self.cfg, self.roles, self._meta()
         if self.book is not None:
-            ckpts = self._learner_call(0, "checkpoints")
+            ckpts = self._population_checkpoints()
             self.book.save(ckpts, upload=True, **meta)
             best = self.book.best()
-            if best is not None:
+            if best is not None and best in ckpts:
                 save_checkpoint(ckpts[best], self.ckpt_paths[0], **meta, agent_id=best)
             return
         for i, ckpt in enumerate(self._call_learners("checkpoint")):
@@ -680,6 +680,21 @@ class TrainingDriver:
             self.book.held &= set(weights)
         return weights
 
+    def _population_checkpoints(self, agents: list[str] | None = None) -> dict[str, Any]:
+        """The learner's checkpoints of ``agents`` (all it holds: None). A learner that Ray
+        re-created between two calls holds none yet: it takes the missing ones up again from
+        the store first, as :meth:`_population_weights` does."""
+        assert self.book is not None
+        ckpts = self._learner_call(0, "checkpoints", agents)
+        missing = sorted(set(agents or self.book.held) - set(ckpts))
+        if missing:
+            logger.warning("the learner lost %d agents (restarted?); taking them up from the "
+                           "store", len(missing))  # fmt: skip
+            self._learner_call(0, "resume", missing)
+            ckpts = self._learner_call(0, "checkpoints", agents)
+            self.book.held -= set(missing) - set(ckpts)  # not in the store either
+        return ckpts
+
     def _store_updated(self, result: dict[str, Any]) -> None:
         """Book an update of the population learner and store every agent it touched:
         ``agents/<id>.pt`` written and uploaded."""
@@ -688,7 +703,7 @@ class TrainingDriver:
             self.book.started(agent_id, start["source"], start["init_from"])
         self.book.updated(result["updated"])
         if result["updated"]:
-            ckpts = self._learner_call(0, "checkpoints", result["updated"])
+            ckpts = self._population_checkpoints(list(result["updated"]))
             self.book.save(ckpts, upload=True, **self._meta())
 
     def _retire_agents(self) -> None:
