@@ -128,3 +128,23 @@ def descendants(root: int) -> set[int]:
                 out.add(child)
                 todo.append(child)
     return out
+
+
+def cmdlines() -> dict[int, str]:
+    """Every process's command line, by pid."""
+    out = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                out[int(p.name)] = (p / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+    return out
+
+
+def actor_pids(root: int, actor: str) -> list[int]:
+    """Processes of Ray actors of class ``actor`` below ``root``."""
+    mine = descendants(root)
+    return [
+        pid for pid, cmd in cmdlines().items() if pid in mine and cmd.startswith(f"ray::{actor}")
+    ]

@@ -18,7 +18,7 @@ import torch
 
 from student_workers.checkpoints import load_checkpoint
 from teacher_service.client import TeacherClient
-from tests.students.helpers import STARTED, cli, descendants, finish
+from tests.students.helpers import STARTED, actor_pids, cli, descendants, finish
 
 #: Tiny levels (short episodes: the teacher's loop turns over in seconds).
 TINY_LEVELS = {"kind": "level", "generator": "minigrid", "config": {"size": 5, "max_walls": 1}}
@@ -151,20 +151,6 @@ def test_a_killed_training_job_is_continued_from_the_agents_store(server, tmp_pa
     assert any(after[a] > v for a, v in before.items())  # stored versions keep growing
 
 
-def _actor_pids(root: int, actor: str) -> list[int]:
-    """Processes of Ray actors of class ``actor`` below ``root``."""
-    out = []
-    for pid in descendants(root):
-        with contextlib.suppress(OSError):
-            if (
-                (Path("/proc") / str(pid) / "cmdline")
-                .read_bytes()
-                .startswith(f"ray::{actor}".encode())
-            ):
-                out.append(pid)
-    return out
-
-
 def test_a_killed_population_learner_takes_its_agents_up_from_the_store(server, tmp_path) -> None:
     client = TeacherClient(server.url)
     client.create_experiment("poet", TINY_LEVELS, QUICK_POET, seed=1)
@@ -174,7 +160,7 @@ def test_a_killed_population_learner_takes_its_agents_up_from_the_store(server, 
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.monotonic() < deadline, "no agent was stored"
         time.sleep(0.2)
-    pids = _actor_pids(proc.pid, "PopulationLearner")
+    pids = actor_pids(proc.pid, "PopulationLearner")
     assert len(pids) == 1, pids
     os.kill(pids[0], signal.SIGKILL)
     code, out, err = finish(proc)

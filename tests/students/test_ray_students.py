@@ -28,8 +28,9 @@ from teacher_service.testing import free_port
 from tests.students.helpers import (
     ENVS,
     FakeSession,
+    actor_pids,
     cli,
-    descendants,
+    cmdlines,
     finish,
     logged_reports,
     train_args,
@@ -89,27 +90,8 @@ def test_train_two_workers_reports_scores_checkpoint_and_evaluate(server, tmp_pa
     assert code == 1 and "unknown env 'X'" in err and "Traceback" not in err
 
 
-def _cmdlines() -> dict[int, str]:
-    out = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                out[int(p.name)] = (p / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-    return out
-
-
-def _actor_pids(root: int, actor: str) -> list[int]:
-    """Processes of Ray actors of class ``actor`` below ``root``."""
-    mine = descendants(root)
-    return [
-        pid for pid, cmd in _cmdlines().items() if pid in mine and cmd.startswith(f"ray::{actor}")
-    ]
-
-
 def _pids_with(text: str) -> list[int]:
-    return [pid for pid, cmd in _cmdlines().items() if text in cmd and pid != os.getpid()]
+    return [pid for pid, cmd in cmdlines().items() if text in cmd and pid != os.getpid()]
 
 
 def test_killing_a_rollout_worker_does_not_stop_training(server, tmp_path) -> None:
@@ -121,7 +103,7 @@ def test_killing_a_rollout_worker_does_not_stop_training(server, tmp_path) -> No
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.monotonic() < deadline, "no reports arrived"
         time.sleep(0.5)
-    pids = _actor_pids(proc.pid, "RolloutWorker")
+    pids = actor_pids(proc.pid, "RolloutWorker")
     assert len(pids) == 2, pids
     os.kill(pids[0], signal.SIGKILL)
     at_kill = client.state("dr").counters.reports_accepted
@@ -258,7 +240,7 @@ def test_killing_the_learner_resumes_from_the_last_checkpoint(server, tmp_path) 
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.monotonic() < deadline, "no checkpoint was written"
         time.sleep(0.2)
-    pids = _actor_pids(proc.pid, "LearnerActor")
+    pids = actor_pids(proc.pid, "LearnerActor")
     assert len(pids) == 1, pids
     os.kill(pids[0], signal.SIGKILL)
     code, out, err = finish(proc)
