@@ -543,7 +543,7 @@ class TrainingDriver:
         # Through the driver into the object store once per round (a small network): a learner
         # lost after an update can then never hand the workers a broken reference.
         if self.book is not None:
-            return ray.put(self._population_weights())
+            return ray.put(self._held("weights"))
         weights = self._call_learners("weights")
         return ray.put(dict(zip(self.roles, weights, strict=True)) if self.roles else weights[0])
 
@@ -620,7 +620,7 @@ class TrainingDriver:
 
         cfg, roles, meta = self.cfg, self.roles, self._meta()
         if self.book is not None:
-            ckpts = self._population_checkpoints()
+            ckpts = self._held("checkpoints")
             self.book.save(ckpts, upload=True, **meta)
             best = self.book.best()
             if best is not None and best in ckpts:
@@ -666,34 +666,23 @@ class TrainingDriver:
         logger.info("resumed %d of the %d live agents from the store",
                     len(self.book.held), len(alive))  # fmt: skip
 
-    def _population_weights(self) -> dict[str, Any]:
-        """The learner's weights by agent id. A learner that Ray re-created holds none yet: it
-        takes its agents up again from the store (where the driver uploads every update)."""
+    def _held(self, method: str, *args: Any) -> dict[str, Any]:
+        """The population learner's ``method`` (``weights``, ``checkpoints``): a dict by agent
+        id of the held agents (or of those named in ``args``). A learner that Ray re-created
+        holds none yet: it takes the missing ones up again from the store (where the driver
+        uploads every update), and the call is made again; agents not in the store either
+        are no longer held."""
         assert self.book is not None
-        weights = self._learner_call(0, "weights")
-        missing = sorted(self.book.held - set(weights))
+        got = self._learner_call(0, method, *args)
+        wanted = set(args[0]) if args and args[0] is not None else self.book.held
+        missing = sorted(wanted - set(got))
         if missing:
             logger.warning("the learner lost %d agents (restarted?); taking them up from the "
                            "store", len(missing))  # fmt: skip
             self._learner_call(0, "resume", missing)
-            weights = self._learner_call(0, "weights")
-            self.book.held &= set(weights)
-        return weights
-
-    def _population_checkpoints(self, agents: list[str] | None = None) -> dict[str, Any]:
-        """The learner's checkpoints of ``agents`` (all it holds: None). A learner that Ray
-        re-created between two calls holds none yet: it takes the missing ones up again from
-        the store first, as :meth:`_population_weights` does."""
-        assert self.book is not None
-        ckpts = self._learner_call(0, "checkpoints", agents)
-        missing = sorted(set(agents or self.book.held) - set(ckpts))
-        if missing:
-            logger.warning("the learner lost %d agents (restarted?); taking them up from the "
-                           "store", len(missing))  # fmt: skip
-            self._learner_call(0, "resume", missing)
-            ckpts = self._learner_call(0, "checkpoints", agents)
-            self.book.held -= set(missing) - set(ckpts)  # not in the store either
-        return ckpts
+            got = self._learner_call(0, method, *args)
+            self.book.held -= set(missing) - set(got)
+        return got
 
     def _store_updated(self, result: dict[str, Any]) -> None:
         """Book an update of the population learner and store every agent it touched:
@@ -703,7 +692,7 @@ class TrainingDriver:
             self.book.started(agent_id, start["source"], start["init_from"])
         self.book.updated(result["updated"])
         if result["updated"]:
-            ckpts = self._population_checkpoints(list(result["updated"]))
+            ckpts = self._held("checkpoints", list(result["updated"]))
             self.book.save(ckpts, upload=True, **self._meta())
 
     def _retire_agents(self) -> None:
