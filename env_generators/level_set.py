@@ -13,8 +13,8 @@ from typing import Annotated, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from env_generators.level_generator import LevelGenerator
-from env_generators.levels import MAX_SIDE, Level, render_png
+from env_generators.levels import MAX_SIDE, Level
+from env_generators.minigrid_generator import MiniGridLevels
 
 #: Most levels a set may hold (a request body of a few MB at most).
 MAX_LEVELS = 4096
@@ -42,23 +42,13 @@ class MiniGridSetConfig(BaseModel):
         return levels
 
 
-class MiniGridSetGenerator(LevelGenerator):
+class MiniGridSetGenerator(MiniGridLevels):
     """A fixed set of MiniGrid levels; a draw is one of them, uniformly."""
 
     name: ClassVar[str] = "minigrid_set"
     description: ClassVar[str] = "A fixed set of MiniGrid levels given in the config"
-    encoding: ClassVar[str] = "The ASCII encoding of the 'minigrid' generator."
     config_model: ClassVar[type[BaseModel]] = MiniGridSetConfig
 
     def sample(self, rng: np.random.Generator, config: MiniGridSetConfig) -> str:
         """One level of the set, uniformly."""
         return config.levels[int(rng.integers(len(config.levels)))]
-
-    def validate(self, level: str) -> str:
-        """``level`` if it parses (``LevelError``, a ``ValueError``, says where it does not)."""
-        Level.parse(level)
-        return level
-
-    def render_png(self, level: str, tile: int = 16) -> bytes:
-        """The level in MiniGrid's colours (needs Pillow)."""
-        return render_png(Level.parse(level), tile)

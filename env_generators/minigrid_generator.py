@@ -62,26 +62,17 @@ class MiniGridGeneratorConfig(BaseModel):
         return self
 
 
-class MiniGridGenerator(LevelGenerator):
-    """MiniGrid mazes: uniform wall (and lava) counts at random places; ACCEL edits tiles."""
+class MiniGridLevels(LevelGenerator):
+    """Base of the generators of MiniGrid levels in the ASCII encoding of
+    :mod:`env_generators.levels`: they validate and draw levels alike and differ in how they
+    draw one (and whether they edit)."""
 
-    name: ClassVar[str] = "minigrid"
-    description: ClassVar[str] = "MiniGrid mazes (ASCII levels)"
     encoding: ClassVar[str] = (
         "One character per tile, rows top to bottom separated by newlines: '#' wall, "
         "'.' floor, 'G' goal, 'L' lava, 'K' key, 'D' locked door, and the agent as '>', 'v', "
         "'<' or '^' (facing right, down, left, up). The border is wall; exactly one agent "
         "and one goal; a door needs a key."
     )
-    config_model: ClassVar[type[BaseModel]] = MiniGridGeneratorConfig
-
-    def sample(self, rng: np.random.Generator, config: MiniGridGeneratorConfig) -> str:
-        """A ``size`` x ``size`` room with uniformly drawn wall and lava counts."""
-        walls = int(rng.integers(config.min_walls, config.max_walls + 1))
-        lava = int(rng.integers(0, config.max_lava + 1))
-        return generate_level(
-            rng, size=config.size, walls=walls, lava=lava, solvable=config.solvable
-        ).encode()
 
     def validate(self, level: str) -> str:
         """``level`` if it parses (``LevelError``, a ``ValueError``, says where it does not)."""
@@ -91,6 +82,22 @@ class MiniGridGenerator(LevelGenerator):
     def render_png(self, level: str, tile: int = 16) -> bytes:
         """The maze in MiniGrid's colours (needs Pillow)."""
         return render_png(Level.parse(level), tile)
+
+
+class MiniGridGenerator(MiniGridLevels):
+    """MiniGrid mazes: uniform wall (and lava) counts at random places; ACCEL edits tiles."""
+
+    name: ClassVar[str] = "minigrid"
+    description: ClassVar[str] = "MiniGrid mazes (ASCII levels)"
+    config_model: ClassVar[type[BaseModel]] = MiniGridGeneratorConfig
+
+    def sample(self, rng: np.random.Generator, config: MiniGridGeneratorConfig) -> str:
+        """A ``size`` x ``size`` room with uniformly drawn wall and lava counts."""
+        walls = int(rng.integers(config.min_walls, config.max_walls + 1))
+        lava = int(rng.integers(0, config.max_lava + 1))
+        return generate_level(
+            rng, size=config.size, walls=walls, lava=lava, solvable=config.solvable
+        ).encode()
 
     def empty(self, rng: np.random.Generator, config: MiniGridGeneratorConfig) -> str:
         """An empty room of the space's size, agent and goal at random (ACCEL's start)."""
