@@ -5,6 +5,8 @@ accumulated in a single transaction (group commit), in queue order. Callers get 
 ``concurrent.futures.Future`` that resolves once their write is durable: the HTTP layer
 acknowledges only then (write-ahead). Because the queue is ordered and each experiment
 enqueues under its own lock, the log on disk is always a prefix of what was enqueued.
+Snapshots are packed to bytes on a thread of their own before they join the queue, so that
+encoding a large state never holds up the commits of events.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +121,15 @@ def _is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def _copy_outcome(src: Future, dst: Future) -> None:
+    """Give ``dst`` the result or exception of the finished ``src``."""
+    exc = src.exception()
+    if exc is not None:
+        dst.set_exception(exc)
+    else:
+        dst.set_result(src.result())
+
+
 class Store:
     """Durable event log, snapshots and experiment records.
 
@@ -152,6 +163,10 @@ class Store:
         metadata.create_all(self.engine)
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._writer, name="store-writer", daemon=True)
+        # Snapshots are packed here, off the writer thread, so the commits of events queued
+        # meanwhile do not wait behind the encoding of a large state (barriers pass through
+        # it too, so that they still follow every snapshot queued before them).
+        self._packer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-packer")
         self._closed = False
         # Experiments with a failed write: their later writes are refused until the runtime
         # has rebuilt from the log (reset_failure), so the log never gets a gap.
@@ -194,9 +209,34 @@ class Store:
         return self._submit("event", experiment_id, seq, (kind, payload))
 
     def put_snapshot(self, experiment_id: str, seq: int, state: Any) -> Future:
-        """Queue a snapshot of the state after event ``seq`` (packed on the writer thread);
-        the future resolves to its size in bytes."""
-        return self._submit("snapshot", experiment_id, seq, state)
+        """Queue a snapshot of the state after event ``seq``; the future resolves to its size
+        in bytes once it is committed.
+
+        The state is packed on a thread of its own and then queued for the writer, behind the
+        events queued meanwhile (a snapshot after event ``seq`` may be written after later
+        events; a restore replays whatever follows it). ``state`` must not change after the
+        call.
+        """
+        if self._closed:
+            raise StorageError("store is closed")
+        return self._via_packer(
+            lambda: self._submit("snapshot", experiment_id, seq, pack_state(state))
+        )
+
+    def _via_packer(self, make: Callable[[], Future]) -> Future:
+        """A future for ``make()``'s future, ``make`` run on the packer thread in order."""
+        out: Future = Future()
+
+        def run() -> None:
+            try:
+                inner = make()
+            except Exception as exc:  # a state that cannot be packed, a store closed meanwhile
+                out.set_exception(exc)
+                return
+            inner.add_done_callback(lambda f: _copy_outcome(f, out))
+
+        self._packer.submit(run)
+        return out
 
     def create_experiment(self, record: ExperimentRecord) -> Future:
         """Queue the insertion of an experiment record."""
@@ -312,8 +352,11 @@ class Store:
         return self._submit("delete", experiment_id, 0, None)
 
     def barrier(self) -> Future:
-        """A future that resolves once everything queued before it is committed."""
-        return self._submit("barrier", "", 0, None)
+        """A future that resolves once everything queued before it is committed (snapshots
+        being packed included)."""
+        if self._closed:
+            raise StorageError("store is closed")
+        return self._via_packer(lambda: self._submit("barrier", "", 0, None))
 
     def _writer(self) -> None:
         while True:
@@ -453,7 +496,7 @@ class Store:
                 conn.execute(insert(events), rows)
                 rows = []
             if op.kind == "snapshot":
-                data = pack_state(op.data)
+                data = op.data
                 op.result = len(data)
                 conn.execute(
                     insert(snapshots).values(
@@ -590,6 +633,7 @@ class Store:
         """Commit what is queued, stop the writer and dispose of the engine."""
         if self._closed:
             return
+        self._packer.shutdown(wait=True)  # its snapshots and barriers reach the queue first
         self._closed = True
         self._queue.put(_STOP)
         self._thread.join(timeout=60)

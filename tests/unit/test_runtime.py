@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -9,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import teacher_service.storage.store as store_module
 from api_schemas.experiments import ExperimentCreate
 from api_schemas.reports import Report
 from teacher_service.errors import BatchTooLargeError, TaskNotFoundError
-from teacher_service.runtime import ExperimentRuntime
+from teacher_service.runtime import ExperimentRuntime, status_from_runs, status_runs
 from teacher_service.storage import ExperimentRecord, Store, pack_state, unpack_state
 from teacher_service.storage.tables import snapshots
 from tests.conftest import BOX2
@@ -129,6 +131,117 @@ def test_snapshots_every_n_events_and_fallback_when_corrupted(store: Store) -> N
     assert twin.seq == rt.seq == 60  # snapshot 55 plus 5 replayed events
     assert twin.counters == rt.counters
     assert [t.params for t in twin.propose(5)[0]] == [t.params for t in rt.propose(5)[0]]
+    rt.close()
+    twin.close()
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 1000])
+def test_status_runs_round_trip(n: int) -> None:
+    rng = np.random.default_rng(n)
+    for status in (
+        rng.integers(0, 3, n).astype(np.uint8),  # worst case: short runs
+        np.ones(n, dtype=np.uint8),  # the usual case: everything reported
+        np.repeat(np.array([1, 2, 1, 0], dtype=np.uint8), -(-n // 4))[:n],
+    ):
+        runs = status_runs(status)
+        assert np.array_equal(status_from_runs(runs, n), status)
+        assert len(runs["starts"]) == (0 if n == 0 else 1 + np.count_nonzero(np.diff(status)))
+
+
+def test_broken_status_runs_are_refused() -> None:
+    good = status_runs(np.array([1, 1, 0, 2], dtype=np.uint8))
+    with pytest.raises(ValueError, match="differ in length"):
+        status_from_runs({"starts": good["starts"], "codes": good["codes"][:-1]}, 4)
+    with pytest.raises(ValueError, match="not increasing"):
+        status_from_runs({"starts": np.array([0, 2, 2]), "codes": good["codes"]}, 4)
+    with pytest.raises(ValueError, match="not increasing"):
+        status_from_runs(good, 3)  # a run starts past the tasks
+
+
+def test_snapshots_stay_small_as_the_history_grows(store: Store) -> None:
+    # One byte per task ever issued made a 10^6-episode snapshot a megabyte; the runs of an
+    # all-reported history are a few bytes, and a restore rebuilds the statuses exactly.
+    rt = make(store, snapshot_every=20)  # every 10 rounds of a batch and its report
+    sizes = []
+    for rounds in (10, 200):
+        for _ in range(rounds):
+            tasks, _ = rt.propose(64)
+            rt.report([rep(t.id) for t in tasks])
+        store.barrier().result()
+        (seq, load), *_ = store.snapshots_newest_first(rt.id)
+        assert seq == rt.seq
+        with store.engine.connect() as conn:
+            data = conn.execute(snapshots.select().where(snapshots.c.seq == seq)).one().data
+        sizes.append(len(data))
+        assert np.array_equal(load()["status_runs"]["codes"], [1])  # one run: all reported
+    assert sizes[1] - sizes[0] < 64, sizes  # 12,800 more tasks, the same size
+    pending, _ = rt.propose(3)  # three outstanding at the end: a second run
+    rt.report([rep(pending[1].id)])
+    rt._snapshot()
+    store.barrier().result()
+    twin = reload(rt)
+    assert np.array_equal(twin.status[: twin.next_index], rt.status[: rt.next_index])
+    assert twin.counters == rt.counters
+    with pytest.raises(TaskNotFoundError):  # reported twice is a duplicate, not a new report
+        twin.report([rep("exp1-999999")])
+    rt.close()
+    twin.close()
+
+
+def test_snapshots_are_packed_off_the_writer_thread_and_barriers_wait_for_them(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packed_on: list[str] = []
+    release = threading.Event()
+    real = store_module.pack_state
+
+    def slow_pack(state):
+        packed_on.append(threading.current_thread().name)
+        release.wait(10)  # a large state being encoded
+        return real(state)
+
+    monkeypatch.setattr(store_module, "pack_state", slow_pack)
+    rt = make(store)
+    _tasks, _ = rt.propose(2)
+    snap = store.put_snapshot(rt.id, rt.seq, rt._state_dict())
+    barrier = store.barrier()
+    # events queued while the snapshot is being packed commit without waiting for it
+    _, written = rt.propose(1)
+    written.result(timeout=10)
+    assert not snap.done() and not barrier.done()
+    release.set()
+    assert snap.result(timeout=10) > 0 and barrier.result(timeout=10) is None
+    assert packed_on and all(name.startswith("store-packer") for name in packed_on)
+    # the snapshot (after event 1) was written after event 2; a restore replays event 2
+    assert next(seq for seq, _ in store.snapshots_newest_first(rt.id)) == 1
+    twin = reload(rt)
+    assert twin.seq == rt.seq == 2 and twin.counters == rt.counters
+    rt.close()
+    twin.close()
+
+
+def test_a_snapshot_that_cannot_be_packed_fails_its_future_only(store: Store) -> None:
+    rt = make(store)
+    rt.propose(1)[1].result()
+    bad = store.put_snapshot(rt.id, rt.seq, {"x": object()})
+    with pytest.raises(TypeError):
+        bad.result(timeout=10)
+    _, written = rt.propose(1)
+    assert written.result(timeout=10) is None and store.barrier().result(timeout=10) is None
+    rt.close()
+
+
+def test_snapshots_with_a_raw_status_array_still_load(store: Store) -> None:
+    # the format before run-length statuses
+    rt = make(store)
+    tasks, _ = rt.propose(5)
+    rt.report([rep(t.id) for t in tasks[:3]])
+    state = rt._state_dict()
+    runs = state.pop("status_runs")
+    state["status"] = status_from_runs(runs, rt.next_index)
+    store.put_snapshot(rt.id, rt.seq, state).result()
+    twin = reload(rt)
+    assert np.array_equal(twin.status[:5], [1, 1, 1, 0, 0]) and twin.counters == rt.counters
     rt.close()
     twin.close()
 
