@@ -31,6 +31,7 @@ from teacher_service.api.error_handlers import error_body, install_error_handler
 from teacher_service.api.responses import add_links, errors_as_json
 from teacher_service.dashboard.history import DashboardHub
 from teacher_service.errors import ExperimentNotFoundError
+from teacher_service.fit_pool import FitPool
 from teacher_service.interestingness import Judges
 from teacher_service.manager import ExperimentManager
 from teacher_service.metrics import Metrics
@@ -146,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         manager = ExperimentManager(
             store,
             judges=Judges(settings),
+            fit_pool=FitPool(settings.fit_processes) if settings.fit_processes else None,
             snapshot_every=settings.snapshot_every,
             max_outstanding=settings.max_outstanding,
         )

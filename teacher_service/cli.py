@@ -82,6 +82,13 @@ def serve(
         ),
     ] = None,
     snapshot_every: Annotated[int, typer.Option(help="Events between teacher snapshots.")] = 1000,
+    fit_processes: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes for model fits (ALP-GMM, Covar-GMM); 0: threads of the "
+            "server [default: AUTOCURRICULUM_FIT_PROCESSES or 1]."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
 ) -> None:
     """Run the teacher service."""
@@ -93,7 +100,10 @@ def serve(
     from teacher_service.settings import Settings
 
     try:
-        settings = Settings(host=host, port=port, db=db, token=token, snapshot_every=snapshot_every)
+        fits = {} if fit_processes is None else {"fit_processes": fit_processes}
+        settings = Settings(
+            host=host, port=port, db=db, token=token, snapshot_every=snapshot_every, **fits
+        )
     except ValidationError as exc:
         _fail(str(exc))
     logging.basicConfig(

@@ -16,6 +16,7 @@ from teacher_service.errors import (
     NameTakenError,
     UnavailableError,
 )
+from teacher_service.fit_pool import FitPool
 from teacher_service.interestingness import Judges
 from teacher_service.runtime import ExperimentRuntime
 from teacher_service.storage import ExperimentRecord, Store
@@ -33,10 +34,17 @@ class ExperimentManager:
         runtime_options: keyword arguments for every runtime (snapshot interval, limits).
     """
 
-    def __init__(self, store: Store, judges: Judges | None = None, **runtime_options: Any) -> None:
+    def __init__(
+        self,
+        store: Store,
+        judges: Judges | None = None,
+        fit_pool: FitPool | None = None,
+        **runtime_options: Any,
+    ) -> None:
         self.store = store
         self.judges = judges
-        self.runtime_options = {**runtime_options, "judges": judges}
+        self.fit_pool = fit_pool
+        self.runtime_options = {**runtime_options, "judges": judges, "background": fit_pool}
         self._lock = threading.Lock()
         self._by_id: dict[str, ExperimentRuntime] = {}
         self._by_name: dict[str, str] = {}
@@ -208,8 +216,10 @@ class ExperimentManager:
         )
 
     def close(self) -> None:
-        """Stop every runtime's background work, and the judges."""
+        """Stop every runtime's background work, the judges and the fit processes."""
         for rt in self.all():
             rt.close()
         if self.judges is not None:
             self.judges.close()
+        if self.fit_pool is not None:
+            self.fit_pool.close()

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any, assert_never
 
 import numpy as np
@@ -111,6 +111,8 @@ class ExperimentRuntime:
         clock: wall clock for leases (injectable for tests).
         judges: the models a teacher may ask for judgements (OMNI's interestingness); None:
             such requests wait (the server always passes its :class:`Judges`).
+        background: where teachers run expensive pure background work (the server's
+            :class:`~teacher_service.fit_pool.FitPool`); None: in threads of this process.
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class ExperimentRuntime:
         max_outstanding: int = 100_000,
         clock: Callable[[], float] = time.time,
         judges: Judges | None = None,
+        background: Executor | None = None,
     ) -> None:
         self.record = record
         self.spec = ExperimentCreate.model_validate(record.spec)
@@ -139,6 +142,7 @@ class ExperimentRuntime:
         # takes the lock is refused, so nothing more is written for it.
         self.deleted = False
         self.judges = judges
+        self.background = background
         # A judgement run in flight (one at a time), and when a failed one may be retried.
         self._judging = False
         self._judge_retry_at = 0.0
@@ -147,6 +151,7 @@ class ExperimentRuntime:
     # ------------------------------------------------------------------ state
     def _reset_state(self) -> None:
         self.teacher: Teacher = make_teacher(self.spec.space, self.spec.teacher, self.spec.seed)
+        self.teacher.use_background(self.background)
         # The task space as it is now: the created one plus the tasks added since (logged).
         self.space: Any = self.spec.space
         self.seq = 0

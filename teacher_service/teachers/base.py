@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -169,6 +170,11 @@ class Teacher(ABC):
 
     def expire(self, tasks: Sequence[TaskProposal]) -> None:  # noqa: B027 - optional hook
         """Told when issued tasks expire unreported. Default: nothing to undo."""
+
+    def use_background(self, executor: Executor | None) -> None:  # noqa: B027 - optional hook
+        """Given the executor (the server's process pool) on which to run expensive pure
+        background work, such as model fits; ``None``: run it in a thread of this process.
+        Where the work runs never changes its result. Default: the teacher has none."""
 
     @abstractmethod
     def view(self) -> dict[str, Any]:

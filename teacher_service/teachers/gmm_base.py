@@ -9,7 +9,9 @@ criterion, and sample tasks from components chosen in proportion to a learning-p
 computed from each component (plus ``random_task_ratio`` uniform tasks).
 :class:`GMMTeacher` implements everything but the row and that value.
 
-Fits run in a background thread so requests never wait for them; a fit started when the
+Fits run in the background so requests never wait for them: in the server's process pool
+(:mod:`teacher_service.fit_pool`, given by :meth:`GMMTeacher.use_background`) so that their
+Python does not hold the server's GIL, else in a thread of their own. A fit started when the
 episode count is ``K`` takes effect when the count reaches ``K + fit_delay``, a point fixed
 by the event sequence (never by wall time), so replays and live twins propose the same tasks.
 
@@ -29,7 +31,7 @@ import threading
 import weakref
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -349,6 +351,7 @@ class GMMTeacher(Teacher):
         self._reset_learned_state()
         self._executor: ThreadPoolExecutor | None = None
         self._finalizer: weakref.finalize | None = None
+        self._background: Executor | None = None  # the server's process pool, when given
 
     # ------------------------------------------------------------------ subclass hooks
 
@@ -456,6 +459,14 @@ class GMMTeacher(Teacher):
     def _extra_names(self) -> list[tuple[int, str]]:
         """Names of the extra coordinates in :meth:`view` (``extra0``... by default)."""
         return [(i, f"extra{i}") for i in range(self.n_extra)]
+
+    def use_background(self, executor: Executor | None) -> None:
+        """Run later fits on ``executor`` (the server's process pool) instead of a thread of
+        this process; ``None``: back to the thread."""
+        self._background = executor
+        warm = getattr(executor, "warm", None)
+        if warm is not None:  # start the pool's worker before the first fit needs it
+            warm()
 
     def close(self) -> None:
         """Stop the fit thread. A pending fit is kept as inputs and recomputed if needed."""
@@ -577,6 +588,14 @@ class GMMTeacher(Teacher):
         self._pending = pending
         if pending.due_at <= self.n_observed_:
             return  # due now: computed synchronously by _apply_due_fit
+        cfg = self.config
+        args = (pending.rows, pending.random_state, cfg.min_k, cfg.max_k, cfg.criterion)
+        if self._background is not None:
+            try:
+                pending.future = self._background.submit(fit_gmms, *args)
+                return
+            except RuntimeError as exc:  # the pool is closed (the server is stopping)
+                logger.warning("%s: fit pool unavailable (%s); fitting in a thread", self.kind, exc)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix=f"{self.kind}-fit"
@@ -585,10 +604,7 @@ class GMMTeacher(Teacher):
             self._finalizer = weakref.finalize(
                 self, self._executor.shutdown, wait=False, cancel_futures=True
             )
-        cfg = self.config
-        pending.future = self._executor.submit(
-            fit_gmms, pending.rows, pending.random_state, cfg.min_k, cfg.max_k, cfg.criterion
-        )
+        pending.future = self._executor.submit(fit_gmms, *args)
 
     def _apply_due_fit(self) -> None:
         p = self._pending
@@ -597,9 +613,13 @@ class GMMTeacher(Teacher):
 
     def _install(self, p: _PendingFit) -> None:
         cfg = self.config
+        result = None
         if p.future is not None and not p.future.cancelled():
-            result = p.future.result()  # waits if the fit is still running
-        else:
+            try:
+                result = p.future.result()  # waits if the fit is still running
+            except (BrokenExecutor, CancelledError) as exc:  # a worker died, or was stopped
+                logger.warning("%s: background fit lost (%r); fitting here", self.kind, exc)
+        if result is None:  # the same pure function of the same inputs: the same mixture
             result = fit_gmms(p.rows, p.random_state, cfg.min_k, cfg.max_k, cfg.criterion)
         self._pending = None
         self.last_fit_ = result

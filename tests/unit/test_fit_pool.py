@@ -1,0 +1,114 @@
+"""The fit pool: work runs in another process, a lost worker is replaced, and a GMM teacher
+proposes the same tasks whether its fits run in the pool, in a thread, or again in-process
+after the pool failed them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Iterator
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+
+import pytest
+
+from api_schemas.experiments import ExperimentCreate
+from teacher_service.fit_pool import FitPool
+from teacher_service.teachers.base import TaskResult
+from teacher_service.teachers.registry import make_teacher
+
+SPEC = ExperimentCreate(
+    name="gmm",
+    space={
+        "kind": "box",
+        "dims": [{"name": "a", "low": 0.0, "high": 1.0}, {"name": "b", "low": 0.0, "high": 1.0}],
+    },
+    teacher={"kind": "alp_gmm", "fit_rate": 30, "bootstrap": 30, "fit_delay": 10},
+    seed=4,
+)
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[FitPool]:
+    p = FitPool(1)
+    yield p
+    p.close()
+
+
+def run_teacher(background, rounds: int = 25, on_round=None) -> tuple[list, int]:
+    """Proposals of an ALP-GMM teacher over ``rounds`` batches of 8 (a learnable return)."""
+    teacher = make_teacher(SPEC.space, SPEC.teacher, SPEC.seed)
+    teacher.use_background(background)
+    out = []
+    for i in range(rounds):
+        tasks = teacher.propose(8)
+        out += [tuple(t.params.values()) for t in tasks]
+        teacher.observe(
+            [TaskResult(t, t.params["a"] * (1 - t.params["b"])) for t in tasks]  # type: ignore[arg-type]
+        )
+        if on_round is not None:
+            on_round(i, teacher)
+    fits = teacher.n_fits_
+    teacher.close()
+    return out, fits
+
+
+def test_work_runs_in_another_process(pool: FitPool) -> None:
+    pid = pool.submit(os.getpid).result(timeout=60)
+    assert pid != os.getpid()
+    assert pool.warm() is None or pool.warm() is None  # warming happens once
+
+
+def test_fits_in_the_pool_propose_what_fits_in_a_thread_propose(pool: FitPool) -> None:
+    pooled, fits = run_teacher(pool)
+    threaded, thread_fits = run_teacher(None)
+    assert fits == thread_fits >= 5
+    assert pooled == threaded
+
+
+def test_a_lost_worker_is_replaced_and_its_fit_recomputed_in_process() -> None:
+    pool = FitPool(1)
+    try:
+        first = pool.submit(os.getpid).result(timeout=60)
+        killed = []
+
+        def kill_worker_with_a_fit_pending(_: int, teacher) -> None:
+            if not killed and teacher.view()["pending_fit"] is not None:
+                os.kill(first, signal.SIGKILL)  # the fit in flight is lost with it
+                killed.append(first)
+
+        survived, fits = run_teacher(pool, on_round=kill_worker_with_a_fit_pending)
+        assert killed and fits >= 5
+        assert survived == run_teacher(None)[0]
+        # the pool runs work again, in a new worker
+        assert pool.submit(os.getpid).result(timeout=60) not in (first, os.getpid())
+    finally:
+        pool.close()
+
+
+class BrokenPool:
+    """An executor whose every fit is lost (its worker died before answering)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        fut: Future = Future()
+        fut.set_exception(BrokenProcessPool("a worker died"))
+        return fut
+
+
+def test_fits_the_pool_lost_are_recomputed_in_process(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        lost, fits = run_teacher(BrokenPool())
+    assert fits >= 5 and lost == run_teacher(None)[0]
+    assert sum("background fit lost" in r.message for r in caplog.records) == fits
+
+
+def test_a_closed_pool_refuses_work_and_teachers_fit_in_a_thread() -> None:
+    pool = FitPool(1)
+    pool.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.submit(os.getpid)
+    assert pool.warm() is None
+    assert run_teacher(pool)[0] == run_teacher(None)[0]
+    with pytest.raises(ValueError, match="processes must be >= 1"):
+        FitPool(0)
