@@ -383,7 +383,8 @@ class AgentRecord:
     source: Source | None = None  # where this job started it from (first time)
     init_from: str | None = None
     resumed: bool = False  # taken up from the agents store (or a restarted learner's file)
-    retired: bool = False
+    retired: bool = False  # not held now: retired, and not taken up again since
+    retirements: int = 0  # times the learner let it go (an archived agent comes back to be scored)
     uploaded: int = 0  # its updates in this job when it was last uploaded
     version: int | None = None  # the stored version of this job's latest upload
 
@@ -454,7 +455,9 @@ class PopulationBook:
     def retired(self, agent_ids: Collection[str]) -> None:
         """The learner let ``agent_ids`` go."""
         for agent_id in agent_ids:
-            self.record(agent_id).retired = True
+            rec = self.record(agent_id)
+            rec.retired = True
+            rec.retirements += 1
             self.held.discard(agent_id)
 
     def best(self) -> str | None:
@@ -472,8 +475,8 @@ class PopulationBook:
     ) -> dict[str, dict[str, Any]]:
         """Per agent: this job's ``updates`` (and the learner's ``total_updates``, which counts
         those before a resume), ``trained_steps``, ``episodes``, ``mean_return_last_200``,
-        where it started (``source``, ``init_from``, ``resumed_from_store``), ``retired`` and
-        ``stored_version``.
+        where it started (``source``, ``init_from``, ``resumed_from_store``), ``retired`` (not
+        held at the end), ``retirements`` and ``stored_version``.
 
         Args:
             episodes: per agent, its :class:`~student_workers.driver.EpisodeStats`.
@@ -492,6 +495,7 @@ class PopulationBook:
                 "init_from": rec.init_from,
                 "resumed_from_store": rec.resumed,
                 "retired": rec.retired,
+                "retirements": rec.retirements,
                 "stored_version": rec.version,
             }
         return out

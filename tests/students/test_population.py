@@ -407,6 +407,12 @@ def test_the_book_picks_latest_retires_the_dead_and_uploads_what_changed(tmp_pat
     book.retired(["agent-3"])
     summary = book.summary({}, {"agent-1": 2})
     assert summary["agent-3"]["retired"] is True and summary["agent-1"]["stored_version"] == 2
+    assert summary["agent-3"]["retirements"] == 1
+    # an archived agent comes back to be scored, then goes again: both retirements counted
+    book.started("agent-3", "store")
+    assert book.summary({}, {})["agent-3"]["retired"] is False and "agent-3" in book.held
+    book.retired(["agent-3"])
+    assert book.summary({}, {})["agent-3"]["retirements"] == 2
     assert summary["agent-1"]["updates"] == 2 and summary["agent-1"]["total_updates"] == 2
     assert book.held == {"agent-0", "agent-1", "agent-2"}
     assert AgentStart("fresh", None).checkpoint is None

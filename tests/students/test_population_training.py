@@ -107,6 +107,36 @@ def test_train_grows_and_stores_a_population_of_agents(server, tmp_path: Path) -
     assert json.loads(out)["episodes"] == 2
 
 
+def test_archived_agents_are_retired_with_their_final_weights_stored(server, tmp_path) -> None:
+    # One active pair: every admission archives the pair before it, so its agent leaves.
+    client = TeacherClient(server.url)
+    client.create_experiment("poet", TINY_LEVELS, {**QUICK_POET, "max_active": 1}, seed=3)
+    ckpt = tmp_path / "ckpt"
+    code, out, err = finish(cli(*poet_train_args(server.url, ckpt, 12_000)))
+    assert code == 0, err[-3000:]
+    population = json.loads(out)["population"]
+    agents = client.state("poet").teacher["agents"]
+    assert len(agents["active"]) == 1 and len(agents["archived"]) >= 1, agents
+    stored = {a.agent_id: a.version for a in client.list_agents("poet")}
+    trained_archived = [a for a in agents["archived"] if population[a]["updates"] > 0]
+    assert trained_archived, population
+    for agent_id in trained_archived:
+        agent = population[agent_id]
+        # the learner let it go (it may come back for evaluate tasks, and go again)
+        assert agent["retirements"] >= 1, agent_id
+        # its final weights are in the store: every update it had, and the local file's
+        assert stored[agent_id] == agent["stored_version"], agent_id
+        client.get_agent("poet", agent_id, path=tmp_path / f"{agent_id}.pt")
+        downloaded, meta = load_checkpoint(tmp_path / f"{agent_id}.pt")
+        local, _ = load_checkpoint(ckpt / "agents" / f"{agent_id}.pt")
+        assert meta["agent_id"] == agent_id and downloaded.updates == agent["updates"]
+        assert same_weights(downloaded.weights(), local.weights()), agent_id
+    # the active pair's agent was never let go (one admitted at the very end may not have
+    # played yet)
+    (active,) = agents["active"]
+    assert population.get(active, {"retirements": 0})["retirements"] == 0
+
+
 def test_a_killed_training_job_is_continued_from_the_agents_store(server, tmp_path) -> None:
     client = TeacherClient(server.url)
     client.create_experiment("poet", TINY_LEVELS, QUICK_POET, seed=1)
