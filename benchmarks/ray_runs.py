@@ -31,11 +31,12 @@ def fast_ppo_config(
 
 
 def progress_printer(
-    method: str, seed: int, every_s: float, width: int = 11
+    method: str, seed: int, every_s: float, width: int = 11, eta: bool = True
 ) -> Callable[[TrainProgress], None] | None:
     """A train() progress hook that writes one line to stderr at most every ``every_s``
     seconds (a run takes minutes to hours: show it is moving and when it should end); None
-    when ``every_s`` is negative (silent). ``width``: the method name's column."""
+    when ``every_s`` is negative (silent). ``width``: the method name's column; ``eta``:
+    whether to estimate the minutes left from the step budget (not for runs cut by time)."""
     if every_s < 0:
         return None
     last = -float("inf")
@@ -48,10 +49,11 @@ def progress_printer(
         last = now
         # steps_per_s counts env steps; with --budget trained the budget grows slower
         rate = p.steps_per_s * p.budget_steps / max(p.env_steps, 1)
-        eta = (p.total_steps - p.budget_steps) / rate / 60 if rate > 0 else float("nan")
+        minutes_left = (p.total_steps - p.budget_steps) / rate / 60 if rate > 0 else float("nan")
+        total = f" / {p.total_steps:,}" if eta else ""
+        left = f"  ~{max(minutes_left, 0):.0f} min left" if eta else ""
         print(
-            f"{method:{width}s} seed {seed}: {p.budget_steps:,} / {p.total_steps:,} steps  "
-            f"{p.describe()}  ~{max(eta, 0):.0f} min left",
+            f"{method:{width}s} seed {seed}: {p.budget_steps:,}{total} steps  {p.describe()}{left}",
             file=sys.stderr,
             flush=True,
         )

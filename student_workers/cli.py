@@ -17,6 +17,13 @@ from typing import Annotated, Any
 
 import typer
 
+from student_workers.demo_setup import (
+    DEFAULT_TEACHER,
+    benchmark_line,
+    demo_space,
+    demo_train_config,
+    describe_space,
+)
 from teacher_service.cli import (
     ServeOpt,
     ServerOpt,
@@ -218,7 +225,14 @@ def demo(
     out: Annotated[Path, typer.Option(help="Checkpoint and summary directory.")] = Path(
         "runs/demo"
     ),
-    teacher: Annotated[str, typer.Option(help="Teacher of the MiniGrid levels.")] = "random",
+    teacher: Annotated[
+        str,
+        typer.Option(
+            help="Teacher: level teachers (random = DR, plr, accel, paired, poet) get 15x15 "
+            "MiniGrid levels, box teachers (lp_tree, alp_gmm, covar_gmm, riac) the parametric "
+            "mazes."
+        ),
+    ] = DEFAULT_TEACHER,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     serve: ServeOpt = None,
 ) -> None:
@@ -230,11 +244,14 @@ def demo(
 
     from rich.console import Console
 
-    from student_workers.train import TrainConfig
     from teacher_service.client import TeacherClient, TeacherClientError
     from teacher_service.testing import ServerProcess
 
     console = Console()
+    try:
+        space = demo_space(teacher)
+    except ValueError as exc:
+        _fail(str(exc))
     Path(db).parent.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     server = ServerProcess(db, log_path=out / "service.log")
@@ -248,27 +265,15 @@ def demo(
     n_workers = workers or max(1, min(os.cpu_count() or 1, 8))
     try:
         with TeacherClient(url) as client:
-            # The reference DR setting: 15x15 mazes with 0-60 random walls
-            # (docs/algorithms.md#minigrid-mazes-and-the-ued-benchmark).
-            client.create_experiment(
-                name, {"kind": "level", "generator": "minigrid"}, {"kind": teacher}, seed=seed
-            )
+            client.create_experiment(name, space, {"kind": teacher}, seed=seed)
         console.print(
-            f"experiment [cyan]{name}[/cyan]: teacher {teacher} proposes 15x15 MiniGrid levels; "
+            f"experiment [cyan]{name}[/cyan]: teacher {teacher} proposes {describe_space(space)}; "
             f"{n_workers} Ray rollout workers + 1 PPO learner train for {minutes:g} min; "
             f"live dashboard: [bold]{url}/?exp={name}[/bold]"
         )
-        cfg = TrainConfig(
-            server=url, experiment=name, workers=n_workers, envs_per_worker=8,
-            steps=steps, checkpoint_dir=out, max_minutes=minutes, eval_interval=10,
-            eval_envs=("FourRooms", "SixteenRooms", "Corridor", "Pillars"), eval_episodes=5,
-            seed=seed,
-            # Faster-learning settings than the reference defaults, for a minutes-long run.
-            ppo=_ppo_config(
-                num_steps=128, learning_rate=5e-4, ent_coef=0.01, update_epochs=4,
-                num_minibatches=4, gamma=0.99,
-            ),
-        )  # fmt: skip
+        cfg = demo_train_config(
+            url, name, workers=n_workers, minutes=minutes, steps=steps, out=out, seed=seed
+        )
         summary = _run_training(cfg)
         with TeacherClient(url) as client:
             counters = client.state(name).counters
@@ -277,6 +282,9 @@ def demo(
         _fail(str(exc))
     per_env = (summary.get("evaluation") or {}).get("per_env", {})
     tests = ", ".join(f"{k} {100 * v['solve_rate']:.0f}%" for k, v in per_env.items())
+    if per_env:
+        mean = sum(v["solve_rate"] for v in per_env.values()) / len(per_env)
+        tests += f" (mean {100 * mean:.0f}%)"
     mean_ret = summary["mean_return_last_200"]
     console.print(
         f"done: {summary['env_steps']:,} env steps in {summary['wall_s']:.0f} s "
@@ -287,6 +295,9 @@ def demo(
         f"(try: autocurriculum evaluate --checkpoint {summary['checkpoint']} "
         f"--env MiniGrid-FourRooms-v0); summary: {out / 'summary.json'}"
     )
+    line = benchmark_line(teacher)
+    if line:
+        console.print(line)
     keep_serving(
         serve, url, lambda: server.proc is not None and server.proc.poll() is None, console.print
     )

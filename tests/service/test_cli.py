@@ -113,6 +113,10 @@ def test_cli_errors_are_messages_not_tracebacks(server, tmp_path: Path) -> None:
         (["experiments", "show", "missing", "--server", server.url], "missing"),
         (["experiments", "list", "--server", "http://127.0.0.1:9"], "127.0.0.1:9"),
         (["bench", "teachers", "--teacher", "nope", "--out", str(tmp_path / "x.json")], "nope"),
+        # the demo trains on MiniGrid levels: a teacher of discrete task lists is refused
+        # before anything starts
+        (["demo", "--teacher", "sec", "--db", str(tmp_path / "d.db")], "discrete spaces only"),
+        (["demo", "--teacher", "nope", "--db", str(tmp_path / "d.db")], "unknown teacher"),
         (["bench", "teachers", "--variant", "nope", "--out", str(tmp_path / "x.json")], "nope"),
         (["bench", "teachers", "--teacher", '{"kind": "riac", "p_uniform": 2}'], "p_uniform"),
         (
