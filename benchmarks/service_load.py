@@ -9,7 +9,18 @@ p50/p99/max latency per endpoint, and divides the request rate by the rate of ``
 at the same concurrency, measured in the same run (the HTTP-stack floor). To check that the
 per-request cost does not grow with history, it first fills one experiment per teacher to a
 large history (big batches, as fast as possible), then runs every cell of the grid twice back
-to back: on a brand-new experiment (history 0) and on the large one.
+to back: on a brand-new experiment (history 0) and on the large one. For ``random`` at 8
+clients and batch 1 it then compares p99 fresh vs at history over several interleaved pairs of
+windows (``history_p99``: one p99 of a few seconds is too noisy to compare alone).
+
+Before the grid, the "during refits" scenario (``during_refits``): ALP-GMM past its bootstrap
+at 8 clients and batch 1, so that several GMM refits start and take effect inside every
+measured window (counted from ``teacher.fits`` of ``GET /state`` as the window opens and
+closes), with ``GET /healthz`` at 8 clients on the same server just before each window. It runs
+on the main server (fits in a worker process, ``--fit-processes``) and on a second server
+started with ``--fit-processes 0`` (fits in a thread of the server, holding its GIL: the
+behaviour before the pool), windows of the arms interleaved. The full run adds a no-refits
+control arm and a pair of arms with a longer ``fit_delay`` (see :func:`refit_arms`).
 
 The load generator and the server share the machine; both are single Python processes, so
 on a 2-core machine each gets about one core. The load generator speaks HTTP/1.1 itself over
@@ -21,7 +32,7 @@ least disturbed by other jobs on a shared machine.
 
 Usage::
 
-    .venv/bin/python benchmarks/service_load.py          # full run: ~15-25 min on 2 cores,
+    .venv/bin/python benchmarks/service_load.py          # full run: ~20-30 min on 2 cores,
                                                          # mostly alp_gmm's 10^6-episode fill
     .venv/bin/python benchmarks/service_load.py --quick  # smoke test, under a minute
     .venv/bin/python benchmarks/service_load.py --history-teachers random  # skip alp_gmm's fill
@@ -66,6 +77,19 @@ TARGET_TASKS_PER_S = 20_000.0  # batch 64, best concurrency
 TARGET_P99_MS = 10.0  # batch 1, 8 clients, both endpoints
 TARGET_HISTORY_GEOMEAN_BAND = 1.25  # geomean of the large/fresh ratios within x0.8..x1.25
 TARGET_HISTORY_CELL_BAND = 2.0  # every single ratio within x0.5..x2 (noise allowance)
+# During refits (alp_gmm, 8 clients, batch 1, fits in a worker process): p99 of tasks and of
+# reports <= this factor x the p99 of GET /healthz at 8 clients on the same server.
+TARGET_REFIT_P99_FACTOR = 3.0
+# p99 at history <= fresh p99 (random, 8 clients, batch 1): the medians over interleaved
+# windows of the worse endpoint's p99, with this allowance for the noise of a p99 of a few
+# seconds on a shared machine (the same x1.25 as the grid's history band above).
+TARGET_HISTORY_P99_TOLERANCE = 1.25
+
+REFIT_TEACHER = "alp_gmm"
+REFIT_CLIENTS, REFIT_BATCH = 8, 1
+HISTORY_P99_CLIENTS, HISTORY_P99_BATCH = 8, 1
+# The control arm's fit_rate: no refit within a window (at most a few thousand episodes).
+CONTROL_FIT_RATE = 10_000
 
 
 def episode_return(params: dict[str, float]) -> float:
@@ -232,6 +256,27 @@ def _proc_cpu_seconds(pid: int) -> float:
         return math.nan
 
 
+def _children_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds of each direct child of ``pid`` (the server's fit worker, its resource
+    tracker), found by scanning /proc: this kernel may not expose ``task/*/children``."""
+    out: dict[int, float] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return out
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            if int(fields[1]) == pid:
+                out[int(entry)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
 def _machine_busy_seconds() -> float:
     """CPU seconds all processes of the machine have spent busy (from /proc/stat)."""
     try:
@@ -302,8 +347,26 @@ async def _measure(
     warmup: float,
     duration: float,
     server_pid: int,
+    on_open: Callable[[], Awaitable[None]] | None = None,
+    on_close: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[Stats, dict[str, float]]:
-    """Run ``body`` in a loop on ``n_clients`` connections until the window closes."""
+    """Run ``body`` in a loop on ``n_clients`` connections until the window closes.
+
+    Args:
+        n_clients: concurrent virtual clients, one connection each.
+        make_conn: a new connection.
+        body: one iteration of a client (records into the :class:`Stats`).
+        warmup: un-measured seconds before the window opens.
+        duration: seconds the window stays open.
+        server_pid: the server process, whose CPU (and its children's) is measured.
+        on_open: awaited as the window opens, after the CPU counters are read (e.g. to
+            read the teacher's state), while the clients keep going.
+        on_close: the same as the window closes.
+
+    Returns:
+        The clients' records and the CPU split (``server_cpu``, ``server_children_cpu``,
+        ``client_cpu``, ``other_cpu``: CPU seconds per wall second).
+    """
     conns = [make_conn() for _ in range(n_clients)]
     stats = Stats()
     start = time.perf_counter()
@@ -321,14 +384,24 @@ async def _measure(
     async def monitor() -> None:
         await asyncio.sleep(max(0.0, win.t0 - time.perf_counter()))
         m0, s0 = _machine_busy_seconds(), _proc_cpu_seconds(server_pid)
+        k0 = _children_cpu_seconds(server_pid)
         c0, w0 = time.process_time(), time.perf_counter()
+        if on_open is not None:
+            await on_open()
         await asyncio.sleep(max(0.0, win.t1 - time.perf_counter()))
         m1, s1 = _machine_busy_seconds(), _proc_cpu_seconds(server_pid)
+        k1 = _children_cpu_seconds(server_pid)
         c1, w1 = time.process_time(), time.perf_counter()
+        if on_close is not None:
+            await on_close()
+        # A child started inside the window (a replaced fit worker) counts from zero.
+        kids = sum(t - k0.get(pid, 0.0) for pid, t in k1.items())
         cpu["server_cpu"] = round((s1 - s0) / (w1 - w0), 3)
+        # The server's fit worker runs in a child process: its CPU is the server's work too.
+        cpu["server_children_cpu"] = round(kids / (w1 - w0), 3)
         cpu["client_cpu"] = round((c1 - c0) / (w1 - w0), 3)
         # Everything else running on the machine meanwhile (other jobs skew the figures).
-        cpu["other_cpu"] = round(((m1 - m0) - (s1 - s0) - (c1 - c0)) / (w1 - w0), 3)
+        cpu["other_cpu"] = round(((m1 - m0) - (s1 - s0) - kids - (c1 - c0)) / (w1 - w0), 3)
 
     try:
         await asyncio.gather(monitor(), *(client(c) for c in conns))
@@ -341,8 +414,11 @@ async def _measure(
 class Bench:
     """Holds the server address, the HTTP client kind and the timing settings."""
 
-    def __init__(self, server: ServerProcess, args: argparse.Namespace) -> None:
+    def __init__(
+        self, server: ServerProcess, args: argparse.Namespace, fit_processes: int | None = None
+    ) -> None:
         self.server = server
+        self.fit_processes = args.fit_processes if fit_processes is None else fit_processes
         self.pid = server.proc.pid if server.proc else -1
         self.host, self.port = "127.0.0.1", server.port
         self.conn_cls = CLIENTS[args.client]
@@ -366,15 +442,30 @@ class Bench:
             raise HTTPStatusError(method, path, status, data)
         return orjson.loads(data)
 
-    async def create(self, name: str, teacher: str, seed: int = 0) -> dict[str, Any]:
-        body = {"name": name, "space": BOX2, "teacher": {"kind": teacher}, "seed": seed}
+    async def create(
+        self, name: str, teacher: str, seed: int = 0, config: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Create experiment ``name`` with ``teacher`` (and its ``config`` options)."""
+        body = {
+            "name": name,
+            "space": BOX2,
+            "teacher": {"kind": teacher, **(config or {})},
+            "seed": seed,
+        }
         return await self.call("POST", "/v1/experiments", body, ok=201)
 
     async def state(self, name: str) -> dict[str, Any]:
         return await self.call("GET", f"/v1/experiments/{name}/state")
 
     # ----------------------------------------------------------------- scenarios
-    async def healthz(self, clients: int) -> dict[str, Any]:
+    async def healthz(self, clients: int, samples: list[float] | None = None) -> dict[str, Any]:
+        """``GET /healthz`` in a loop on ``clients`` connections: the HTTP-stack floor.
+
+        Args:
+            clients: concurrent connections.
+            samples: if given, the latencies (seconds) of the window are appended to it.
+        """
+
         async def body(conn: Any, win: Window, st: Stats) -> None:
             a = time.perf_counter()
             status, data = await conn.request("GET", "/healthz")
@@ -387,6 +478,8 @@ class Bench:
                 st.requests += 1
 
         st, cpu = await _measure(clients, self.conn, body, self.warmup, self.duration, self.pid)
+        if samples is not None:
+            samples.extend(st.lat["tasks"])
         return {
             "clients": clients,
             "requests_per_s": round(st.requests / self.duration, 1),
@@ -395,7 +488,17 @@ class Bench:
             **cpu,
         }
 
-    async def loop(self, name: str, clients: int, batch: int) -> tuple[Stats, dict[str, float]]:
+    async def loop(
+        self,
+        name: str,
+        clients: int,
+        batch: int,
+        duration: float | None = None,
+        on_open: Callable[[], Awaitable[None]] | None = None,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> tuple[Stats, dict[str, float]]:
+        """Every client asks for ``batch`` tasks, reports them, and again (see :func:`_measure`
+        for ``on_open`` / ``on_close``); ``duration`` defaults to ``--duration``."""
         tasks_path = f"/v1/experiments/{name}/tasks"
         reports_path = f"/v1/experiments/{name}/reports"
         ask = orjson.dumps({"n": batch})
@@ -424,7 +527,16 @@ class Bench:
                 st.reports += orjson.loads(data)["accepted"]
                 st.requests += 1
 
-        return await _measure(clients, self.conn, body, self.warmup, self.duration, self.pid)
+        return await _measure(
+            clients,
+            self.conn,
+            body,
+            self.warmup,
+            self.duration if duration is None else duration,
+            self.pid,
+            on_open,
+            on_close,
+        )
 
     async def scenario(
         self, teacher: str, name: str, kind: str, history_target: int, clients: int, batch: int
@@ -544,6 +656,398 @@ class Bench:
             "stopped_early": stopped,
             "latency_ms": {"tasks": _latency(lat["tasks"]), "reports": _latency(lat["reports"])},
         }
+
+
+# ------------------------------------------------------------------ during refits, history
+def fits_started_and_applied(
+    first: int, rate: int, delay: int, episodes_open: int, episodes_close: int
+) -> int:
+    """Fits that start after ``episodes_open`` episodes and take effect by ``episodes_close``.
+
+    A GMM teacher starts fit ``k`` when its episode count reaches ``first + k * rate`` and
+    installs it at ``first + k * rate + delay`` (teacher_service/teachers/gmm_base.py), so
+    these are the fits whose whole life lies inside the window.
+    """
+    k_lo = max(0, -(-(episodes_open + 1 - first) // rate))
+    k_hi = (episodes_close - delay - first) // rate
+    return max(0, k_hi - k_lo + 1)
+
+
+@dataclass
+class RefitArm:
+    """One arm of the during-refits scenario: which server, which teacher options."""
+
+    name: str
+    bench: Bench
+    config: dict[str, Any]
+    prefill: int
+
+
+def refit_arms(pool: Bench, threads: Bench, args: argparse.Namespace) -> list[RefitArm]:
+    """The arms of the during-refits scenario, in the order of the first repeat.
+
+    ``process_pool`` and ``threads`` are the comparison (the default ``fit_delay`` unless
+    ``--refit-fit-delay``). ``no_refits_control`` fits once during its prefill and not again
+    within the window (a fit_rate far above what a window reaches): ALP-GMM's latency with a
+    mixture but without refits. The ``*_fit_delay_<D>`` pair gives each fit D episodes instead
+    of the default, so that a fit is rarely still running when it falls due (the server then
+    waits for it): what remains is the cost of the fit running beside the requests.
+    """
+    base: dict[str, Any] = {"fit_rate": args.refit_fit_rate}
+    if args.refit_fit_delay is not None:
+        base["fit_delay"] = args.refit_fit_delay
+    arms = [
+        RefitArm("process_pool", pool, base, args.refit_prefill),
+        RefitArm("threads", threads, base, args.refit_prefill),
+    ]
+    if args.refit_control:
+        # The prefill passes the first fit (at fit_rate) and its fit_delay.
+        control = {**base, "fit_rate": CONTROL_FIT_RATE}
+        arms.append(RefitArm("no_refits_control", pool, control, CONTROL_FIT_RATE + 100))
+    if args.refit_long_delay:
+        d = args.refit_long_delay
+        long_delay = {**base, "fit_delay": d}
+        arms.append(RefitArm(f"process_pool_fit_delay_{d}", pool, long_delay, args.refit_prefill))
+        arms.append(RefitArm(f"threads_fit_delay_{d}", threads, long_delay, args.refit_prefill))
+    return arms
+
+
+async def refit_window(
+    arm: RefitArm, repeat: int, args: argparse.Namespace
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """One "during refits" window on ``bench``'s server: ALP-GMM past bootstrap, 8 clients at
+    batch 1, with ``GET /healthz`` at 8 clients on the same server just before.
+
+    Returns:
+        The window's record and its raw latencies in seconds (``tasks``, ``reports``,
+        ``healthz``) for the pooled per-arm figures.
+    """
+    bench, prefill = arm.bench, arm.prefill
+    name = f"refits-{arm.name}-r{repeat}"
+    # The same seed in every arm of a repeat: the same teacher, only the fit placement differs.
+    created = await bench.create(name, REFIT_TEACHER, seed=repeat, config=arm.config)
+    cfg = created["teacher"]
+    await bench.fill(REFIT_TEACHER, name, prefill, quiet=True)
+    hz_samples: list[float] = []
+    hz = await bench.healthz(REFIT_CLIENTS, hz_samples)
+    marks: dict[str, dict[str, int]] = {}
+
+    def mark(key: str) -> Callable[[], Awaitable[None]]:
+        async def read() -> None:
+            st = await bench.state(name)
+            marks[key] = {
+                "fits": int(st["teacher"]["fits"]),
+                "episodes": int(st["teacher"]["episodes"]),
+            }
+
+        return read
+
+    st, cpu = await bench.loop(
+        name,
+        REFIT_CLIENTS,
+        REFIT_BATCH,
+        duration=args.refit_duration,
+        on_open=mark("open"),
+        on_close=mark("close"),
+    )
+    dur = args.refit_duration
+    first = max(int(cfg["bootstrap"]), int(cfg["fit_rate"]))
+    lat = {k: _latency(st.lat[k]) for k in ("tasks", "reports")}
+    hz_p99 = hz["latency_ms"]["p99"]
+    rec: dict[str, Any] = {
+        "arm": arm.name,
+        "fit_processes": bench.fit_processes,
+        "repeat": repeat,
+        "experiment": name,
+        "teacher": REFIT_TEACHER,
+        "teacher_config": {k: cfg[k] for k in ("fit_rate", "bootstrap", "fit_delay")},
+        "clients": REFIT_CLIENTS,
+        "batch": REFIT_BATCH,
+        "episodes_at_open": marks["open"]["episodes"],
+        "episodes_at_close": marks["close"]["episodes"],
+        "fits_at_open": marks["open"]["fits"],
+        "fits_at_close": marks["close"]["fits"],
+        "prefill": prefill,
+        "fits_in_window": marks["close"]["fits"] - marks["open"]["fits"],
+        "fits_started_and_applied_in_window": fits_started_and_applied(
+            first,
+            int(cfg["fit_rate"]),
+            int(cfg["fit_delay"]),
+            marks["open"]["episodes"],
+            marks["close"]["episodes"],
+        ),
+        "tasks_per_s": round(st.tasks / dur, 1),
+        "reports_per_s": round(st.reports / dur, 1),
+        "requests_per_s": round(st.requests / dur, 1),
+        "latency_ms": lat,
+        "healthz": {
+            "requests_per_s": hz["requests_per_s"],
+            "latency_ms": hz["latency_ms"],
+            "server_cpu": hz.get("server_cpu"),
+            "other_cpu": hz.get("other_cpu"),
+        },
+        "p99_ratio_to_healthz_p99": {
+            k: round(lat[k]["p99"] / hz_p99, 3) if hz_p99 else None for k in ("tasks", "reports")
+        },
+        "errors": st.errors + hz["errors"],
+        **cpu,
+    }
+    if st.first_error:
+        rec["first_error"] = st.first_error
+    raw = {"tasks": st.lat["tasks"], "reports": st.lat["reports"], "healthz": hz_samples}
+    return rec, raw
+
+
+def _fmt_refit(r: dict[str, Any]) -> str:
+    lt, lr = r["latency_ms"]["tasks"], r["latency_ms"]["reports"]
+    ratio = r["p99_ratio_to_healthz_p99"]
+    return (
+        f"  {r['arm']:>26} #{r['repeat']} fits {r['fits_in_window']:>2} "
+        f"(whole life in window {r['fits_started_and_applied_in_window']:>2})  "
+        f"{r['tasks_per_s']:>6,.0f} tasks/s  tasks p50/p99/max {lt['p50']:.2f}/{lt['p99']:.2f}/"
+        f"{lt['max']:.1f}  reports {lr['p50']:.2f}/{lr['p99']:.2f}/{lr['max']:.1f}  healthz p99 "
+        f"{r['healthz']['latency_ms']['p99']:.2f}  ratio {ratio['tasks']}/{ratio['reports']}  "
+        f"cpu srv {r.get('server_cpu', math.nan):.2f} fit-worker "
+        f"{r.get('server_children_cpu', math.nan):.2f} other {r.get('other_cpu', math.nan):.2f}"
+    )
+
+
+async def during_refits(
+    pool_bench: Bench, args: argparse.Namespace, workdir: Path, out: dict[str, Any]
+) -> None:
+    """ALP-GMM at 8 clients, batch 1, while its GMM refits run: on the main server (fits in a
+    worker process) and on a second server with fits in threads (the "before" arm), plus the
+    optional arms of :func:`refit_arms`; the windows of all arms interleaved so that drift of
+    a shared machine hits them alike. Fills ``out["during_refits"]``.
+
+    Args:
+        pool_bench: the main server's bench (its fits run in a worker process).
+        args: the command line.
+        workdir: where the second server keeps its database and log.
+        out: the results, filled in place.
+    """
+    dr: dict[str, Any] = {
+        "teacher": REFIT_TEACHER,
+        "clients": REFIT_CLIENTS,
+        "batch": REFIT_BATCH,
+        "fit_rate": args.refit_fit_rate,
+        "fit_delay": args.refit_fit_delay,
+        "prefill": args.refit_prefill,
+        "control": args.refit_control,
+        "long_delay": args.refit_long_delay,
+        "duration_s": args.refit_duration,
+        "warmup_s": args.warmup,
+        "repeats": args.refit_repeats,
+        "method": (
+            f"each window: a new {REFIT_TEACHER} experiment filled to {args.refit_prefill} "
+            f"episodes (past its bootstrap), GET /healthz at {REFIT_CLIENTS} clients on the same "
+            f"server, then {REFIT_CLIENTS} clients at batch {REFIT_BATCH} for {args.warmup} s "
+            f"+ {args.refit_duration} s; teacher.fits of GET /state is read as the window opens "
+            "and closes (fits_in_window: fits that took effect inside it). Per arm, latencies "
+            "are pooled over its windows; ratio = pooled p99 / pooled healthz p99. "
+            "Arms: process_pool (the main server, fits in a worker process), threads (a "
+            "second server with --fit-processes 0, the behaviour before the pool); if "
+            f"control is true, no_refits_control (the main server, fit_rate "
+            f"{CONTROL_FIT_RATE} and a prefill past its first fit: a mixture, no refit in "
+            "the window); if long_delay is D, process_pool_fit_delay_D and "
+            "threads_fit_delay_D (fit_delay D: a fit is rarely still running when it falls "
+            "due, which makes the server wait for it). fit_delay null: the teacher's "
+            "default (50)."
+        ),
+        "runs": [],
+        "arms": {},
+    }
+    out["during_refits"] = dr
+    log = args.server_log.with_suffix(".threads.log") if args.server_log else None
+    thread_server = ServerProcess(
+        f"sqlite:///{workdir / 'threads.db'}",
+        log_path=log or workdir / "threads-server.log",
+        extra=["--fit-processes", "0"],
+    )
+    await asyncio.to_thread(thread_server.start)
+    try:
+        thread_bench = Bench(thread_server, args, fit_processes=0)
+        arms = refit_arms(pool_bench, thread_bench, args)
+        raw: dict[str, dict[str, list[float]]] = {
+            arm.name: {"tasks": [], "reports": [], "healthz": []} for arm in arms
+        }
+        print(
+            f"\nduring refits: {REFIT_TEACHER}, {REFIT_CLIENTS} clients, batch {REFIT_BATCH}, "
+            f"fit_rate {args.refit_fit_rate}, {args.refit_repeats} x {args.refit_duration} s "
+            "per arm",
+            flush=True,
+        )
+        for repeat in range(args.refit_repeats):
+            # Rotate the order of the arms from one repeat to the next (drift hits all alike).
+            shift = repeat % len(arms)
+            for arm in arms[shift:] + arms[:shift]:
+                rec, samples = await refit_window(arm, repeat, args)
+                dr["runs"].append(rec)
+                for k, v in samples.items():
+                    raw[arm.name][k].extend(v)
+                print(_fmt_refit(rec), flush=True)
+        for arm in arms:
+            runs = [r for r in dr["runs"] if r["arm"] == arm.name]
+            lat = {k: _latency(raw[arm.name][k]) for k in ("tasks", "reports")}
+            hz = _latency(raw[arm.name]["healthz"])
+            dr["arms"][arm.name] = {
+                "fit_processes": arm.bench.fit_processes,
+                "teacher_config": runs[0]["teacher_config"],
+                "windows": len(runs),
+                "fits_in_window": sum(r["fits_in_window"] for r in runs),
+                "fits_in_window_per_run": [r["fits_in_window"] for r in runs],
+                "fits_started_and_applied_in_window": sum(
+                    r["fits_started_and_applied_in_window"] for r in runs
+                ),
+                "tasks_per_s": round(float(np.mean([r["tasks_per_s"] for r in runs])), 1),
+                "latency_ms": lat,
+                "healthz_latency_ms": hz,
+                "healthz_requests_per_s": round(
+                    float(np.mean([r["healthz"]["requests_per_s"] for r in runs])), 1
+                ),
+                "p99_ratio_to_healthz_p99": {
+                    k: round(lat[k]["p99"] / hz["p99"], 3) if hz["p99"] else None
+                    for k in ("tasks", "reports")
+                },
+                "median_window_p99_ms": {
+                    k: round(float(np.median([r["latency_ms"][k]["p99"] for r in runs])), 4)
+                    for k in ("tasks", "reports")
+                },
+                "server_cpu": round(float(np.mean([r["server_cpu"] for r in runs])), 3),
+                "server_children_cpu": round(
+                    float(np.mean([r["server_children_cpu"] for r in runs])), 3
+                ),
+                "other_cpu": round(float(np.mean([r["other_cpu"] for r in runs])), 3),
+                "errors": sum(r["errors"] for r in runs),
+            }
+    finally:
+        await asyncio.to_thread(thread_server.stop)
+
+
+def refit_target(dr: dict[str, Any]) -> dict[str, Any] | None:
+    """PASS/MISS of "p99 during refits <= TARGET_REFIT_P99_FACTOR x healthz p99" for the
+    process-pool arm (the threads arm's figures are shown next to it, not judged)."""
+    pool = dr.get("arms", {}).get("process_pool")
+    if not pool:
+        return None
+    runs = [r for r in dr["runs"] if r["arm"] == "process_pool"]
+    hz = pool["healthz_latency_ms"]["p99"]
+    factor = TARGET_REFIT_P99_FACTOR
+    p99 = {k: pool["latency_ms"][k]["p99"] for k in ("tasks", "reports")}
+    # A window without a fit in it would not test anything: it counts as a miss.
+    every_window_fits = all(r["fits_in_window"] >= 1 for r in runs)
+    threads = dr["arms"].get("threads", {})
+    return {
+        "target": f"p99 during refits <= {factor:g} x GET /healthz p99 at {dr['clients']} clients "
+        f"({dr['teacher']}, batch {dr['batch']}, fits in a worker process; tasks and reports, "
+        "latencies pooled over the windows; every window has a fit)",
+        "teacher": dr["teacher"],
+        "history": min((r["episodes_at_open"] for r in runs), default=0),
+        "value": {
+            "factor": factor,
+            "p99_ms": p99,
+            "healthz_p99_ms": hz,
+            "ratio": pool["p99_ratio_to_healthz_p99"],
+            "fits_in_window": pool["fits_in_window"],
+            "threads_arm_p99_ms": {k: threads["latency_ms"][k]["p99"] for k in ("tasks", "reports")}
+            if threads
+            else None,
+            "threads_arm_ratio": threads.get("p99_ratio_to_healthz_p99"),
+        },
+        "pass": bool(hz)
+        and every_window_fits
+        and pool["errors"] == 0
+        and all(v <= factor * hz for v in p99.values()),
+    }
+
+
+async def history_p99(
+    bench: Bench, teacher: str, hist_name: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """p99 at batch 1 with 8 clients, fresh vs at history, over ``--history-pairs`` pairs of
+    windows interleaved fresh/history, history/fresh, ... (so drift cancels in the medians)."""
+    fresh_name = f"{teacher}-p99-fresh"
+    await bench.create(fresh_name, teacher)
+    if args.base_history > 0:
+        await bench.fill(teacher, fresh_name, args.base_history, quiet=True)
+    clients, batch = HISTORY_P99_CLIENTS, HISTORY_P99_BATCH
+    windows = []
+    print(
+        f"\n{teacher}: p99 fresh vs at history, {clients} clients, batch {batch}, "
+        f"{args.history_pairs} interleaved pairs",
+        flush=True,
+    )
+    for i in range(args.history_pairs):
+        order = [("fresh", fresh_name, args.base_history), ("large", hist_name, args.history)]
+        for kind, exp, target in order if i % 2 == 0 else reversed(order):
+            s = await bench.scenario(teacher, exp, kind, target, clients, batch)
+            lat = s["latency_ms"]
+            windows.append(
+                {
+                    "pair": i,
+                    "kind": kind,
+                    "history": s["history"],
+                    "tasks_per_s": s["tasks_per_s"],
+                    "latency_ms": lat,
+                    "p99_worse_ms": max(lat["tasks"]["p99"], lat["reports"]["p99"]),
+                    "server_cpu": s.get("server_cpu"),
+                    "client_cpu": s.get("client_cpu"),
+                    "other_cpu": s.get("other_cpu"),
+                    "errors": s["errors"],
+                }
+            )
+            print(_fmt_row(s), flush=True)
+
+    def med(kind: str, key: str) -> float:
+        vals = [
+            w["p99_worse_ms"] if key == "worse" else w["latency_ms"][key]["p99"]
+            for w in windows
+            if w["kind"] == kind
+        ]
+        return round(float(np.median(vals)), 4) if vals else math.nan
+
+    medians = {
+        kind: {key: med(kind, key) for key in ("tasks", "reports", "worse")}
+        for kind in ("fresh", "large")
+    }
+    fresh, large = medians["fresh"]["worse"], medians["large"]["worse"]
+    return {
+        "teacher": teacher,
+        "clients": clients,
+        "batch": batch,
+        "pairs": args.history_pairs,
+        "duration_s": args.duration,
+        "history": min(w["history"] for w in windows if w["kind"] == "large"),
+        "fresh_history": min(w["history"] for w in windows if w["kind"] == "fresh"),
+        "windows": windows,
+        "median_p99_ms": medians,
+        "ratio": round(large / fresh, 4) if fresh else None,
+        "tolerance": TARGET_HISTORY_P99_TOLERANCE,
+        "errors": sum(w["errors"] for w in windows),
+    }
+
+
+def history_p99_target(h: dict[str, Any]) -> dict[str, Any]:
+    """PASS/MISS of "p99 at history <= fresh p99" as defined in ``targets_definition``."""
+    tol = TARGET_HISTORY_P99_TOLERANCE
+    fresh, large = h["median_p99_ms"]["fresh"]["worse"], h["median_p99_ms"]["large"]["worse"]
+    ok = math.isfinite(fresh) and math.isfinite(large) and h["errors"] == 0
+    return {
+        "target": f"p99 at history <= fresh p99 ({h['clients']} clients, batch {h['batch']}; "
+        f"median over {h['pairs']} interleaved windows each of the worse endpoint's p99, "
+        f"within x{tol:g} for noise)",
+        "teacher": h["teacher"],
+        "history": h["history"],
+        "value": {
+            "median_p99_fresh_ms": fresh,
+            "median_p99_history_ms": large,
+            "ratio": h["ratio"],
+            "tolerance": tol,
+            "strict_pass": ok and large <= fresh,
+            "per_endpoint": h["median_p99_ms"],
+        },
+        "pass": ok and large <= tol * fresh,
+    }
 
 
 # ------------------------------------------------------------------------------ report
@@ -716,8 +1220,18 @@ def _count_events(db: Path) -> dict[str, int]:
 
 
 # -------------------------------------------------------------------------------- main
-async def run(bench: Bench, args: argparse.Namespace, out: dict[str, Any]) -> None:
-    """The whole benchmark; fills ``out`` as it goes (so a failure still leaves a record)."""
+async def run(bench: Bench, args: argparse.Namespace, out: dict[str, Any], workdir: Path) -> None:
+    """The whole benchmark; fills ``out`` as it goes (so a failure still leaves a record).
+
+    Args:
+        bench: the main server's bench.
+        args: the command line.
+        out: the results, filled in place.
+        workdir: where a second server (the threads arm of "during refits") keeps its files.
+    """
+    # First, while the main server's store is small: the same for both arms of the comparison.
+    if args.refit_repeats > 0:
+        await during_refits(bench, args, workdir, out)
     grid = [(c, b) for c in args.clients for b in args.batches]
 
     async def healthz(clients: int, teacher: str) -> float:
@@ -770,6 +1284,8 @@ async def run(bench: Bench, args: argparse.Namespace, out: dict[str, Any]) -> No
                 s["ratio_to_healthz"] = round(s["requests_per_s"] / base, 4) if base else None
                 out["scenarios"].append(s)
                 print(_fmt_row(s), flush=True)
+        if hist_name and teacher in args.history_p99_teachers and args.history_pairs > 0:
+            out["history_p99"].append(await history_p99(bench, teacher, hist_name, args))
 
     states = {}
     for s in out["scenarios"]:
@@ -788,6 +1304,10 @@ def finish(out: dict[str, Any], args: argparse.Namespace) -> None:
     out["history_ratios"] = history_ratios(out["scenarios"])
     teachers = [t for t in args.teachers if any(s["teacher"] == t for s in out["scenarios"])]
     out["targets"] = evaluate_targets(out["scenarios"], out["history_ratios"], teachers)
+    out["targets"] += [history_p99_target(h) for h in out.get("history_p99", [])]
+    refit = refit_target(out["during_refits"]) if out.get("during_refits") else None
+    if refit is not None:
+        out["targets"].append(refit)
 
     print("\nsummary (latencies in ms; /hlth = request rate / healthz rate at that concurrency,")
     print("measured just before; srvC/cliC/othC = CPU seconds per second of the server / the")
@@ -809,6 +1329,30 @@ def finish(out: dict[str, Any], args: argparse.Namespace) -> None:
                 f"batch {r['batch']:>3}: p50 tasks x{r['p50_ratio']['tasks']}, "
                 f"reports x{r['p50_ratio']['reports']}; throughput x{r['throughput_ratio']}; "
                 f"server CPU/request x{r['server_cpu_per_request_ratio']}"
+            )
+    for h in out.get("history_p99", []):
+        m = h["median_p99_ms"]
+        print(
+            f"\n{h['teacher']} p99 (ms, worse endpoint, median of {h['pairs']} windows each) at "
+            f"{h['clients']} clients batch {h['batch']}: fresh {m['fresh']['worse']:.2f}, "
+            f"history {h['history']:,} {m['large']['worse']:.2f} (x{h['ratio']})"
+        )
+    if out.get("during_refits", {}).get("arms"):
+        dr = out["during_refits"]
+        print(
+            f"\nduring refits ({dr['teacher']}, {dr['clients']} clients, batch {dr['batch']}; "
+            f"ms, pooled over {dr['repeats']} windows of {dr['duration_s']} s per arm)"
+        )
+        for arm, a in dr["arms"].items():
+            lt, lr = a["latency_ms"]["tasks"], a["latency_ms"]["reports"]
+            print(
+                f"  {arm:>26} (fit_processes {a['fit_processes']}): fits {a['fits_in_window']:>3}"
+                f"  tasks/s {a['tasks_per_s']:>6,.0f}  tasks p50 {lt['p50']:.2f} p99 "
+                f"{lt['p99']:.2f} max {lt['max']:.1f}  reports p50 {lr['p50']:.2f} p99 "
+                f"{lr['p99']:.2f} max {lr['max']:.1f}  healthz p99 "
+                f"{a['healthz_latency_ms']['p99']:.2f}  p99/healthz p99 "
+                f"{a['p99_ratio_to_healthz_p99']['tasks']}/"
+                f"{a['p99_ratio_to_healthz_p99']['reports']}"
             )
     print("\ntargets (informational)")
     for t in out["targets"]:
@@ -867,6 +1411,75 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra environment variable for the server process (repeatable), "
         "e.g. OPENBLAS_NUM_THREADS=1",
     )
+    p.add_argument(
+        "--history-p99-teachers",
+        default="random",
+        help="teachers (among --history-teachers) whose p99 at 8 clients, batch 1 is compared "
+        "fresh vs at history over --history-pairs interleaved pairs of windows",
+    )
+    p.add_argument(
+        "--history-pairs",
+        type=int,
+        default=None,
+        help="fresh/history window pairs of that comparison (default 5; 2 with --quick; "
+        "0 skips it)",
+    )
+    p.add_argument(
+        "--fit-processes",
+        type=int,
+        default=1,
+        help="fit worker processes of the main server (the 'process_pool' arm of the "
+        "during-refits scenario; its 'threads' arm runs on a second server with 0)",
+    )
+    p.add_argument(
+        "--refit-repeats",
+        type=int,
+        default=None,
+        help="during-refits windows per arm, interleaved (default 3; 1 with --quick; "
+        "0 skips the scenario)",
+    )
+    p.add_argument(
+        "--refit-duration",
+        type=float,
+        default=None,
+        help="measured seconds of each during-refits window (default 6; 2 with --quick)",
+    )
+    p.add_argument(
+        "--refit-fit-rate",
+        type=int,
+        default=None,
+        help="alp_gmm fit_rate of the during-refits experiments (default 250, the paper's; "
+        "100 with --quick, so that a short window still holds fits)",
+    )
+    p.add_argument(
+        "--refit-prefill",
+        type=int,
+        default=None,
+        help="episodes given to each during-refits experiment before it is measured, past "
+        "the 250-episode bootstrap (default 1,000; 400 with --quick)",
+    )
+    p.add_argument(
+        "--refit-fit-delay",
+        type=int,
+        default=None,
+        help="alp_gmm fit_delay of the during-refits experiments (default: the teacher's, 50 "
+        "episodes between the start of a fit and the moment it takes effect)",
+    )
+    p.add_argument(
+        "--refit-control",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run a no-refits control arm of the during-refits scenario (default: on; "
+        "off with --quick)",
+    )
+    p.add_argument(
+        "--refit-long-delay",
+        type=int,
+        default=None,
+        help="fit_delay of a diagnostic pair of during-refits arms (process pool, threads), "
+        "long enough that fits are done when they fall due (default 200; 0 with --quick: "
+        "no such arms)",
+    )
     p.add_argument("--clients", default="1,8,64", help="comma-separated concurrency levels")
     p.add_argument("--batches", default="1,64", help="comma-separated batch sizes")
     p.add_argument(
@@ -905,6 +1518,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.warmup = 0.2 if args.quick else 0.5
     if args.history is None:
         args.history = 20_000 if args.quick else 1_000_000
+    quick_or_full = {
+        "history_pairs": (2, 5),
+        "refit_repeats": (1, 3),
+        "refit_duration": (2.0, 6.0),
+        "refit_fit_rate": (100, 250),
+        "refit_prefill": (400, 1000),
+        "refit_control": (False, True),
+        "refit_long_delay": (0, 200),
+    }
+    for key, (quick, full) in quick_or_full.items():
+        if getattr(args, key) is None:
+            setattr(args, key, quick if args.quick else full)
+    args.history_p99_teachers = [
+        t.strip() for t in args.history_p99_teachers.split(",") if t.strip()
+    ]
     args.teachers = [t.strip() for t in args.teachers.split(",") if t.strip()]
     args.history_teachers = (
         args.teachers
@@ -917,6 +1545,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--duration must be > 0, --warmup >= 0, --clients >= 1")
     if not 1 <= min(args.batches) <= max(args.batches) <= MAX_BATCH:
         p.error(f"--batches must be in 1..{MAX_BATCH}")
+    if args.fit_processes < 1:
+        p.error("--fit-processes must be >= 1 (the threads arm runs on a second server)")
+    if args.history_pairs < 0 or args.refit_repeats < 0 or args.refit_duration <= 0:
+        p.error("--history-pairs and --refit-repeats must be >= 0, --refit-duration > 0")
+    delay = 50 if args.refit_fit_delay is None else args.refit_fit_delay
+    if args.refit_long_delay and not 0 < args.refit_long_delay < args.refit_fit_rate:
+        p.error("--refit-long-delay must be below --refit-fit-rate (0: no such arms)")
+    if not 0 <= delay < args.refit_fit_rate or args.refit_prefill < 250:
+        p.error(
+            "--refit-fit-rate must be above the fit delay (--refit-fit-delay, default 50) and "
+            "--refit-prefill >= 250 (past the bootstrap)"
+        )
     if args.base_history < 0 or (args.history > 0 and args.base_history >= args.history):
         p.error("--base-history must be >= 0 and below --history")
     env = {}
@@ -953,11 +1593,31 @@ def main(argv: list[str] | None = None) -> int:
         "base_history": args.base_history,
         "server_env": args.server_env,
         "history_teachers": args.history_teachers,
+        "history_p99_teachers": args.history_p99_teachers,
+        "history_pairs": args.history_pairs,
+        "fit_processes": args.fit_processes,
         "targets_definition": {
             "tasks_per_s_batch64": TARGET_TASKS_PER_S,
             "p99_ms_batch1_clients8": TARGET_P99_MS,
             "history_geomean_ratio_band": TARGET_HISTORY_GEOMEAN_BAND,
             "history_cell_ratio_band": TARGET_HISTORY_CELL_BAND,
+            "during_refits_p99_factor_to_healthz_p99": TARGET_REFIT_P99_FACTOR,
+            "during_refits": (
+                f"{REFIT_TEACHER}, {REFIT_CLIENTS} clients, batch {REFIT_BATCH}, fits in a "
+                "worker process: p99 of POST /tasks and of POST /reports, each pooled over "
+                "the arm's windows, <= during_refits_p99_factor_to_healthz_p99 x the p99 of "
+                f"GET /healthz at {REFIT_CLIENTS} clients pooled over the windows measured on "
+                "the same server just before each; every window must hold a fit that took "
+                "effect inside it. The threads arm is shown, not judged."
+            ),
+            "history_p99_tolerance": TARGET_HISTORY_P99_TOLERANCE,
+            "history_p99": (
+                f"{HISTORY_P99_CLIENTS} clients, batch {HISTORY_P99_BATCH}: per window, the "
+                "worse of the tasks and reports p99; over history_pairs pairs of windows "
+                "run fresh-then-history, history-then-fresh, ... (so drift cancels), the "
+                "median at history must be <= history_p99_tolerance x the median fresh "
+                "(strict_pass in the value: without the allowance)"
+            ),
         },
         "loadavg_start": list(os.getloadavg()),
         "scenarios": [],
@@ -965,12 +1625,17 @@ def main(argv: list[str] | None = None) -> int:
         "history_ratios": [],
         "fill": {},
         "skipped": [],
+        "history_p99": [],
     }
     status = 0
     with tempfile.TemporaryDirectory(prefix="service_load_") as tmp:
         db = Path(tmp) / "bench.db"
         log_path = args.server_log or Path(tmp) / "server.log"
-        server = ServerProcess(f"sqlite:///{db}", log_path=log_path)
+        server = ServerProcess(
+            f"sqlite:///{db}",
+            log_path=log_path,
+            extra=["--fit-processes", str(args.fit_processes)],
+        )
         try:
             try:
                 import uvloop
@@ -985,7 +1650,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"server {server.url} pid {server.proc.pid} on {db}", flush=True)
             bench = Bench(server, args)
             with asyncio.Runner(loop_factory=loop_factory) as runner:
-                runner.run(run(bench, args, out))
+                runner.run(run(bench, args, out, Path(tmp)))
             out["sqlite_bytes_live"] = _sqlite_sizes(db)
         except KeyboardInterrupt:
             print("interrupted: stopping the server", file=sys.stderr, flush=True)
@@ -1007,7 +1672,7 @@ def main(argv: list[str] | None = None) -> int:
                 out["storage"] = _count_events(db)
     out["total_runtime_s"] = round(time.time() - t_start, 1)
     out["loadavg_end"] = list(os.getloadavg())
-    if out["scenarios"]:
+    if out["scenarios"] or out.get("during_refits"):
         finish(out, args)
     if "storage" in out:
         st = out["storage"]

@@ -24,7 +24,7 @@ def test_service_load_quick(tmp_path: Path) -> None:
         "--history",
         "5000",
     ]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads(out.read_text())
 
@@ -70,4 +70,48 @@ def test_service_load_quick(tmp_path: Path) -> None:
     assert res["server_counters"]["events"] > 0
     assert res["storage"]["events"] >= res["server_counters"]["events"]
     assert res["sqlite_bytes"]["total"] > 0
-    assert {t["teacher"] for t in res["targets"]} == {"random"}
+    assert {t["teacher"] for t in res["targets"]} == {"random", "alp_gmm"}
+
+    # p99 fresh vs at history (random, 8 clients, batch 1), interleaved windows, and its target.
+    (hp,) = res["history_p99"]
+    assert (hp["teacher"], hp["clients"], hp["batch"]) == ("random", 8, 1)
+    assert hp["pairs"] == 2 and len(hp["windows"]) == 4
+    assert [w["kind"] for w in hp["windows"]] == ["fresh", "large", "large", "fresh"]
+    assert all(w["errors"] == 0 for w in hp["windows"])
+    assert hp["history"] >= 5000
+    for kind in ("fresh", "large"):
+        assert hp["median_p99_ms"][kind]["worse"] > 0
+    assert res["targets_definition"]["history_p99_tolerance"] >= 1.0
+    assert "median" in res["targets_definition"]["history_p99"]
+    (ht,) = [t for t in res["targets"] if t["target"].startswith("p99 at history")]
+    assert ht["teacher"] == "random" and isinstance(ht["pass"], bool)
+    assert ht["value"]["ratio"] == hp["ratio"] > 0
+
+    # During refits: alp_gmm past bootstrap at 8 clients, batch 1, fits in a worker process
+    # and (a second server) in threads; fits took effect inside every window.
+    dr = res["during_refits"]
+    assert (dr["teacher"], dr["clients"], dr["batch"]) == ("alp_gmm", 8, 1)
+    assert set(dr["arms"]) == {"process_pool", "threads"}
+    assert dr["arms"]["process_pool"]["fit_processes"] >= 1
+    assert dr["arms"]["threads"]["fit_processes"] == 0
+    assert {r["arm"] for r in dr["runs"]} == {"process_pool", "threads"}
+    for r in dr["runs"]:
+        assert r["errors"] == 0, r.get("first_error")
+        assert r["episodes_at_open"] >= 250  # past the bootstrap
+        assert r["fits_in_window"] > 0
+        assert r["fits_started_and_applied_in_window"] > 0
+        assert r["healthz"]["requests_per_s"] > 0 and r["healthz"]["latency_ms"]["p99"] > 0
+    for arm in dr["arms"].values():
+        assert arm["fits_in_window"] > 0
+        assert arm["healthz_latency_ms"]["p99"] > 0
+        for endpoint in ("tasks", "reports"):
+            lat = arm["latency_ms"][endpoint]
+            assert 0 < lat["p50"] <= lat["p99"] <= lat["max"]
+            assert arm["p99_ratio_to_healthz_p99"][endpoint] == round(
+                lat["p99"] / arm["healthz_latency_ms"]["p99"], 3
+            )
+    assert dr["arms"]["process_pool"]["server_children_cpu"] > 0  # the fit worker did work
+    assert res["targets_definition"]["during_refits_p99_factor_to_healthz_p99"] == 3.0
+    (rt,) = [t for t in res["targets"] if t["target"].startswith("p99 during refits")]
+    assert rt["teacher"] == "alp_gmm" and isinstance(rt["pass"], bool)
+    assert rt["value"]["factor"] == 3.0 and rt["value"]["fits_in_window"] > 0
