@@ -311,15 +311,17 @@ class ExperimentRuntime:
             self._append(ExpireEvent(tuple(expired)))
 
     def _drop_settled_batches(self) -> None:
-        """Forget the oldest batches whose tasks are all reported or expired: they can expire
-        nothing, and kept until their deadline they made snapshots grow with the request
-        rate (a batch per request for the whole lease)."""
-        while self.batches:
-            _, first, count = self.batches[0]
-            first, count = int(first), int(count)
-            if np.any(self.status[first : first + count] == _OUTSTANDING):
-                return
-            self.batches.popleft()
+        """Forget the batches whose tasks are all reported or expired, wherever they are in the
+        queue: they can expire nothing, and kept until their deadline they made snapshots grow
+        with the request rate (a batch per request for the whole lease; one unreported task
+        at the front must not keep every later batch). After each call only batches with
+        outstanding tasks remain, so a call costs the batches issued since the last one."""
+        status = self.status
+        self.batches = deque(
+            b
+            for b in self.batches
+            if np.any(status[int(b[1]) : int(b[1]) + int(b[2])] == _OUTSTANDING)
+        )
 
     def _apply_expire(self, indices: list[int]) -> None:
         tasks = [self.outstanding.pop(i) for i in indices]

@@ -188,6 +188,24 @@ def test_snapshots_stay_small_as_the_history_grows(store: Store) -> None:
     twin.close()
 
 
+def test_an_unreported_task_does_not_keep_the_settled_batches_after_it(store: Store) -> None:
+    rt = make(store)
+    (straggler,), _ = rt.propose(1)  # never reported: its batch waits for its lease
+    for _ in range(300):
+        tasks, _ = rt.propose(4)
+        rt.report([rep(t.id) for t in tasks])
+    last, _ = rt.propose(2)
+    rt.report([rep(last[0].id)])
+    rt._drop_settled_batches()
+    # only the batches holding an outstanding task are kept, in issue order
+    assert [int(b[1]) for b in rt.batches] == [0, 1201]
+    rt.clock = lambda: 10**12  # past every lease: the same tasks expire as if all were kept
+    rt.sweep()
+    assert rt.counters.expired == 2 and sorted(rt.outstanding) == []
+    assert straggler.id == "exp1-0"
+    rt.close()
+
+
 def test_snapshots_are_packed_off_the_writer_thread_and_barriers_wait_for_them(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
