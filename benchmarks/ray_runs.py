@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from student_workers.demo_setup import demo_ppo
 from student_workers.ppo import PPOConfig
 from student_workers.train import TrainProgress
 
@@ -19,15 +20,13 @@ from student_workers.train import TrainProgress
 def fast_ppo_config(
     workers: int, envs_per_worker: int, minibatch_size: int, **overrides: Any
 ) -> PPOConfig:
-    """The demo's fast-learning PPO settings (128-step rollouts, learning rate 5e-4, entropy
-    0.01, 4 epochs, gamma 0.99) with minibatches of about ``minibatch_size`` samples, so a
-    machine with more workers (bigger batches) takes proportionally more gradient steps per
-    update instead of fewer."""
-    batch = workers * envs_per_worker * 128
-    return PPOConfig(
-        num_steps=128, learning_rate=5e-4, ent_coef=0.01, update_epochs=4,
-        num_minibatches=max(1, round(batch / minibatch_size)), gamma=0.99, **overrides,
-    )  # fmt: skip
+    """The demo's fast-learning PPO settings (:func:`~student_workers.demo_setup.demo_ppo`)
+    with minibatches of about ``minibatch_size`` samples, so a machine with more workers
+    (bigger batches) takes proportionally more gradient steps per update instead of fewer."""
+    fast = demo_ppo()
+    batch = workers * envs_per_worker * fast.num_steps
+    minibatches = max(1, round(batch / minibatch_size))
+    return PPOConfig(**{**fast.model_dump(), "num_minibatches": minibatches, **overrides})
 
 
 def progress_printer(
