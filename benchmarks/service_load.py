@@ -62,6 +62,7 @@ import orjson
 
 from api_schemas.limits import MAX_BATCH
 from benchmarks.machine import describe_machine
+from teacher_service.teachers.gmm_base import next_fit_start
 from teacher_service.testing import ServerProcess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -664,13 +665,12 @@ def fits_started_and_applied(
 ) -> int:
     """Fits that start after ``episodes_open`` episodes and take effect by ``episodes_close``.
 
-    A GMM teacher starts fit ``k`` when its episode count reaches ``first + k * rate`` and
-    installs it at ``first + k * rate + delay`` (teacher_service/teachers/gmm_base.py), so
-    these are the fits whose whole life lies inside the window.
+    A GMM teacher starts fits at ``first + k * rate`` episodes (:func:`next_fit_start`) and
+    installs each ``delay`` episodes later, so these are the fits whose whole life lies
+    inside the window.
     """
-    k_lo = max(0, -(-(episodes_open + 1 - first) // rate))
-    k_hi = (episodes_close - delay - first) // rate
-    return max(0, k_hi - k_lo + 1)
+    start = next_fit_start(episodes_open, first, rate)
+    return max(0, (episodes_close - delay - start) // rate + 1)
 
 
 @dataclass

@@ -324,6 +324,12 @@ class _PendingFit:
     future: Future[FitResult] | None = None
 
 
+def next_fit_start(n: int, first: int, rate: int) -> int:
+    """The first episode count above ``n`` at which a fit starts, in the schedule
+    ``first + j * rate`` (j = 0, 1, ...) of the module docstring."""
+    return first + max(0, -(-(n + 1 - first) // rate)) * rate
+
+
 def _json_float(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
@@ -404,12 +410,9 @@ class GMMTeacher(Teacher):
         upto = self.n_observed_ + n_results
         if p is not None and upto >= p.due_at and (p.future is None or not p.future.done()):
             return True
-        first, rate = self._first_fit_at, self.config.fit_rate
-        if upto < first:
-            return False
         # the next fit start strictly after now, and whether it also falls due by ``upto``
-        k = max(0, -(-(self.n_observed_ + 1 - first) // rate))
-        return first + k * rate + self.config.fit_delay <= upto
+        start = next_fit_start(self.n_observed_, self._first_fit_at, self.config.fit_rate)
+        return start + self.config.fit_delay <= upto
 
     def view(self) -> dict[str, Any]:
         """JSON-able picture for the dashboard (all plain floats and lists)."""
