@@ -217,14 +217,18 @@ class Store:
         events; a restore replays whatever follows it). ``state`` must not change after the
         call.
         """
-        if self._closed:
-            raise StorageError("store is closed")
         return self._via_packer(
             lambda: self._submit("snapshot", experiment_id, seq, pack_state(state))
         )
 
     def _via_packer(self, make: Callable[[], Future]) -> Future:
-        """A future for ``make()``'s future, ``make`` run on the packer thread in order."""
+        """A future for ``make()``'s future, ``make`` run on the packer thread in order.
+
+        Raises:
+            StorageError: the store is closed.
+        """
+        if self._closed:
+            raise StorageError("store is closed")
         out: Future = Future()
 
         def run() -> None:
@@ -354,8 +358,6 @@ class Store:
     def barrier(self) -> Future:
         """A future that resolves once everything queued before it is committed (snapshots
         being packed included)."""
-        if self._closed:
-            raise StorageError("store is closed")
         return self._via_packer(lambda: self._submit("barrier", "", 0, None))
 
     def _writer(self) -> None:
