@@ -383,7 +383,6 @@ class AgentRecord:
     source: Source | None = None  # where this job started it from (first time)
     init_from: str | None = None
     resumed: bool = False  # taken up from the agents store (or a restarted learner's file)
-    retired: bool = False  # not held now: retired, and not taken up again since
     retirements: int = 0  # times the learner let it go (an archived agent comes back to be scored)
     uploaded: int = 0  # its updates in this job when it was last uploaded
     version: int | None = None  # the stored version of this job's latest upload
@@ -416,7 +415,6 @@ class PopulationBook:
         if rec.source is None:
             rec.source, rec.init_from = source, init_from
             rec.resumed = source in ("store", "local")
-        rec.retired = False
         self.held.add(agent_id)
 
     def updated(self, agent_ids: Collection[str]) -> None:
@@ -455,9 +453,7 @@ class PopulationBook:
     def retired(self, agent_ids: Collection[str]) -> None:
         """The learner let ``agent_ids`` go."""
         for agent_id in agent_ids:
-            rec = self.record(agent_id)
-            rec.retired = True
-            rec.retirements += 1
+            self.record(agent_id).retirements += 1
             self.held.discard(agent_id)
 
     def best(self) -> str | None:
@@ -494,7 +490,8 @@ class PopulationBook:
                 "source": rec.source,
                 "init_from": rec.init_from,
                 "resumed_from_store": rec.resumed,
-                "retired": rec.retired,
+                # retired and not taken up again since
+                "retired": rec.retirements > 0 and agent_id not in self.held,
                 "retirements": rec.retirements,
                 "stored_version": rec.version,
             }
