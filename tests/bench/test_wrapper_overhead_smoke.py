@@ -13,6 +13,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+def run_benchmark(tmp_path: Path, *args: str, timeout: float) -> dict:
+    """Run the script with ``args`` (and ``--out`` in ``tmp_path``); the JSON it wrote."""
+    out = tmp_path / "wo.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "wrapper_overhead.py"), *args]
+    res = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True,
+                         timeout=timeout, cwd=REPO)  # fmt: skip
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
 @pytest.mark.timeout(120)
 def test_wrapper_overhead_benchmark_runs(tmp_path: Path) -> None:
     # The Syllabus arm is part of the default run and `make install` provides syllabus-rl (the
@@ -22,16 +32,10 @@ def test_wrapper_overhead_benchmark_runs(tmp_path: Path) -> None:
     except importlib.metadata.PackageNotFoundError:
         pytest.fail("syllabus-rl is not installed; `make install` (the dev extra) provides it")
     assert version == "0.7"
-    out = tmp_path / "wo.json"
-    cmd = [
-        sys.executable,
-        str(REPO / "benchmarks" / "wrapper_overhead.py"),
-        *("--rounds", "2", "--random-steps", "300", "--sb3-envs", "2"),
-        *("--sb3-n-steps", "32", "--out", str(out)),
-    ]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=110, cwd=REPO)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
-    data = json.loads(out.read_text())
+    data = run_benchmark(
+        tmp_path, *("--rounds", "2", "--random-steps", "300", "--sb3-envs", "2"),
+        *("--sb3-n-steps", "32"), timeout=110,
+    )  # fmt: skip
     assert data["benchmark"] == "wrapper_overhead"
     assert data["command"].startswith("python benchmarks/wrapper_overhead.py --rounds 2")
     assert data["machine"]["cores"] >= 1
@@ -62,16 +66,10 @@ def test_wrapper_overhead_benchmark_runs(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(60)
 def test_wrapper_overhead_skip_syllabus(tmp_path: Path) -> None:
-    out = tmp_path / "wo.json"
-    cmd = [
-        sys.executable,
-        str(REPO / "benchmarks" / "wrapper_overhead.py"),
-        *("--rounds", "2", "--random-steps", "200", "--skip-sb3", "--no-control"),
-        *("--skip-syllabus", "--out", str(out)),
-    ]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=50, cwd=REPO)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
-    data = json.loads(out.read_text())
+    data = run_benchmark(
+        tmp_path, *("--rounds", "2", "--random-steps", "200", "--skip-sb3", "--no-control"),
+        "--skip-syllabus", timeout=50,
+    )  # fmt: skip
     assert data["syllabus"] is None
     for s in data["scenarios"]:
         assert set(s["median_steps_per_s"]) == {"unwrapped", "wrapped"}
