@@ -20,6 +20,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
+from concurrent.futures import wait as futures_wait
 from typing import TYPE_CHECKING, Any, assert_never
 
 import numpy as np
@@ -137,7 +138,8 @@ class ExperimentRuntime:
         self.max_batch = max_batch
         self.max_outstanding = max_outstanding
         self.clock = clock
-        self.lock = threading.Lock()
+        # Re-entrant: the HTTP layer holds it across a check and the call it allows.
+        self.lock = threading.RLock()
         # Set (under the lock) when the experiment is being deleted: every later call that
         # takes the lock is refused, so nothing more is written for it.
         self.deleted = False
@@ -335,6 +337,18 @@ class ExperimentRuntime:
         the HTTP layer then runs it in a worker thread instead of on the event loop."""
         return self.broken or self.teacher.would_block(n_reports)
 
+    def _wait_for_teacher(self, n_results: int) -> None:
+        """Wait, without holding the lock, for the background work (a fit) that the next
+        call would otherwise wait for under it, so that the experiment's other calls (e.g.
+        reports, which never need the fit) go on meanwhile. Its outcome is taken under the
+        lock as usual (a failed fit is recomputed there)."""
+        with self.lock:
+            if self.broken or not self.teacher.would_block(n_results):
+                return
+            work = self.teacher.pending_work()
+        if work is not None:
+            futures_wait([work])
+
     def sweep(self) -> None:
         """Expire overdue tasks of an idle experiment, and retry a failed judgement run
         (called periodically)."""
@@ -400,6 +414,7 @@ class ExperimentRuntime:
         """Issue ``n`` tasks. Returns them and a future that resolves once they are logged."""
         if n > self.max_batch:
             raise BatchTooLargeError(f"n={n} exceeds the maximum batch of {self.max_batch} tasks")
+        self._wait_for_teacher(0)
         with self.lock:
             return self._guard(lambda: self._propose(n, worker))
 
@@ -497,6 +512,7 @@ class ExperimentRuntime:
             raise BatchTooLargeError(
                 f"{len(reports)} reports exceed the maximum batch of {self.max_batch}"
             )
+        self._wait_for_teacher(len(reports))
         with self.lock:
             return self._guard(lambda: self._report(reports))
 

@@ -87,10 +87,19 @@ async def call_runtime(
     rt: ExperimentRuntime, n_reports: int, fn: Callable[..., T], *args: Any
 ) -> T:
     """Run a runtime call inline on the event loop (teacher calls take microseconds), or in
-    a worker thread when it could wait on background work, so it never stalls the loop."""
-    if rt.may_block(n_reports):
-        return await run_in_threadpool(fn, *args)
-    return fn(*args)
+    a worker thread when it could wait, so it never stalls the loop.
+
+    It waits when the teacher needs background work (a fit) or the runtime a rebuild, and
+    also when a worker thread holds the experiment's lock: the check and the inline call are
+    made under the lock (re-entrant), so no other thread can change the answer in between.
+    """
+    if rt.lock.acquire(blocking=False):
+        try:
+            if not rt.may_block(n_reports):
+                return fn(*args)
+        finally:
+            rt.lock.release()
+    return await run_in_threadpool(fn, *args)
 
 
 async def durable(fut: Future, runtime: ExperimentRuntime | None = None) -> None:

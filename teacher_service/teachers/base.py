@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -147,6 +147,11 @@ class Teacher(ABC):
         background work (e.g. a model fit not finished when it falls due). The service runs
         such calls off the event loop; all others run inline, which is much cheaper."""
         return False
+
+    def pending_work(self) -> Future[Any] | None:
+        """The background work a call that :meth:`would_block` waits for, if any, so the
+        service can wait for it without holding the experiment's lock."""
+        return None
 
     def check_result(self, task: TaskProposal, scores: Mapping[str, float]) -> str | None:
         """Why a report of ``task`` with these ``scores`` is unusable, or None when it is

@@ -9,11 +9,14 @@ criterion, and sample tasks from components chosen in proportion to a learning-p
 computed from each component (plus ``random_task_ratio`` uniform tasks).
 :class:`GMMTeacher` implements everything but the row and that value.
 
-Fits run in the background so requests never wait for them: in the server's process pool
-(:mod:`teacher_service.fit_pool`, given by :meth:`GMMTeacher.use_background`) so that their
-Python does not hold the server's GIL, else in a thread of their own. A fit started when the
-episode count is ``K`` takes effect when the count reaches ``K + fit_delay``, a point fixed
-by the event sequence (never by wall time), so replays and live twins propose the same tasks.
+Fits run in the background: in the server's process pool (:mod:`teacher_service.fit_pool`,
+given by :meth:`GMMTeacher.use_background`) so that their Python does not hold the server's
+GIL, else in a thread of their own. A fit started when the episode count is ``K`` takes effect
+for every proposal made once the count has reached ``K + fit_delay``: a point fixed by the
+event sequence (never by wall time), so replays and live twins propose the same tasks. Only
+such a proposal can wait for a fit still running; reports never do (they add rows, which no
+mixture is needed for), except in the rare case where the next fit starts before any proposal
+installed the previous one.
 
 Fit schedule (the reference fits when ``n >= bootstrap and n % fit_rate == 0``): here a fit
 starts after the episode that brings the count to ``n``, for
@@ -330,6 +333,12 @@ def next_fit_start(n: int, first: int, rate: int) -> int:
     return first + max(0, -(-(n + 1 - first) // rate)) * rate
 
 
+def _finished(p: _PendingFit) -> bool:
+    """Whether installing ``p`` would not wait: its fit is done (a fit without a future is
+    recomputed in place, which waits too)."""
+    return p.future is not None and p.future.done()
+
+
 def _json_float(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
@@ -397,22 +406,32 @@ class GMMTeacher(Teacher):
         return [TaskProposal(params=p) for p in self._scaler.to_params_batch(units)]
 
     def observe(self, results: Sequence[TaskResult]) -> None:
-        """Add one row per result; start and apply fits at their episodes."""
-        self._apply_due_fit()
+        """Add one row per result and start fits at their episodes.
+
+        A fit that falls due is installed by the next :meth:`propose`, the first call that
+        needs it, so reports do not wait for fits (the rows do not depend on the mixture).
+        """
         for result in results:
             self._observe_one(result)
-            self._apply_due_fit()  # a fit lands at exactly K + fit_delay episodes
 
     def would_block(self, n_results: int = 0) -> bool:
-        """True when a fit falls due within the next ``n_results`` episodes and is not
-        finished yet (or would start and fall due within them)."""
+        """Whether ``propose`` (``n_results == 0``) or ``observe`` of ``n_results`` results
+        would wait for a fit: a proposal once a running fit is due; an observation when a
+        fit starts within the results while the previous one still runs."""
         p = self._pending
-        upto = self.n_observed_ + n_results
-        if p is not None and upto >= p.due_at and (p.future is None or not p.future.done()):
-            return True
-        # the next fit start strictly after now, and whether it also falls due by ``upto``
         start = next_fit_start(self.n_observed_, self._first_fit_at, self.config.fit_rate)
-        return start + self.config.fit_delay <= upto
+        upto = self.n_observed_ + n_results
+        if p is not None and not _finished(p):
+            if n_results == 0:
+                return self.n_observed_ >= p.due_at
+            return start <= upto  # _start_fit installs the running fit first
+        # two fit starts within the results: the second installs the first
+        return n_results > 0 and start + self.config.fit_rate <= upto
+
+    def pending_work(self) -> Future[FitResult] | None:
+        """The running fit, which a call that :meth:`would_block` waits for."""
+        p = self._pending
+        return None if p is None or _finished(p) else p.future
 
     def view(self) -> dict[str, Any]:
         """JSON-able picture for the dashboard (all plain floats and lists)."""
@@ -581,16 +600,12 @@ class GMMTeacher(Teacher):
             started_at=self.n_observed_,
             due_at=self.n_observed_ + cfg.fit_delay,
         )
-        if self._pending is not None:  # cannot happen with fit_delay < fit_rate; be safe
-            logger.warning("%s: a fit started before the previous one took effect", self.kind)
+        if self._pending is not None:  # due (fit_delay < fit_rate), but no proposal took it
             self._install(self._pending)
         self._submit(pending)
-        self._apply_due_fit()  # fit_delay == 0: in effect immediately
 
     def _submit(self, pending: _PendingFit) -> None:
         self._pending = pending
-        if pending.due_at <= self.n_observed_:
-            return  # due now: computed synchronously by _apply_due_fit
         cfg = self.config
         args = (pending.rows, pending.random_state, cfg.min_k, cfg.max_k, cfg.criterion)
         if self._background is not None:

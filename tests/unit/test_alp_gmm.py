@@ -8,6 +8,7 @@ import copy
 import json
 import pickle
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -161,6 +162,7 @@ def test_k_range_is_inclusive(monkeypatch: pytest.MonkeyPatch) -> None:
     built.clear()
     teacher = make(fit_rate=50, bootstrap=50, fit_delay=0)
     play(teacher, SimulatedStudent(), 50)
+    teacher.propose(0)  # the first proposal after the fit's episode installs it
     assert built == list(range(2, 11))
     assert teacher.view()["last_fit"]["k"] == list(range(2, 11))
 
@@ -208,18 +210,24 @@ def test_fit_schedule() -> None:
     teacher = make(fit_rate=20, bootstrap=30, fit_delay=0, max_k=3)
     student = SimulatedStudent()
     play(teacher, student, 29)
+    teacher.propose(0)  # a proposal installs every fit due by now
     assert teacher.gmm_ is None and teacher.n_fits_ == 0
     play(teacher, student, 1)
+    teacher.propose(0)
     assert teacher.n_fits_ == 1 and teacher.last_fit_at_ == 30  # fit_delay 0: at once
     play(teacher, student, 19)
+    teacher.propose(0)
     assert teacher.n_fits_ == 1
     play(teacher, student, 1)
+    teacher.propose(0)
     assert teacher.n_fits_ == 2 and teacher.last_fit_at_ == 50
     # Without bootstrap the first fit waits for fit_rate rows.
     teacher = make(fit_rate=20, bootstrap=0, fit_delay=0, max_k=3)
     play(teacher, SimulatedStudent(), 19)
+    teacher.propose(0)
     assert teacher.n_fits_ == 0
     play(teacher, SimulatedStudent(), 1)
+    teacher.propose(0)
     assert teacher.last_fit_at_ == 20
 
 
@@ -234,6 +242,7 @@ def test_fit_uses_the_last_fit_rate_rows(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(gmm_base, "fit_gmms", spy)
     teacher = make(fit_rate=20, bootstrap=20, fit_delay=0, max_k=2)
     play(teacher, SimulatedStudent(), 40)
+    teacher.propose(0)  # waits for the fit started at 40
     rows, _ = teacher.recent_.last(20)
     assert len(seen) == 2 and rows.shape == (20, 3)  # [x, y, alp]
     np.testing.assert_array_equal(seen[1], rows)
@@ -331,34 +340,51 @@ def test_fit_takes_effect_at_k_plus_delay_whatever_the_timing(
     cfg = {"fit_rate": 20, "bootstrap": 20, "fit_delay": 5, "max_k": 3}
     real = gmm_base.fit_gmms
 
-    # Fast fit: it is done long before it is due, and still waits for episode 25.
+    def run_to_due(teacher: ALPGMMTeacher, student: SimulatedStudent) -> list:
+        """24 episodes, then a batch of 3 that crosses the due episode (25) of the fit
+        started at 20: the reports do not need the fit and never wait for it."""
+        proposed = play(teacher, student, 24)
+        props = teacher.propose(3)
+        teacher.observe([TaskResult(task=p, episode_return=0.1) for p in props])
+        assert teacher.n_observed_ == 27 and teacher.gmm_ is None
+        assert teacher.view()["pending_fit"]["due_at"] == 25
+        return proposed + [tuple(p.params.values()) for p in props]
+
+    # Fast fit: done long before it is due, and still used only from episode 25 on.
     fast = make(**cfg)
     student_fast = SimulatedStudent()
-    play(fast, student_fast, 21)
-    pending = fast._pending
-    assert pending is not None and pending.future is not None
-    pending.future.result(timeout=30)
-    play(fast, student_fast, 3)
-    assert fast.gmm_ is None and fast.view()["pending_fit"]["due_at"] == 25
-    play(fast, student_fast, 1)
+    fast_proposed = run_to_due(fast, student_fast)
+    fast._pending.future.result(timeout=30)
+    assert not fast.would_block(0) and fast.pending_work() is None
+    fast_proposed += [tuple(p.params.values()) for p in fast.propose(1)]  # installs it
     assert fast.gmm_ is not None and fast.n_fits_ == 1 and fast.last_fit_at_ == 20
 
-    # Slow fit: episode 25 waits for it.
-    def slow(*args):
-        time.sleep(0.3)
+    # Slow fit (held until released): only the proposal made once it is due waits.
+    gate = threading.Event()
+
+    def held(*args):
+        assert gate.wait(timeout=60)
         return real(*args)
 
-    monkeypatch.setattr(gmm_base, "fit_gmms", slow)
-    slow_teacher = make(**cfg)
+    monkeypatch.setattr(gmm_base, "fit_gmms", held)
+    slow = make(**cfg)
     student_slow = SimulatedStudent()
-    play(slow_teacher, student_slow, 24)
-    assert slow_teacher.gmm_ is None
-    play(slow_teacher, student_slow, 1)
-    assert slow_teacher.gmm_ is not None and slow_teacher.n_fits_ == 1
-    # Same proposals from then on.
-    assert play(fast, student_fast, 60) == play(slow_teacher, student_slow, 60)
+    slow_proposed = run_to_due(slow, student_slow)
+    assert slow.would_block(0) and slow.pending_work() is slow._pending.future
+    assert not slow.would_block(12)  # the next fit starts at 40...
+    assert slow.would_block(13)  # ...and would install this one first
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        waiting = pool.submit(slow.propose, 1)
+        time.sleep(0.2)
+        assert not waiting.done()
+        gate.set()
+        slow_proposed += [tuple(p.params.values()) for p in waiting.result(timeout=60)]
+    assert slow.gmm_ is not None and slow.n_fits_ == 1 and slow.last_fit_at_ == 20
+    # The same event sequence gives the same proposals, however long the fit took.
+    assert fast_proposed == slow_proposed
+    assert play(fast, student_fast, 60) == play(slow, student_slow, 60)
     fast.close()
-    slow_teacher.close()
+    slow.close()
 
 
 def test_close_keeps_the_teacher_usable_and_identical() -> None:
@@ -478,23 +504,48 @@ def test_simulated_student_quality() -> None:
     assert np.mean(scores) >= 30.0, scores
 
 
-def test_would_block_only_around_due_fits() -> None:
-    from api_schemas.spaces import BoxSpace
-    from api_schemas.teachers import ALPGMMConfig
-    from teacher_service.teachers.alp_gmm import ALPGMMTeacher
-    from teacher_service.teachers.base import TaskResult
+class HeldExecutor(ThreadPoolExecutor):
+    """A one-thread executor whose work starts only once ``gate`` is set."""
 
-    space = BoxSpace(dims=[{"name": "a", "low": 0, "high": 1}, {"name": "b", "low": 0, "high": 1}])
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.gate = threading.Event()
+
+    def submit(self, fn, /, *args, **kwargs):
+        def held():
+            assert self.gate.wait(timeout=60)
+            return fn(*args, **kwargs)
+
+        return super().submit(held)
+
+
+def test_would_block_only_around_due_fits() -> None:
     cfg = ALPGMMConfig(fit_rate=20, bootstrap=20, fit_delay=5)
-    t = ALPGMMTeacher(space, cfg, np.random.default_rng(0))
+    t = ALPGMMTeacher(UNIT2, cfg, np.random.default_rng(0))
+    pool = HeldExecutor()
+    t.use_background(pool)
+
+    def episodes(n: int) -> None:
+        t.observe([TaskResult(task=p, episode_return=0.5) for p in t.propose(n)])
+
     try:
-        assert not t.would_block(0) and not t.would_block(24)
-        assert t.would_block(25)  # a fit would start at 20 and fall due at 25
-        props = t.propose(20)
-        t.observe([TaskResult(task=p, episode_return=0.5) for p in props])  # fit starts now
-        assert t.n_observed_ == 20
-        t._pending.future.result()  # finished: nothing can block any more
-        assert not t.would_block(5) and not t.would_block(24)
-        assert t.would_block(45)  # the next fit (start 40, due 45)
+        # Reports start fits but never wait for one; the first fit (20) needs no other.
+        assert not t.would_block(0) and not t.would_block(25) and not t.would_block(39)
+        assert t.would_block(40)  # the fit of 40 would install the (running) fit of 20
+        episodes(22)  # the fit of 20 starts, held
+        assert t.pending_work() is t._pending.future
+        assert not t.would_block(0)  # due at 25: proposals do not need it yet
+        assert not t.would_block(17) and t.would_block(18)  # the fit of 40 would install it
+        episodes(3)
+        assert t.n_observed_ == 25 and t.gmm_ is None
+        assert t.would_block(0)  # due and still running: a proposal waits for it
+        pool.gate.set()
+        t._pending.future.result()
+        # Finished: nothing waits, neither proposals nor the fit of 40.
+        assert not t.would_block(0) and not t.would_block(15) and t.pending_work() is None
+        episodes(1)
+        assert t.gmm_ is not None and t.n_fits_ == 1
     finally:
         t.close()
+        pool.gate.set()
+        pool.shutdown()

@@ -185,6 +185,7 @@ def test_invalid_hyper_parameters_are_refused(config, message: str) -> None:
 def test_covar_gmm_rows_carry_time_in_window_and_reward() -> None:
     teacher = make("covar_gmm", fit_rate=20, bootstrap=30, fit_delay=0, max_k=2)
     play(teacher, SimulatedStudent(), 70, batch=1)
+    teacher.propose(0)  # installs the fit started at 70
     rows, returns = teacher.recent_.last(70)
     # The fit windows are episodes 10-29, 30-49, 50-69 (fits at 30, 50, 70): t restarts
     # at 0 with each, so every fit sees t = 0, 1/20, ..., 19/20 in order.

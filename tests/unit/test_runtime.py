@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 import teacher_service.storage.store as store_module
 from api_schemas.experiments import ExperimentCreate
 from api_schemas.reports import Report
+from teacher_service.api.deps import call_runtime
 from teacher_service.errors import BatchTooLargeError, TaskNotFoundError
 from teacher_service.runtime import ExperimentRuntime, status_from_runs, status_runs
 from teacher_service.storage import ExperimentRecord, Store, pack_state, unpack_state
@@ -314,3 +316,88 @@ def test_store_refuses_later_writes_after_a_failure_until_reset(store: Store) ->
     store.reset_failure("x")
     store.append_event("x", 2, "tasks", b"{}").result()
     assert [e.seq for e in store.iter_events("x")] == [1, 2]
+
+
+class HeldFits(ThreadPoolExecutor):
+    """The runtime's background executor, whose fits start only once ``gate`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.gate = threading.Event()
+
+    def submit(self, fn, /, *args, **kwargs):
+        def held():
+            assert self.gate.wait(timeout=60)
+            return fn(*args, **kwargs)
+
+        return super().submit(held)
+
+
+def test_a_proposal_waits_for_its_fit_without_holding_the_lock(store: Store) -> None:
+    fits = HeldFits()
+    teacher = {"kind": "alp_gmm", "fit_rate": 20, "bootstrap": 20, "fit_delay": 5}
+    rt = make(store, teacher=teacher, background=fits)
+    spare, _ = rt.propose(1)  # reported while a proposal waits
+    for _ in range(25):  # the fit starts at 20 and falls due at 25; reports never wait
+        tasks, _ = rt.propose(1)
+        rt.report([rep(tasks[0].id, tasks[0].params["x"])])
+    assert rt.may_block(0) and not rt.may_block(1)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        waiting = pool.submit(rt.propose, 2)
+        time.sleep(0.2)
+        assert not waiting.done()
+        # Meanwhile the experiment's lock is free: reports and reads go on.
+        assert rt.lock.acquire(blocking=False)
+        rt.lock.release()
+        assert rt.report([rep(spare[0].id)])[0].accepted == 1
+        assert rt.state().counters.reports_accepted == 26
+        fits.gate.set()
+        proposed, _ = waiting.result(timeout=60)
+    assert rt.teacher.n_fits_ == 1 and not rt.may_block(0)
+    store.barrier().result()
+    twin = reload(rt)  # the replay proposes what the live runtime proposes next
+    assert [t.params for t in twin.propose(4)[0]] == [t.params for t in rt.propose(4)[0]]
+    assert len(proposed) == 2
+    rt.close()
+    twin.close()
+    fits.shutdown()
+
+
+def test_call_runtime_never_waits_for_the_lock_on_the_event_loop(store: Store) -> None:
+    rt = make(store)
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with rt.lock:
+            held.set()
+            release.wait(timeout=60)
+
+    async def main() -> tuple[list[float], float]:
+        ticks: list[float] = []
+
+        async def heartbeat() -> None:
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.01)
+
+        beat = asyncio.create_task(heartbeat())
+        await asyncio.sleep(0.05)
+        start = time.monotonic()
+        tasks, fut = await call_runtime(rt, 0, rt.propose, 1)
+        took = time.monotonic() - start
+        await asyncio.wrap_future(fut)
+        beat.cancel()
+        assert len(tasks) == 1
+        return ticks, took
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(timeout=10)
+    threading.Timer(0.5, release.set).start()
+    ticks, took = asyncio.run(main())
+    holder.join()
+    assert took >= 0.4  # it waited for the lock...
+    assert max(np.diff(ticks)) < 0.25  # ...in a worker thread: the loop kept running
+    assert rt.counters.tasks_issued == 1
+    rt.close()
