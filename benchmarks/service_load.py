@@ -17,10 +17,11 @@ Before the grid, the "during refits" scenario (``during_refits``): ALP-GMM past 
 at 8 clients and batch 1, so that several GMM refits start and take effect inside every
 measured window (counted from ``teacher.fits`` of ``GET /state`` as the window opens and
 closes), with ``GET /healthz`` at 8 clients on the same server just before each window. It runs
-on the main server (fits in a worker process, ``--fit-processes``) and on a second server
-started with ``--fit-processes 0`` (fits in a thread of the server, holding its GIL: the
-behaviour before the pool), windows of the arms interleaved. The full run adds a no-refits
-control arm and a pair of arms with a longer ``fit_delay`` (see :func:`refit_arms`).
+on the main server (fits in worker processes, ``--fit-processes``, 2 like the server's
+default) and on a second server started with ``--fit-processes 0`` (fits in a thread of the
+server, holding its GIL: the behaviour before the pool), windows of the arms interleaved. The
+full run adds a server with one fit process, a no-refits control arm and a pair of arms with a
+longer ``fit_delay`` (see :func:`refit_arms`).
 
 The load generator and the server share the machine; both are single Python processes, so
 on a 2-core machine each gets about one core. The load generator speaks HTTP/1.1 itself over
@@ -78,7 +79,7 @@ TARGET_TASKS_PER_S = 20_000.0  # batch 64, best concurrency
 TARGET_P99_MS = 10.0  # batch 1, 8 clients, both endpoints
 TARGET_HISTORY_GEOMEAN_BAND = 1.25  # geomean of the large/fresh ratios within x0.8..x1.25
 TARGET_HISTORY_CELL_BAND = 2.0  # every single ratio within x0.5..x2 (noise allowance)
-# During refits (alp_gmm, 8 clients, batch 1, fits in a worker process): p99 of tasks and of
+# During refits (alp_gmm, 8 clients, batch 1, fits in worker processes): p99 of tasks and of
 # reports <= this factor x the p99 of GET /healthz at 8 clients on the same server.
 TARGET_REFIT_P99_FACTOR = 3.0
 # p99 at history <= fresh p99 (random, 8 clients, batch 1): the medians over interleaved
@@ -683,11 +684,15 @@ class RefitArm:
     prefill: int
 
 
-def refit_arms(pool: Bench, threads: Bench, args: argparse.Namespace) -> list[RefitArm]:
+def refit_arms(
+    pool: Bench, threads: Bench, args: argparse.Namespace, other_pool: Bench | None = None
+) -> list[RefitArm]:
     """The arms of the during-refits scenario, in the order of the first repeat.
 
     ``process_pool`` and ``threads`` are the comparison (the default ``fit_delay`` unless
-    ``--refit-fit-delay``). ``no_refits_control`` fits once during its prefill and not again
+    ``--refit-fit-delay``). ``process_pool_<N>`` (``other_pool``, if given) is a server with
+    N fit processes instead of the main server's (``--refit-compare-processes``).
+    ``no_refits_control`` fits once during its prefill and not again
     within the window (a fit_rate far above what a window reaches): ALP-GMM's latency with a
     mixture but without refits. The ``*_fit_delay_<D>`` pair gives each fit D episodes instead
     of the default, so that a fit is rarely still running when it falls due (the server then
@@ -700,6 +705,9 @@ def refit_arms(pool: Bench, threads: Bench, args: argparse.Namespace) -> list[Re
         RefitArm("process_pool", pool, base, args.refit_prefill),
         RefitArm("threads", threads, base, args.refit_prefill),
     ]
+    if other_pool is not None:
+        name = f"process_pool_{other_pool.fit_processes}"
+        arms.insert(1, RefitArm(name, other_pool, base, args.refit_prefill))
     if args.refit_control:
         # The prefill passes the first fit (at fit_rate) and its fit_delay.
         control = {**base, "fit_rate": CONTROL_FIT_RATE}
@@ -835,6 +843,7 @@ async def during_refits(
         "prefill": args.refit_prefill,
         "control": args.refit_control,
         "long_delay": args.refit_long_delay,
+        "compare_processes": args.refit_compare_processes,
         "duration_s": args.refit_duration,
         "warmup_s": args.warmup,
         "repeats": args.refit_repeats,
@@ -845,8 +854,9 @@ async def during_refits(
             f"+ {args.refit_duration} s; teacher.fits of GET /state is read as the window opens "
             "and closes (fits_in_window: fits that took effect inside it). Per arm, latencies "
             "are pooled over its windows; ratio = pooled p99 / pooled healthz p99. "
-            "Arms: process_pool (the main server, fits in a worker process), threads (a "
-            "second server with --fit-processes 0, the behaviour before the pool); if "
+            f"Arms: process_pool (the main server, fits in {args.fit_processes} worker "
+            "processes), process_pool_N if compare_processes is N (a server with N), threads "
+            "(a server with --fit-processes 0, the behaviour before the pool); if "
             f"control is true, no_refits_control (the main server, fit_rate "
             f"{CONTROL_FIT_RATE} and a prefill past its first fit: a mixture, no refit in "
             "the window); if long_delay is D, process_pool_fit_delay_D and "
@@ -864,10 +874,21 @@ async def during_refits(
         log_path=log or workdir / "threads-server.log",
         extra=["--fit-processes", "0"],
     )
+    other_server: ServerProcess | None = None
+    n_other = args.refit_compare_processes
+    if n_other and n_other != args.fit_processes:
+        other_log = args.server_log.with_suffix(f".pool{n_other}.log") if args.server_log else None
+        other_server = ServerProcess(
+            f"sqlite:///{workdir / f'pool{n_other}.db'}",
+            log_path=other_log or workdir / f"pool{n_other}-server.log",
+            extra=["--fit-processes", str(n_other)],
+        )
+        await asyncio.to_thread(other_server.start)
     await asyncio.to_thread(thread_server.start)
     try:
         thread_bench = Bench(thread_server, args, fit_processes=0)
-        arms = refit_arms(pool_bench, thread_bench, args)
+        other_bench = Bench(other_server, args, n_other) if other_server is not None else None
+        arms = refit_arms(pool_bench, thread_bench, args, other_bench)
         raw: dict[str, dict[str, list[float]]] = {
             arm.name: {"tasks": [], "reports": [], "healthz": []} for arm in arms
         }
@@ -922,6 +943,8 @@ async def during_refits(
             }
     finally:
         await asyncio.to_thread(thread_server.stop)
+        if other_server is not None:
+            await asyncio.to_thread(other_server.stop)
 
 
 def refit_target(dr: dict[str, Any]) -> dict[str, Any] | None:
@@ -937,9 +960,10 @@ def refit_target(dr: dict[str, Any]) -> dict[str, Any] | None:
     # A window without a fit in it would not test anything: it counts as a miss.
     every_window_fits = all(r["fits_in_window"] >= 1 for r in runs)
     threads = dr["arms"].get("threads", {})
+    control = dr["arms"].get("no_refits_control")
     return {
         "target": f"p99 during refits <= {factor:g} x GET /healthz p99 at {dr['clients']} clients "
-        f"({dr['teacher']}, batch {dr['batch']}, fits in a worker process; tasks and reports, "
+        f"({dr['teacher']}, batch {dr['batch']}, fits in worker processes; tasks and reports, "
         "latencies pooled over the windows; every window has a fit)",
         "teacher": dr["teacher"],
         "history": min((r["episodes_at_open"] for r in runs), default=0),
@@ -953,6 +977,12 @@ def refit_target(dr: dict[str, Any]) -> dict[str, Any] | None:
             if threads
             else None,
             "threads_arm_ratio": threads.get("p99_ratio_to_healthz_p99"),
+            # the same teacher without a refit in the window: what refits add to its p99
+            "ratio_to_no_refits_control": {
+                k: round(p99[k] / control["latency_ms"][k]["p99"], 3) for k in ("tasks", "reports")
+            }
+            if control
+            else None,
         },
         "pass": bool(hz)
         and every_window_fits
@@ -1427,7 +1457,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--fit-processes",
         type=int,
-        default=1,
+        default=2,
         help="fit worker processes of the main server (the 'process_pool' arm of the "
         "during-refits scenario; its 'threads' arm runs on a second server with 0)",
     )
@@ -1471,6 +1501,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="also run a no-refits control arm of the during-refits scenario (default: on; "
         "off with --quick)",
+    )
+    p.add_argument(
+        "--refit-compare-processes",
+        type=int,
+        default=None,
+        help="fit processes of one more during-refits arm on a server of its own, "
+        "process_pool_N (default 1; 0 with --quick, or equal to --fit-processes: no such arm)",
     )
     p.add_argument(
         "--refit-long-delay",
@@ -1526,6 +1563,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "refit_prefill": (400, 1000),
         "refit_control": (False, True),
         "refit_long_delay": (0, 200),
+        "refit_compare_processes": (0, 1),
     }
     for key, (quick, full) in quick_or_full.items():
         if getattr(args, key) is None:
@@ -1545,8 +1583,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--duration must be > 0, --warmup >= 0, --clients >= 1")
     if not 1 <= min(args.batches) <= max(args.batches) <= MAX_BATCH:
         p.error(f"--batches must be in 1..{MAX_BATCH}")
-    if args.fit_processes < 1:
-        p.error("--fit-processes must be >= 1 (the threads arm runs on a second server)")
+    if args.fit_processes < 1 or args.refit_compare_processes < 0:
+        p.error(
+            "--fit-processes must be >= 1 (the threads arm runs on a second server) and "
+            "--refit-compare-processes >= 0"
+        )
     if args.history_pairs < 0 or args.refit_repeats < 0 or args.refit_duration <= 0:
         p.error("--history-pairs and --refit-repeats must be >= 0, --refit-duration > 0")
     delay = 50 if args.refit_fit_delay is None else args.refit_fit_delay

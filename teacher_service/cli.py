@@ -86,7 +86,7 @@ def serve(
         int | None,
         typer.Option(
             help="Worker processes for model fits (ALP-GMM, Covar-GMM); 0: threads of the "
-            "server [default: AUTOCURRICULUM_FIT_PROCESSES or 1]."
+            "server [default: AUTOCURRICULUM_FIT_PROCESSES or 2]."
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",

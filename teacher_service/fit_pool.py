@@ -113,14 +113,16 @@ class FitPool:
             return self._executor().submit(fn, *args, **kwargs)
 
     def warm(self) -> Future | None:
-        """Start a worker now, once (a spawned worker takes a second or two to start), so the
-        first fit does not pay for it: the future gives its pid; None when already done or
-        the pool is closed."""
+        """Start the workers now, once (a spawned worker takes a second or two to start), so
+        the first fit does not pay for them: the future gives the first one's pid; None when
+        already done or the pool is closed."""
         with self._lock:
             if self._warmed or self._closed:
                 return None
             self._warmed = True
-        return self.submit(_ready)
+        # one no-op per worker: the executor starts a process for each task no idle one takes
+        started = [self.submit(_ready) for _ in range(self.processes)]
+        return started[0]
 
     def close(self) -> None:
         """Stop the workers; fits still queued are cancelled (teachers recompute them)."""

@@ -34,11 +34,12 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(default=1.0, gt=0, description="Seconds between lease sweeps.")
     sqlite_synchronous: str = Field(default="NORMAL", description="SQLite synchronous pragma.")
     fit_processes: int = Field(
-        default=1,
+        default=2,
         ge=0,
         le=64,
         description="Worker processes for the teachers' model fits (ALP-GMM, Covar-GMM), off the "
-        "server's GIL; 0: fits run in threads of the server process.",
+        "server's GIL; a fit's candidate mixtures are dealt over them. 0: fits run in threads "
+        "of the server process.",
     )
     # OMNI's 'llm' model of interestingness: an OpenAI-compatible chat endpoint. Never logged
     # or stored: only the model's answers go to an experiment's log.

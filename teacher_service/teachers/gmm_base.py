@@ -33,10 +33,10 @@ import math
 import threading
 import weakref
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -212,6 +212,86 @@ class _OneBLASThread:
 _one_blas_thread = _OneBLASThread()
 
 
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One fitted candidate mixture of a fit cycle.
+
+    Attributes:
+        k: its number of components.
+        log_likelihood: total log-likelihood of the rows, or ``None`` when the fit failed.
+        gmm: the mixture, or ``None`` when the fit failed.
+    """
+
+    k: int
+    log_likelihood: float | None
+    gmm: GMMParams | None
+
+
+def fit_ks(rows: np.ndarray, random_state: int, ks: Sequence[int]) -> list[Candidate]:
+    """Fit one full-covariance GMM per ``k`` in ``ks`` (each independent of the others given
+    ``random_state``, so the candidates can be fitted in any order, in any process).
+
+    Args:
+        rows: (n, d + e) ``[task, extra...]`` rows; every ``k`` must be at most ``n``.
+        random_state: seed shared by the candidate mixtures.
+        ks: the component counts to fit.
+    """
+    out: list[Candidate] = []
+    with _one_blas_thread():
+        for k in ks:
+            gmm = GaussianMixture(n_components=k, covariance_type="full", random_state=random_state)
+            try:
+                gmm.fit(rows)
+            except (ValueError, np.linalg.LinAlgError) as exc:  # degenerate rows
+                logger.warning("GMM fit with k=%d failed: %s", k, exc)
+                out.append(Candidate(k, None, None))
+                continue
+            params = GMMParams(
+                weights=np.array(gmm.weights_, dtype=np.float64),
+                means=np.array(gmm.means_, dtype=np.float64),
+                covariances=np.array(gmm.covariances_, dtype=np.float64),
+            )
+            # score() is the per-row mean log-likelihood
+            out.append(Candidate(k, float(gmm.score(rows)) * rows.shape[0], params))
+    return out
+
+
+def candidate_ks(n_rows: int, min_k: int, max_k: int) -> list[int]:
+    """``min_k..max_k`` inclusive (the reference's ``arange(min_k, max_k)`` silently skipped
+    ``max_k``), without the counts above ``n_rows``, which cannot be fitted."""
+    return list(range(min_k, min(max_k, n_rows) + 1))
+
+
+def select_fit(candidates: Sequence[Candidate], n_rows: int, dim: int, criterion: str) -> FitResult:
+    """Keep the candidate with the lowest criterion (ties -> fewer components); when every
+    score is infinite, the smallest fitted one.
+
+    Args:
+        candidates: the fitted candidates, in any order.
+        n_rows: rows they were fitted on.
+        dim: width of a row.
+        criterion: ``"aic"``, ``"bic"`` or ``"aicc"``.
+    """
+    ks: list[int] = []
+    scores: list[float] = []
+    best: tuple[float, GMMParams] | None = None
+    fallback: GMMParams | None = None  # smallest fitted k, when every score is inf
+    for c in sorted(candidates, key=lambda c: c.k):
+        ks.append(c.k)
+        if c.gmm is None or c.log_likelihood is None:
+            scores.append(math.inf)
+            continue
+        n_params = n_free_parameters(c.k, dim)
+        value = information_criterion(criterion, c.log_likelihood, n_params, n_rows)
+        scores.append(value)
+        if fallback is None:
+            fallback = c.gmm
+        if math.isfinite(value) and (best is None or value < best[0]):
+            best = (value, c.gmm)
+    chosen = best[1] if best is not None else fallback
+    return FitResult(gmm=chosen, ks=tuple(ks), scores=tuple(scores))
+
+
 def fit_gmms(
     rows: np.ndarray, random_state: int, min_k: int, max_k: int, criterion: str
 ) -> FitResult:
@@ -224,47 +304,50 @@ def fit_gmms(
         rows: (n, d + e) ``[task, extra...]`` rows.
         random_state: seed shared by the candidate mixtures.
         min_k: fewest components tried.
-        max_k: most components tried, inclusive (the reference's ``arange(min_k, max_k)``
-            silently skipped ``max_k``).
+        max_k: most components tried, inclusive.
         criterion: ``"aic"``, ``"bic"`` or ``"aicc"``.
 
     Returns:
         The selected mixture (lowest criterion; ties -> fewer components) and every score.
     """
     n, dim = rows.shape
-    ks: list[int] = []
-    scores: list[float] = []
-    best: tuple[float, GaussianMixture] | None = None
-    fallback: GaussianMixture | None = None  # smallest fitted k, when every score is inf
-    with _one_blas_thread():
-        for k in range(min_k, max_k + 1):
-            if k > n:
-                break  # more components than rows cannot be fitted
-            gmm = GaussianMixture(n_components=k, covariance_type="full", random_state=random_state)
-            try:
-                gmm.fit(rows)
-            except (ValueError, np.linalg.LinAlgError) as exc:  # degenerate rows
-                logger.warning("GMM fit with k=%d failed: %s", k, exc)
-                ks.append(k)
-                scores.append(math.inf)
-                continue
-            log_likelihood = float(gmm.score(rows)) * n  # score() is the per-row mean
-            value = information_criterion(criterion, log_likelihood, n_free_parameters(k, dim), n)
-            ks.append(k)
-            scores.append(value)
-            if fallback is None:
-                fallback = gmm
-            if math.isfinite(value) and (best is None or value < best[0]):
-                best = (value, gmm)
-    chosen = best[1] if best is not None else fallback
-    if chosen is None:
-        return FitResult(gmm=None, ks=tuple(ks), scores=tuple(scores))
-    params = GMMParams(
-        weights=np.array(chosen.weights_, dtype=np.float64),
-        means=np.array(chosen.means_, dtype=np.float64),
-        covariances=np.array(chosen.covariances_, dtype=np.float64),
-    )
-    return FitResult(gmm=params, ks=tuple(ks), scores=tuple(scores))
+    candidates = fit_ks(rows, random_state, candidate_ks(n, min_k, max_k))
+    return select_fit(candidates, n, dim, criterion)
+
+
+def split_ks(ks: Sequence[int], parts: int) -> list[list[int]]:
+    """Deal ``ks`` into at most ``parts`` groups of about equal cost (EM's cost grows with
+    ``k``): largest first, each to the group with the least total so far; each group in
+    ascending order."""
+    groups: list[list[int]] = [[] for _ in range(max(1, min(parts, len(ks))))]
+    for k in sorted(ks, reverse=True):
+        min(groups, key=sum).append(k)
+    return [sorted(g) for g in groups if g]
+
+
+def gather(parts: Sequence[Future[Any]], combine: Callable[[list[Any]], Any]) -> Future[Any]:
+    """A future of ``combine([part results...])``, done once every part is; it fails with
+    the first failing part's exception (in ``parts`` order)."""
+    out: Future[Any] = Future()
+    out.set_running_or_notify_cancel()
+    remaining = [len(parts)]
+    lock = threading.Lock()
+
+    def one_done(_: Future[Any]) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+        try:
+            out.set_result(combine([p.result() for p in parts]))
+        except BaseException as exc:  # a part failed or was cancelled: the whole fit did
+            out.set_exception(exc)
+
+    if not parts:
+        out.set_result(combine([]))
+    for p in parts:
+        p.add_done_callback(one_done)
+    return out
 
 
 # --------------------------------------------------------------------------- history
@@ -325,6 +408,7 @@ class _PendingFit:
     started_at: int
     due_at: int
     future: Future[FitResult] | None = None
+    parts: list[Future[Any]] = field(default_factory=list)  # what ``future`` gathers
 
 
 def next_fit_start(n: int, first: int, rate: int) -> int:
@@ -493,8 +577,10 @@ class GMMTeacher(Teacher):
     def close(self) -> None:
         """Stop the fit thread. A pending fit is kept as inputs and recomputed if needed."""
         if self._pending is not None and self._pending.future is not None:
-            self._pending.future.cancel()
+            for part in self._pending.parts:
+                part.cancel()
             self._pending.future = None  # recomputed synchronously when it falls due
+            self._pending.parts = []
         if self._finalizer is not None:
             self._finalizer()  # shuts the executor down (once)
         self._executor = None
@@ -606,11 +692,9 @@ class GMMTeacher(Teacher):
 
     def _submit(self, pending: _PendingFit) -> None:
         self._pending = pending
-        cfg = self.config
-        args = (pending.rows, pending.random_state, cfg.min_k, cfg.max_k, cfg.criterion)
         if self._background is not None:
             try:
-                pending.future = self._background.submit(fit_gmms, *args)
+                self._run_fit(self._background, pending)
                 return
             except RuntimeError as exc:  # the pool is closed (the server is stopping)
                 logger.warning("%s: fit pool unavailable (%s); fitting in a thread", self.kind, exc)
@@ -622,7 +706,29 @@ class GMMTeacher(Teacher):
             self._finalizer = weakref.finalize(
                 self, self._executor.shutdown, wait=False, cancel_futures=True
             )
-        pending.future = self._executor.submit(fit_gmms, *args)
+        self._run_fit(self._executor, pending)
+
+    def _run_fit(self, executor: Executor, pending: _PendingFit) -> None:
+        """Fit ``pending`` on ``executor``, its candidates dealt over the executor's
+        ``processes`` (each candidate is independent given the seed, so the selected mixture
+        is the same however they are split)."""
+        cfg = self.config
+        n, dim = pending.rows.shape
+        groups = split_ks(candidate_ks(n, cfg.min_k, cfg.max_k), getattr(executor, "processes", 1))
+        parts: list[Future[Any]] = []
+        try:
+            for ks in groups:
+                parts.append(executor.submit(fit_ks, pending.rows, pending.random_state, ks))
+        except RuntimeError:
+            for part in parts:
+                part.cancel()
+            raise
+
+        def combine(results: list[list[Candidate]]) -> FitResult:
+            return select_fit([c for r in results for c in r], n, dim, cfg.criterion)
+
+        pending.parts = parts
+        pending.future = gather(parts, combine)
 
     def _apply_due_fit(self) -> None:
         p = self._pending

@@ -23,6 +23,8 @@ def test_service_load_quick(tmp_path: Path) -> None:
         "random",
         "--history",
         "5000",
+        "--refit-compare-processes",
+        "1",
     ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -87,14 +89,17 @@ def test_service_load_quick(tmp_path: Path) -> None:
     assert ht["teacher"] == "random" and isinstance(ht["pass"], bool)
     assert ht["value"]["ratio"] == hp["ratio"] > 0
 
-    # During refits: alp_gmm past bootstrap at 8 clients, batch 1, fits in a worker process
-    # and (a second server) in threads; fits took effect inside every window.
+    # During refits: alp_gmm past bootstrap at 8 clients, batch 1, fits in worker processes
+    # (the main server's 2, and a server with 1) and (a third server) in threads; fits took
+    # effect inside every window.
     dr = res["during_refits"]
     assert (dr["teacher"], dr["clients"], dr["batch"]) == ("alp_gmm", 8, 1)
-    assert set(dr["arms"]) == {"process_pool", "threads"}
-    assert dr["arms"]["process_pool"]["fit_processes"] >= 1
+    arms = {"process_pool", "process_pool_1", "threads"}
+    assert set(dr["arms"]) == arms
+    assert dr["arms"]["process_pool"]["fit_processes"] == 2
+    assert dr["arms"]["process_pool_1"]["fit_processes"] == 1
     assert dr["arms"]["threads"]["fit_processes"] == 0
-    assert {r["arm"] for r in dr["runs"]} == {"process_pool", "threads"}
+    assert {r["arm"] for r in dr["runs"]} == arms
     for r in dr["runs"]:
         assert r["errors"] == 0, r.get("first_error")
         assert r["episodes_at_open"] >= 250  # past the bootstrap
@@ -110,7 +115,8 @@ def test_service_load_quick(tmp_path: Path) -> None:
             assert arm["p99_ratio_to_healthz_p99"][endpoint] == round(
                 lat["p99"] / arm["healthz_latency_ms"]["p99"], 3
             )
-    assert dr["arms"]["process_pool"]["server_children_cpu"] > 0  # the fit worker did work
+    for arm in ("process_pool", "process_pool_1"):  # the fit workers did the work
+        assert dr["arms"][arm]["server_children_cpu"] > 0
     assert res["targets_definition"]["during_refits_p99_factor_to_healthz_p99"] == 3.0
     (rt,) = [t for t in res["targets"] if t["target"].startswith("p99 during refits")]
     assert rt["teacher"] == "alp_gmm" and isinstance(rt["pass"], bool)

@@ -233,13 +233,13 @@ def test_fit_schedule() -> None:
 
 def test_fit_uses_the_last_fit_rate_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[np.ndarray] = []
-    real = gmm_base.fit_gmms
+    real = gmm_base.fit_ks
 
     def spy(rows, *args):
         seen.append(rows.copy())
         return real(rows, *args)
 
-    monkeypatch.setattr(gmm_base, "fit_gmms", spy)
+    monkeypatch.setattr(gmm_base, "fit_ks", spy)
     teacher = make(fit_rate=20, bootstrap=20, fit_delay=0, max_k=2)
     play(teacher, SimulatedStudent(), 40)
     teacher.propose(0)  # waits for the fit started at 40
@@ -338,7 +338,7 @@ def test_fit_takes_effect_at_k_plus_delay_whatever_the_timing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cfg = {"fit_rate": 20, "bootstrap": 20, "fit_delay": 5, "max_k": 3}
-    real = gmm_base.fit_gmms
+    real = gmm_base.fit_ks
 
     def run_to_due(teacher: ALPGMMTeacher, student: SimulatedStudent) -> list:
         """24 episodes, then a batch of 3 that crosses the due episode (25) of the fit
@@ -366,7 +366,7 @@ def test_fit_takes_effect_at_k_plus_delay_whatever_the_timing(
         assert gate.wait(timeout=60)
         return real(*args)
 
-    monkeypatch.setattr(gmm_base, "fit_gmms", held)
+    monkeypatch.setattr(gmm_base, "fit_ks", held)
     slow = make(**cfg)
     student_slow = SimulatedStudent()
     slow_proposed = run_to_due(slow, student_slow)

@@ -15,6 +15,7 @@ import pytest
 
 from api_schemas.experiments import ExperimentCreate
 from teacher_service.fit_pool import FitPool
+from teacher_service.teachers import gmm_base
 from teacher_service.teachers.base import TaskResult
 from teacher_service.teachers.registry import make_teacher
 
@@ -112,3 +113,50 @@ def test_a_closed_pool_refuses_work_and_teachers_fit_in_a_thread() -> None:
     assert run_teacher(pool)[0] == run_teacher(None)[0]
     with pytest.raises(ValueError, match="processes must be >= 1"):
         FitPool(0)
+
+
+def test_candidates_dealt_over_two_workers_give_the_same_fits() -> None:
+    two = FitPool(2)
+    try:
+        dealt: list[list[int]] = []
+
+        def on_round(_: int, teacher) -> None:
+            p = teacher._pending
+            if p is not None and p.parts and not dealt:
+                dealt.append([len(p.parts)])
+
+        split, fits = run_teacher(two, on_round=on_round)
+        whole, whole_fits = run_teacher(None)
+        assert dealt == [[2]]  # each fit was dealt over both workers
+        assert fits == whole_fits >= 5
+        assert split == whole  # the same mixtures, bit for bit
+    finally:
+        two.close()
+
+
+def test_split_ks_balances_and_covers_every_k() -> None:
+    ks = list(range(2, 11))
+    two = gmm_base.split_ks(ks, 2)
+    assert sorted(k for g in two for k in g) == ks
+    assert abs(sum(two[0]) - sum(two[1])) <= 2 and all(g == sorted(g) for g in two)
+    assert gmm_base.split_ks(ks, 1) == [ks]
+    assert gmm_base.split_ks([2, 3], 8) == [[3], [2]]
+    assert gmm_base.split_ks([], 3) == []
+
+
+def test_gather_combines_in_order_and_fails_with_a_failed_part() -> None:
+    a: Future[int] = Future()
+    b: Future[int] = Future()
+    both = gmm_base.gather([a, b], lambda rs: rs)
+    b.set_result(2)
+    assert not both.done()
+    a.set_result(1)
+    assert both.result(timeout=1) == [1, 2]
+    c: Future[int] = Future()
+    d: Future[int] = Future()
+    failed = gmm_base.gather([c, d], lambda rs: rs)
+    c.set_exception(BrokenProcessPool("gone"))
+    d.set_result(4)
+    with pytest.raises(BrokenProcessPool):
+        failed.result(timeout=1)
+    assert gmm_base.gather([], lambda rs: rs).result(timeout=1) == []
