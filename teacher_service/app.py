@@ -32,6 +32,7 @@ from teacher_service.api.responses import add_links, errors_as_json
 from teacher_service.dashboard.history import DashboardHub
 from teacher_service.errors import ExperimentNotFoundError
 from teacher_service.fit_pool import FitPool
+from teacher_service.gc_freeze import ModuleFreezer
 from teacher_service.interestingness import Judges
 from teacher_service.manager import ExperimentManager
 from teacher_service.metrics import Metrics
@@ -155,7 +156,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store = store
         app.state.manager = manager
         app.state.dashboard = DashboardHub(store)
-        sweeper = asyncio.create_task(_sweep(manager, settings.sweep_interval))
+        freezer = ModuleFreezer()
+        freezer.after_startup()
+        sweeper = asyncio.create_task(_sweep(manager, settings.sweep_interval, freezer))
         try:
             yield
         finally:
@@ -199,10 +202,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _sweep(manager: ExperimentManager, interval: float) -> None:
-    """Expire overdue tasks even when no request arrives."""
+async def _sweep(manager: ExperimentManager, interval: float, freezer: ModuleFreezer) -> None:
+    """Expire overdue tasks even when no request arrives; freeze what new imports loaded."""
     while True:
         await asyncio.sleep(interval)
+        freezer.after_imports()
         for rt in manager.all():
             try:
                 await run_in_threadpool(rt.sweep)

@@ -1,5 +1,47 @@
-"""Test helpers (re-exported from :mod:`teacher_service.testing`)."""
+"""Test helpers: the servers of :mod:`teacher_service.testing`, and one in this process."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
 
 from teacher_service.testing import ServerProcess, free_port
 
-__all__ = ["ServerProcess", "free_port"]
+__all__ = ["ServerProcess", "free_port", "in_process"]
+
+
+@contextlib.contextmanager
+def in_process(db_url: str, **settings: Any) -> Iterator[httpx.Client]:
+    """The app served by uvicorn in a thread of this process (so that tests can patch it),
+    and a client of it."""
+    import uvicorn
+
+    from teacher_service.app import create_app
+    from teacher_service.settings import Settings
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Settings(db=db_url, port=port, **settings)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
+            yield c
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -5,11 +5,10 @@ its dashboard stream ends; a storage failure is a 503 that loses nothing; the cl
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from teacher_service.storage import ExperimentRecord, Store
 from teacher_service.storage.store import ExperimentGoneError
 from teacher_service.storage.tables import agents, evaluations, events, experiments, snapshots
 from tests.conftest import BOX2
-from tests.helpers import free_port
+from tests.helpers import in_process
 
 TOKEN = "d3l3te"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -343,38 +342,6 @@ def test_event_stream_of_a_deleted_experiment_ends(server) -> None:
 
 
 # ------------------------------------------------------------------------- storage failure
-@contextlib.contextmanager
-def in_process(db_url: str, **settings: Any) -> Iterator[httpx.Client]:
-    """The app served by uvicorn in a thread of this process (so that tests can patch it),
-    and a client of it."""
-    import uvicorn
-
-    from teacher_service.app import create_app
-    from teacher_service.settings import Settings
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(Settings(db=db_url, port=port, **settings)),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
-            yield c
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
 def test_storage_failure_is_503_and_loses_nothing(tmp_path: Path, monkeypatch) -> None:
     url = f"sqlite:///{tmp_path / 'ac.db'}"
     entered, release = threading.Event(), threading.Event()
