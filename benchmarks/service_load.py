@@ -1538,6 +1538,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--progress-every", type=float, default=5.0, help="seconds between fill lines")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON")
     p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help="plot of the during-refits arms (default: beside --out, <name>_refits.png)",
+    )
+    p.add_argument(
         "--server-log",
         type=Path,
         default=None,
@@ -1549,6 +1555,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="smoke test: 1 s per scenario, 20,000 episodes of history",
     )
     args = p.parse_args(argv)
+    if args.plot is None:
+        args.plot = args.out.with_name(f"{args.out.stem}_refits.png")
     if args.duration is None:
         args.duration = 1.0 if args.quick else 4.0
     if args.warmup is None:
@@ -1729,7 +1737,53 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(_clean(out), indent=1, allow_nan=False))
     print(f"total runtime {out['total_runtime_s']:.1f}s; wrote {args.out}")
+    if out.get("during_refits", {}).get("arms") and args.plot is not None:
+        if plot_refits(out["during_refits"], args.plot) is not None:
+            print(f"plot: {args.plot}")
     return status
+
+
+def plot_refits(dr: dict[str, Any], path: Path) -> Path | None:
+    """p99 of tasks and reports per during-refits arm, with each arm's healthz p99 (and 3x
+    it, the target) as marks; None when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install '.[plots]')", file=sys.stderr)
+        return None
+    arms = list(dr["arms"])
+    x = np.arange(len(arms))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for k, endpoint in enumerate(("tasks", "reports")):
+        p99 = [dr["arms"][a]["latency_ms"][endpoint]["p99"] for a in arms]
+        ax.bar(x + (k - 0.5) * 0.38, p99, 0.38, label=f"POST /{endpoint} p99")
+    hz = [dr["arms"][a]["healthz_latency_ms"]["p99"] for a in arms]
+    ax.scatter(x, hz, marker="_", s=600, color="black", label="GET /healthz p99", zorder=3)
+    ax.scatter(
+        x,
+        [TARGET_REFIT_P99_FACTOR * h for h in hz],
+        marker="_",
+        s=600,
+        color="red",
+        label=f"{TARGET_REFIT_P99_FACTOR:g} x healthz p99 (target)",
+        zorder=3,
+    )
+    labels = [f"{a.replace('_', ' ')}\n({dr['arms'][a]['fit_processes']} fit proc.)" for a in arms]
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel("ms")
+    ax.set_title(
+        f"{dr['teacher']} during refits: {dr['clients']} clients, batch {dr['batch']}, "
+        f"{dr['repeats']} x {dr['duration_s']:g} s per arm"
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _clean(obj: Any) -> Any:

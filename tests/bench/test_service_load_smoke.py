@@ -118,6 +118,7 @@ def test_service_load_quick(tmp_path: Path) -> None:
     for arm in ("process_pool", "process_pool_1"):  # the fit workers did the work
         assert dr["arms"][arm]["server_children_cpu"] > 0
     assert res["targets_definition"]["during_refits_p99_factor_to_healthz_p99"] == 3.0
+    assert (tmp_path / "x_refits.png").stat().st_size > 0  # the arms' plot, beside the JSON
     (rt,) = [t for t in res["targets"] if t["target"].startswith("p99 during refits")]
     assert rt["teacher"] == "alp_gmm" and isinstance(rt["pass"], bool)
     assert rt["value"]["factor"] == 3.0 and rt["value"]["fits_in_window"] > 0
