@@ -17,6 +17,7 @@ and its initializer must set the thread counts before numpy loads.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import multiprocessing
 import os
@@ -33,15 +34,18 @@ log = logging.getLogger(__name__)
 _ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _one_thread_worker() -> None:
+def _one_thread_worker(preload: tuple[str, ...] = ()) -> None:
     """Initializer of every worker: one BLAS / OpenMP thread, the setting the in-process fit
-    uses (the same bits, and no oversubscription of the server's cores); and a watch on the
-    server, so that a worker does not outlive a server that was killed."""
+    uses (the same bits, and no oversubscription of the server's cores); the modules its work
+    needs, imported before it takes any (scikit-learn takes a second or two); and a watch on
+    the server, so that a worker does not outlive a server that was killed."""
     for name in _ONE_THREAD:
         os.environ[name] = "1"
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)
+    for module in preload:
+        importlib.import_module(module)
     threading.Thread(
         target=_exit_with_parent, args=(os.getppid(),), name="fit-pool-watch", daemon=True
     ).start()
@@ -79,7 +83,8 @@ class FitPool:
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
         self._closed = False
-        self._warmed = False
+        self._warming: list[Future] | None = None  # warm()'s tasks, once called
+        self._preload: tuple[str, ...] = ()
 
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -92,6 +97,7 @@ class FitPool:
                     max_workers=self.processes,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_one_thread_worker,
+                    initargs=(self._preload,),
                 )
             return self._pool
 
@@ -112,17 +118,27 @@ class FitPool:
             pool.shutdown(wait=False, cancel_futures=True)
             return self._executor().submit(fn, *args, **kwargs)
 
-    def warm(self) -> Future | None:
-        """Start the workers now, once (a spawned worker takes a second or two to start), so
-        the first fit does not pay for them: the future gives the first one's pid; None when
-        already done or the pool is closed."""
+    def warm(self, *preload: str) -> Future | None:
+        """Start the workers now, once, each importing the ``preload`` modules before it takes
+        any work (a spawned worker needs a second or two, more on a busy machine, before it
+        can fit): the future gives the first one's pid; None when already done or the pool
+        is closed. Until then :meth:`ready` is False."""
         with self._lock:
-            if self._warmed or self._closed:
+            if self._warming is not None or self._closed:
                 return None
-            self._warmed = True
+            if self._pool is None:
+                self._preload = preload
+            self._warming = []
         # one no-op per worker: the executor starts a process for each task no idle one takes
         started = [self.submit(_ready) for _ in range(self.processes)]
+        with self._lock:
+            self._warming = started
         return started[0]
+
+    def ready(self) -> bool:
+        """Whether a worker has started and can take work at once (after :meth:`warm`)."""
+        with self._lock:
+            return bool(self._warming) and any(f.done() for f in self._warming)
 
     def close(self) -> None:
         """Stop the workers; fits still queued are cancelled (teachers recompute them)."""

@@ -571,8 +571,8 @@ class GMMTeacher(Teacher):
         this process; ``None``: back to the thread."""
         self._background = executor
         warm = getattr(executor, "warm", None)
-        if warm is not None:  # start the pool's worker before the first fit needs it
-            warm()
+        if warm is not None:  # start the pool's workers (fits import this module) early
+            warm(__name__)
 
     def close(self) -> None:
         """Stop the fit thread. A pending fit is kept as inputs and recomputed if needed."""
@@ -692,7 +692,10 @@ class GMMTeacher(Teacher):
 
     def _submit(self, pending: _PendingFit) -> None:
         self._pending = pending
-        if self._background is not None:
+        # Until the pool's first worker is up (seconds after the server made its first GMM
+        # teacher), fit in the thread: the same pure function, so the same mixture.
+        ready = getattr(self._background, "ready", None)
+        if self._background is not None and (ready is None or ready()):
             try:
                 self._run_fit(self._background, pending)
                 return

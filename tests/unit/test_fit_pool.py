@@ -30,10 +30,18 @@ SPEC = ExperimentCreate(
 )
 
 
+def warmed(pool: FitPool) -> FitPool:
+    """``pool`` once its first worker can fit (before that, teachers fit in a thread)."""
+    first = pool.warm(gmm_base.__name__)
+    assert first is not None and first.result(timeout=60) != os.getpid()
+    assert pool.ready()
+    return pool
+
+
 @pytest.fixture(scope="module")
 def pool() -> Iterator[FitPool]:
     p = FitPool(1)
-    yield p
+    yield warmed(p)
     p.close()
 
 
@@ -58,7 +66,7 @@ def run_teacher(background, rounds: int = 25, on_round=None) -> tuple[list, int]
 def test_work_runs_in_another_process(pool: FitPool) -> None:
     pid = pool.submit(os.getpid).result(timeout=60)
     assert pid != os.getpid()
-    assert pool.warm() is None or pool.warm() is None  # warming happens once
+    assert pool.warm() is None and pool.ready()  # warming happens once
 
 
 def test_fits_in_the_pool_propose_what_fits_in_a_thread_propose(pool: FitPool) -> None:
@@ -69,7 +77,7 @@ def test_fits_in_the_pool_propose_what_fits_in_a_thread_propose(pool: FitPool) -
 
 
 def test_a_lost_worker_is_replaced_and_its_fit_recomputed_in_process() -> None:
-    pool = FitPool(1)
+    pool = warmed(FitPool(1))
     try:
         first = pool.submit(os.getpid).result(timeout=60)
         killed = []
@@ -116,7 +124,7 @@ def test_a_closed_pool_refuses_work_and_teachers_fit_in_a_thread() -> None:
 
 
 def test_candidates_dealt_over_two_workers_give_the_same_fits() -> None:
-    two = FitPool(2)
+    two = warmed(FitPool(2))
     try:
         dealt: list[list[int]] = []
 
@@ -132,6 +140,28 @@ def test_candidates_dealt_over_two_workers_give_the_same_fits() -> None:
         assert split == whole  # the same mixtures, bit for bit
     finally:
         two.close()
+
+
+def test_until_the_pool_is_ready_fits_run_in_a_thread_with_the_same_results() -> None:
+    cold = FitPool(1)
+    try:
+        assert not cold.ready()  # not warmed: no worker can take a fit at once
+        used: list[bool] = []
+        first_fit_in_pool: list[bool] = []
+
+        def on_round(_: int, teacher) -> None:
+            p = teacher._pending
+            if p is not None and not used:
+                used.append(True)
+                first_fit_in_pool.append(bool(p.parts) and teacher._executor is None)
+
+        proposed, fits = run_teacher(cold, on_round=on_round)  # warms it (spawn: seconds)
+        assert first_fit_in_pool == [False]  # the first fit went to the teacher's thread
+        assert proposed == run_teacher(None)[0] and fits >= 5
+        assert cold._warming  # the teacher started the workers, each preloading its module
+        assert cold._preload == (gmm_base.__name__,)
+    finally:
+        cold.close()
 
 
 def test_split_ks_balances_and_covers_every_k() -> None:
