@@ -145,10 +145,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.database_url(), sqlite_synchronous=settings.sqlite_synchronous)
+        fit_pool = FitPool(settings.fit_processes) if settings.fit_processes else None
         manager = ExperimentManager(
             store,
-            judges=Judges(settings),
-            fit_pool=FitPool(settings.fit_processes) if settings.fit_processes else None,
+            judges=Judges(settings, background=fit_pool),
+            fit_pool=fit_pool,
             snapshot_every=settings.snapshot_every,
             max_outstanding=settings.max_outstanding,
         )

