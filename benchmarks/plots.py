@@ -5,10 +5,36 @@ toy. Needs matplotlib (the ``plots`` extra)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def pyplot_or_none() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend, or None (with a note on stderr) when
+    matplotlib is not installed: benchmarks then write their JSON without a plot."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install '.[plots]')", file=sys.stderr)
+        return None
+    return plt
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 110) -> Path:
+    """Lay ``fig`` out, write it to ``path`` (folders made) and close it; return ``path``."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
 
 
 def plot_report(report: dict[str, Any], path: Path) -> Path:

@@ -63,6 +63,7 @@ import orjson
 
 from api_schemas.limits import MAX_BATCH
 from benchmarks.machine import describe_machine
+from benchmarks.plots import pyplot_or_none, save_figure
 from teacher_service.teachers.gmm_base import next_fit_start
 from teacher_service.testing import ServerProcess
 
@@ -1746,13 +1747,8 @@ def main(argv: list[str] | None = None) -> int:
 def plot_refits(dr: dict[str, Any], path: Path) -> Path | None:
     """p99 of tasks and reports per during-refits arm, with each arm's healthz p99 (and 3x
     it, the target) as marks; None when matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot (pip install '.[plots]')", file=sys.stderr)
+    plt = pyplot_or_none()
+    if plt is None:
         return None
     arms = list(dr["arms"])
     x = np.arange(len(arms))
@@ -1779,11 +1775,7 @@ def plot_refits(dr: dict[str, Any], path: Path) -> Path | None:
         f"{dr['repeats']} x {dr['duration_s']:g} s per arm"
     )
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _clean(obj: Any) -> Any:

@@ -6,13 +6,14 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 
 from teacher_service.testing import ServerProcess, free_port
 
-__all__ = ["ServerProcess", "free_port", "in_process"]
+__all__ = ["HeldExecutor", "ServerProcess", "free_port", "in_process"]
 
 
 @contextlib.contextmanager
@@ -45,3 +46,19 @@ def in_process(db_url: str, **settings: Any) -> Iterator[httpx.Client]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+class HeldExecutor(ThreadPoolExecutor):
+    """A one-thread executor whose work starts only once ``gate`` is set (a fit that is
+    still running when it falls due)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.gate = threading.Event()
+
+    def submit(self, fn, /, *args, **kwargs):
+        def held():
+            assert self.gate.wait(timeout=60)
+            return fn(*args, **kwargs)
+
+        return super().submit(held)

@@ -30,6 +30,7 @@ from teacher_service.teachers.gmm_base import (
     information_criterion,
     n_free_parameters,
 )
+from tests.helpers import HeldExecutor
 
 UNIT2 = BoxSpace(dims=[BoxDim(name="x", low=0.0, high=1.0), BoxDim(name="y", low=0.0, high=1.0)])
 #: Small hyper-parameters so that fits happen within a few hundred episodes.
@@ -502,21 +503,6 @@ def test_simulated_student_quality() -> None:
         teacher.close()
         scores.append(student.score())
     assert np.mean(scores) >= 30.0, scores
-
-
-class HeldExecutor(ThreadPoolExecutor):
-    """A one-thread executor whose work starts only once ``gate`` is set."""
-
-    def __init__(self) -> None:
-        super().__init__(max_workers=1)
-        self.gate = threading.Event()
-
-    def submit(self, fn, /, *args, **kwargs):
-        def held():
-            assert self.gate.wait(timeout=60)
-            return fn(*args, **kwargs)
-
-        return super().submit(held)
 
 
 def test_would_block_only_around_due_fits() -> None:

@@ -20,6 +20,7 @@ from teacher_service.runtime import ExperimentRuntime, status_from_runs, status_
 from teacher_service.storage import ExperimentRecord, Store, pack_state, unpack_state
 from teacher_service.storage.tables import snapshots
 from tests.conftest import BOX2
+from tests.helpers import HeldExecutor
 
 
 class Clock:
@@ -318,23 +319,8 @@ def test_store_refuses_later_writes_after_a_failure_until_reset(store: Store) ->
     assert [e.seq for e in store.iter_events("x")] == [1, 2]
 
 
-class HeldFits(ThreadPoolExecutor):
-    """The runtime's background executor, whose fits start only once ``gate`` is set."""
-
-    def __init__(self) -> None:
-        super().__init__(max_workers=1)
-        self.gate = threading.Event()
-
-    def submit(self, fn, /, *args, **kwargs):
-        def held():
-            assert self.gate.wait(timeout=60)
-            return fn(*args, **kwargs)
-
-        return super().submit(held)
-
-
 def test_a_proposal_waits_for_its_fit_without_holding_the_lock(store: Store) -> None:
-    fits = HeldFits()
+    fits = HeldExecutor()
     teacher = {"kind": "alp_gmm", "fit_rate": 20, "bootstrap": 20, "fit_delay": 5}
     rt = make(store, teacher=teacher, background=fits)
     spare, _ = rt.propose(1)  # reported while a proposal waits
