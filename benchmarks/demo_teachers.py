@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.machine import describe_machine
+from benchmarks.plots import pyplot_or_none, save_figure
 from benchmarks.ray_runs import mean_sd, progress_printer
 from student_workers.checkpoints import evaluate_checkpoint
 from student_workers.demo_setup import (
@@ -158,13 +159,8 @@ def summarise(
 def plot(result: dict[str, Any], path: Path) -> Path | None:
     """Mean solve rate per teacher on the demo's test mazes and on all nine, with the seeds'
     spread."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logging.warning("matplotlib is not installed: no plot (pip install '.[plots]')")
+    plt = pyplot_or_none()
+    if plt is None:
         return None
     teachers = list(result["teachers"])
     x = np.arange(len(teachers))
@@ -184,10 +180,7 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
         f"{', '.join(map(str, st['seeds']))} ({st['workers']} workers)"
     )
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,7 @@ import numpy as np
 
 from benchmarks.discrete_quality import wait_until_judged
 from benchmarks.machine import describe_machine
+from benchmarks.plots import pyplot_or_none, save_figure
 from benchmarks.ray_runs import fast_ppo_config, mean_sd, progress_printer, small_checkpoint
 from env_generators.minigrid_suite import HARD_ENVS, SUITE_ENVS, suite_entry, suite_space
 from student_workers.checkpoints import evaluate_checkpoint
@@ -224,13 +225,8 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
     """Two panels: the solve rate of every env per method (mean over seeds, bars; the seeds'
     standard deviation as error bars; the hard envs and their mean last), and the share of
     the training env steps each method's teacher gave every env."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logging.warning("matplotlib is not installed: no plot (pip install '.[plots]')")
+    plt = pyplot_or_none()
+    if plt is None:
         return None
     methods = list(result["methods"])
     envs = result["settings"]["eval_envs"]
@@ -265,11 +261,7 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
     ax2.set_ylabel("share of training env steps")
     ax2.set_title("What each teacher trained on (all seeds)")
     ax2.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def summarise(

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.machine import describe_machine
+from benchmarks.plots import pyplot_or_none, save_figure
 from benchmarks.ray_runs import fast_ppo_config, mean_sd, progress_printer, small_checkpoint
 from student_workers.evaluator import DEFAULT_EVAL_MAZES
 from student_workers.ppo import PPOConfig
@@ -194,13 +195,8 @@ def aggregate(rows: list[dict], methods: list[str], mazes: list[str]) -> dict[st
 
 def plot(result: dict[str, Any], path: Path) -> Path | None:
     """Per-maze solve rates per method (bars), mean with the seeds' spread in the legend."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logging.warning("matplotlib is not installed: no plot (pip install '.[plots]')")
+    plt = pyplot_or_none()
+    if plt is None:
         return None
     methods = list(result["methods"])
     mazes = result["settings"]["mazes"] + ["mean"]
@@ -228,10 +224,7 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
         f"{st['workers']} workers x {st['envs_per_worker']} envs)"
     )
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def summarise(rows: list[dict], args: argparse.Namespace, argv: list[str] | None, wall: float):

@@ -5,7 +5,7 @@ toy. Needs matplotlib (the ``plots`` extra)."""
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +13,15 @@ import numpy as np
 
 
 def pyplot_or_none() -> Any:
-    """``matplotlib.pyplot`` on the Agg backend, or None (with a note on stderr) when
-    matplotlib is not installed: benchmarks then write their JSON without a plot."""
+    """``matplotlib.pyplot`` on the Agg backend, or None (with a warning) when matplotlib is
+    not installed: benchmarks then write their JSON without a plot."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")  # no display needed
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib is not installed: no plot (pip install '.[plots]')", file=sys.stderr)
+        logging.warning("matplotlib is not installed: no plot (pip install '.[plots]')")
         return None
     return plt
 

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.machine import describe_machine
+from benchmarks.plots import save_figure
 from benchmarks.ray_runs import fast_ppo_config, mean_sd, progress_printer, small_checkpoint
 from env_generators.levels import WALL, Level, shortest_path
 from env_generators.parametric import ParametricMazes
@@ -253,11 +254,7 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
     axes[2].set(title="solve rate", ylim=(0, 1))
     for ax in axes[:2]:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
