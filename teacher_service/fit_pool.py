@@ -34,18 +34,22 @@ log = logging.getLogger(__name__)
 _ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _one_thread_worker(preload: tuple[str, ...] = ()) -> None:
+def _worker_init(preload: tuple[str, ...] = ()) -> None:
     """Initializer of every worker: one BLAS / OpenMP thread, the setting the in-process fit
     uses (the same bits, and no oversubscription of the server's cores); the modules its work
     needs, imported before it takes any (scikit-learn takes a second or two); and a watch on
-    the server, so that a worker does not outlive a server that was killed."""
+    the server, so that a worker does not outlive a server that was killed.
+
+    Workers keep the server's priority: a fit must be done by its due episode, and a lower
+    priority on a machine whose cores the requests keep busy makes it late, so that the
+    proposals then wait for it (measured in docs/results/service-load.md).
+    """
     for name in _ONE_THREAD:
         os.environ[name] = "1"
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)
-    for module in preload:
-        importlib.import_module(module)
+    _import(preload)
     threading.Thread(
         target=_exit_with_parent, args=(os.getppid(),), name="fit-pool-watch", daemon=True
     ).start()
@@ -61,6 +65,13 @@ def _exit_with_parent(parent: int, every: float = 0.5) -> None:
 
 def _ready() -> int:
     """A no-op task that starts a worker (and reports its pid)."""
+    return os.getpid()
+
+
+def _import(modules: tuple[str, ...]) -> int:
+    """Import ``modules`` in this worker (and report its pid)."""
+    for module in modules:
+        importlib.import_module(module)
     return os.getpid()
 
 
@@ -96,7 +107,7 @@ class FitPool:
                 self._pool = ProcessPoolExecutor(
                     max_workers=self.processes,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_one_thread_worker,
+                    initializer=_worker_init,
                     initargs=(self._preload,),
                 )
             return self._pool
@@ -119,24 +130,35 @@ class FitPool:
             return self._executor().submit(fn, *args, **kwargs)
 
     def warm(self, *preload: str) -> Future | None:
-        """Start the workers now, once, each importing the ``preload`` modules before it takes
-        any work (a spawned worker needs a second or two, more on a busy machine, before it
-        can fit): the future gives the first one's pid; None when already done or the pool
-        is closed. Until then :meth:`ready` is False."""
+        """Start the workers now, each importing the ``preload`` modules before it takes any
+        work (a spawned worker needs a second or two, more on a busy machine, before it can
+        fit); workers already running import the modules they do not have yet. The future
+        gives the pid of the first worker done; None when there was nothing to do or the pool
+        is closed. Until one is done :meth:`ready` is False.
+
+        A user of the pool calls it with what its work imports, as a GMM teacher does with
+        its fit module: whichever user comes first, no later one's first task pays for the
+        imports (workers started after a crash import them all in their initializer).
+        """
         with self._lock:
-            if self._warming is not None or self._closed:
+            if self._closed:
                 return None
-            if self._pool is None:
-                self._preload = preload
+            new = tuple(m for m in preload if m not in self._preload)
+            if self._warming is not None and not new:
+                return None
+            self._preload += new
+            fresh = self._pool is None  # its initializer imports self._preload
             self._warming = []
-        # one no-op per worker: the executor starts a process for each task no idle one takes
-        started = [self.submit(_ready) for _ in range(self.processes)]
+        # One task per worker: the executor starts a process for each task no idle one takes,
+        # and idle workers take one each (a worker that misses one imports on first use).
+        task = (_ready,) if fresh else (_import, new)
+        started = [self.submit(*task) for _ in range(self.processes)]
         with self._lock:
             self._warming = started
         return started[0]
 
     def ready(self) -> bool:
-        """Whether a worker has started and can take work at once (after :meth:`warm`)."""
+        """Whether a worker can take work at once, its imports done (after :meth:`warm`)."""
         with self._lock:
             return bool(self._warming) and any(f.done() for f in self._warming)
 

@@ -69,6 +69,26 @@ def test_work_runs_in_another_process(pool: FitPool) -> None:
     assert pool.warm() is None and pool.ready()  # warming happens once
 
 
+def loaded(pool: FitPool, module: str) -> bool:
+    """Whether ``module`` is imported in the (one) worker of ``pool``."""
+    return pool.submit(eval, f"{module!r} in __import__('sys').modules").result(timeout=60)
+
+
+def test_a_later_user_s_modules_are_imported_in_running_workers() -> None:
+    p = FitPool(1)
+    try:
+        assert p.warm() is not None and p.warm() is None  # started by a user with no imports
+        p.submit(os.getpid).result(timeout=60)
+        assert not loaded(p, "colorsys")
+        first = p.warm("colorsys")  # a second user, whose work needs colorsys
+        assert first is not None
+        assert first.result(timeout=60) != os.getpid() and p.ready()
+        assert loaded(p, "colorsys")
+        assert p.warm("colorsys") is None  # nothing new to import
+    finally:
+        p.close()
+
+
 def test_fits_in_the_pool_propose_what_fits_in_a_thread_propose(pool: FitPool) -> None:
     pooled, fits = run_teacher(pool)
     threaded, thread_fits = run_teacher(None)
