@@ -378,7 +378,8 @@ class Store:
             self._write_until_stopped()
         finally:
             if self._conn is not None:
-                self._conn.close()
+                with contextlib.suppress(Exception):
+                    self._conn.close()
 
     def _write_until_stopped(self) -> None:
         while True:
@@ -412,7 +413,8 @@ class Store:
                 yield conn
         except BaseException:
             self._conn = None
-            conn.close()
+            with contextlib.suppress(Exception):  # a dead connection may fail to close too
+                conn.close()
             raise
 
     def reset_failure(self, experiment_id: str) -> None:
