@@ -124,8 +124,9 @@ def _api_description(settings: Settings) -> str:
     )
 
 
-#: The API's sections in reading order (the routers are included in another order: see
-#: create_app), each with its one-line summary for ``/docs``.
+#: The API's sections in reading order, each with its one-line summary for ``/docs``; the
+#: document lists its paths in this order too (the routers are matched in another: see
+#: create_app).
 _TAGS = [
     {"name": "health", "description": "Liveness and Prometheus metrics."},
     {"name": "teachers", "description": "The teacher kinds this server offers."},
@@ -140,6 +141,19 @@ _TAGS = [
 ]
 
 
+def _in_reading_order(doc: dict[str, Any]) -> dict[str, Any]:
+    """List ``doc``'s paths section by section, in the order of :data:`_TAGS` (a path's
+    section is its first operation's tag), not in the order the routers are matched in."""
+    rank = {tag["name"]: i for i, tag in enumerate(_TAGS)}
+
+    def section(item: tuple[str, dict[str, Any]]) -> int:
+        tags = [tag for op in item[1].values() for tag in op.get("tags", ())]
+        return rank.get(tags[0], len(rank)) if tags else len(rank)
+
+    doc["paths"] = dict(sorted(doc["paths"].items(), key=section))
+    return doc
+
+
 def _finish_document(app: FastAPI) -> None:
     """Build the OpenAPI document once, with every error answer declared as JSON and the
     links between operations."""
@@ -147,7 +161,8 @@ def _finish_document(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = add_generator_schemas(add_links(errors_as_json(build())))
+            doc = add_generator_schemas(add_links(errors_as_json(build())))
+            app.openapi_schema = _in_reading_order(doc)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
