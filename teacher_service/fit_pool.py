@@ -63,13 +63,9 @@ def _exit_with_parent(parent: int, every: float = 0.5) -> None:
     os._exit(0)
 
 
-def _ready() -> int:
-    """A no-op task that starts a worker (and reports its pid)."""
-    return os.getpid()
-
-
 def _import(modules: tuple[str, ...]) -> int:
-    """Import ``modules`` in this worker (and report its pid)."""
+    """Import ``modules`` in this worker (and report its pid): also the task that starts a
+    worker, whose initializer has imported them already."""
     for module in modules:
         importlib.import_module(module)
     return os.getpid()
@@ -146,13 +142,11 @@ class FitPool:
             new = tuple(m for m in preload if m not in self._preload)
             if self._warming is not None and not new:
                 return None
-            self._preload += new
-            fresh = self._pool is None  # its initializer imports self._preload
+            self._preload += new  # what workers started from now on import first
             self._warming = []
         # One task per worker: the executor starts a process for each task no idle one takes,
         # and idle workers take one each (a worker that misses one imports on first use).
-        task = (_ready,) if fresh else (_import, new)
-        started = [self.submit(*task) for _ in range(self.processes)]
+        started = [self.submit(_import, new) for _ in range(self.processes)]
         with self._lock:
             self._warming = started
         return started[0]
