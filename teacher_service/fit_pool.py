@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 _ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _worker_init(preload: tuple[str, ...] = ()) -> None:
+def _worker_init(preload: tuple[str, ...], server: int) -> None:
     """Initializer of every worker: one BLAS / OpenMP thread, the setting the in-process fit
     uses (the same bits, and no oversubscription of the server's cores); the modules its work
     needs, imported before it takes any (scikit-learn takes a second or two); and a watch on
@@ -49,10 +49,13 @@ def _worker_init(preload: tuple[str, ...] = ()) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)
-    _import(preload)
+    # The server's pid comes from the server: a worker whose server was killed while it was
+    # still starting (imports take seconds) is already re-parented here, and would take its
+    # new parent for the server and never exit.
     threading.Thread(
-        target=_exit_with_parent, args=(os.getppid(),), name="fit-pool-watch", daemon=True
+        target=_exit_with_parent, args=(server,), name="fit-pool-watch", daemon=True
     ).start()
+    _import(preload)
 
 
 def _exit_with_parent(parent: int, every: float = 0.5) -> None:
@@ -104,7 +107,7 @@ class FitPool:
                     max_workers=self.processes,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_worker_init,
-                    initargs=(self._preload,),
+                    initargs=(self._preload, os.getpid()),
                 )
             return self._pool
 

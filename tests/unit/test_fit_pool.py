@@ -5,8 +5,10 @@ after the pool failed them."""
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
@@ -14,7 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 import pytest
 
 from api_schemas.experiments import ExperimentCreate
-from teacher_service.fit_pool import FitPool
+from teacher_service.fit_pool import FitPool, _worker_init
 from teacher_service.teachers import gmm_base
 from teacher_service.teachers.base import TaskResult
 from teacher_service.teachers.registry import make_teacher
@@ -67,6 +69,27 @@ def test_work_runs_in_another_process(pool: FitPool) -> None:
     pid = pool.submit(os.getpid).result(timeout=60)
     assert pid != os.getpid()
     assert pool.warm() is None and pool.ready()  # warming happens once
+
+
+def _start_worker_and_stay(server: int) -> None:
+    _worker_init((), server)
+    time.sleep(60)
+
+
+def test_a_worker_whose_server_is_gone_before_it_started_exits() -> None:
+    # A server killed while its worker was still starting: the worker, re-parented before
+    # its initializer ran, must not take its new parent for the server.
+    spawn = multiprocessing.get_context("spawn")
+    gone = spawn.Process(target=os.getpid)
+    gone.start()
+    gone.join()
+    worker = spawn.Process(target=_start_worker_and_stay, args=(gone.pid,))
+    worker.start()
+    worker.join(timeout=30)
+    alive = worker.is_alive()
+    if alive:
+        worker.kill()
+    assert not alive and worker.exitcode == 0
 
 
 def loaded(pool: FitPool, module: str) -> bool:
