@@ -13,27 +13,28 @@ import httpx
 
 from teacher_service.testing import ServerProcess, free_port
 
-__all__ = ["HeldExecutor", "ServerProcess", "free_port", "in_process"]
+__all__ = ["HeldExecutor", "ServerProcess", "free_port", "in_process", "serve"]
 
 
 @contextlib.contextmanager
 def in_process(db_url: str, **settings: Any) -> Iterator[httpx.Client]:
     """The app served by uvicorn in a thread of this process (so that tests can patch it),
     and a client of it."""
-    import uvicorn
-
     from teacher_service.app import create_app
     from teacher_service.settings import Settings
 
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(Settings(db=db_url, port=port, **settings)),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
+    with serve(create_app(Settings(db=db_url, port=port, **settings)), port) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def serve(app: Any, port: int | None = None) -> Iterator[httpx.Client]:
+    """``app`` served by uvicorn on a free loopback port in a thread, and a client of it."""
+    import uvicorn
+
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

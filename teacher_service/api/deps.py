@@ -55,17 +55,26 @@ async def require_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """401 unless the configured bearer token is presented (no-op when none is set)."""
-    token: str | None = request.app.state.settings.token
-    if token is None:
-        return
-    if credentials is None or not secrets.compare_digest(
-        credentials.credentials.encode(), token.encode()
-    ):
+    if not _matches(request.app.state.settings.token, credentials):
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
             detail="missing or wrong bearer token",
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+async def token_accepted(request: Request) -> bool:
+    """Whether ``request`` passes :func:`require_token` (for a caller that does not raise)."""
+    token: str | None = request.app.state.settings.token
+    return token is None or _matches(token, await _bearer(request))
+
+
+def _matches(token: str | None, credentials: HTTPAuthorizationCredentials | None) -> bool:
+    if token is None:
+        return True
+    return credentials is not None and secrets.compare_digest(
+        credentials.credentials.encode(), token.encode()
+    )
 
 
 ExperimentKey = Annotated[

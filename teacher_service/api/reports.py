@@ -6,9 +6,10 @@ from fastapi import APIRouter
 
 from api_schemas.reports import ReportAck, ReportBatch
 from teacher_service.api.deps import MetricsDep, RuntimeDep, call_runtime, durable
+from teacher_service.api.direct_route import DirectRoute
 from teacher_service.api.responses import JSON_WRITE, ON_EXPERIMENT, errors
 
-router = APIRouter(prefix="/v1/experiments", tags=["reports"])
+router = APIRouter(prefix="/v1/experiments", tags=["reports"], route_class=DirectRoute)
 
 
 @router.post(
