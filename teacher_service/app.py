@@ -185,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_outstanding=settings.max_outstanding,
         )
         await run_in_threadpool(manager.load_all)
+        metrics.watch(manager)
         app.state.store = store
         app.state.manager = manager
         app.state.dashboard = DashboardHub(store)

@@ -148,6 +148,11 @@ class ExperimentRuntime:
         # A judgement run in flight (one at a time), and when a failed one may be retried.
         self._judging = False
         self._judge_retry_at = 0.0
+        # Calls that waited for the teacher's background work (a fit not finished when it
+        # fell due), and the seconds they waited: wall time, not state, so not logged, and
+        # counted since this process started (Prometheus: autocurriculum_teacher_wait*).
+        self.waits = 0
+        self.wait_seconds = 0.0
         self._reset_state()
 
     # ------------------------------------------------------------------ state
@@ -347,7 +352,12 @@ class ExperimentRuntime:
                 return
             work = self.teacher.pending_work()
         if work is not None:
+            started = time.perf_counter()
             futures_wait([work])
+            waited = time.perf_counter() - started
+            with self.lock:
+                self.waits += 1
+                self.wait_seconds += waited
 
     def sweep(self) -> None:
         """Expire overdue tasks of an idle experiment, and retry a failed judgement run

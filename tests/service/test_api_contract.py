@@ -48,6 +48,8 @@ def test_health_teachers_and_metrics(client: httpx.Client) -> None:
     client.post("/v1/experiments/exp/tasks", json={"n": 3})
     text = client.get("/metrics").text
     assert 'autocurriculum_tasks_issued_total{experiment="exp"} 3.0' in text
+    assert 'autocurriculum_teacher_waits_total{experiment="exp"} 0.0' in text
+    assert 'autocurriculum_teacher_wait_seconds_total{experiment="exp"} 0.0' in text
     assert "autocurriculum_request_seconds_bucket" in text
 
 

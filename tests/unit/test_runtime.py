@@ -319,7 +319,9 @@ def test_store_refuses_later_writes_after_a_failure_until_reset(store: Store) ->
     assert [e.seq for e in store.iter_events("x")] == [1, 2]
 
 
-def test_a_proposal_waits_for_its_fit_without_holding_the_lock(store: Store) -> None:
+def test_a_proposal_waits_for_its_fit_without_holding_the_lock_and_the_wait_is_counted(
+    store: Store,
+) -> None:
     fits = HeldExecutor()
     teacher = {"kind": "alp_gmm", "fit_rate": 20, "bootstrap": 20, "fit_delay": 5}
     rt = make(store, teacher=teacher, background=fits)
@@ -340,10 +342,13 @@ def test_a_proposal_waits_for_its_fit_without_holding_the_lock(store: Store) -> 
         fits.gate.set()
         proposed, _ = waiting.result(timeout=60)
     assert rt.teacher.n_fits_ == 1 and not rt.may_block(0)
+    # The wait is counted (wall time since this process started; not in the log).
+    assert rt.waits == 1 and rt.wait_seconds >= 0.2
     store.barrier().result()
     twin = reload(rt)  # the replay proposes what the live runtime proposes next
     assert [t.params for t in twin.propose(4)[0]] == [t.params for t in rt.propose(4)[0]]
     assert len(proposed) == 2
+    assert twin.waits == 0 and twin.wait_seconds == 0.0
     rt.close()
     twin.close()
     fits.shutdown()
