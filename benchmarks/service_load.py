@@ -60,6 +60,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from api_schemas.limits import MAX_BATCH
 from benchmarks.machine import describe_machine
@@ -460,6 +461,27 @@ class Bench:
     async def state(self, name: str) -> dict[str, Any]:
         return await self.call("GET", f"/v1/experiments/{name}/state")
 
+    async def teacher_waits(self, name: str) -> dict[str, float]:
+        """How often, and how many seconds in all, ``name``'s calls have waited for its
+        teacher's background work (a fit due but not finished), from ``GET /metrics``."""
+        c = self.conn()
+        try:
+            status, data = await c.request("GET", "/metrics", None)
+        finally:
+            await c.close()
+        if status != 200:
+            raise HTTPStatusError("GET", "/metrics", status, data)
+        names = {
+            "autocurriculum_teacher_waits_total": "waits",
+            "autocurriculum_teacher_wait_seconds_total": "seconds",
+        }
+        out = {"waits": 0.0, "seconds": 0.0}
+        for family in text_string_to_metric_families(data.decode()):
+            for sample in family.samples:
+                if sample.name in names and sample.labels.get("experiment") == name:
+                    out[names[sample.name]] = sample.value
+        return out
+
     # ----------------------------------------------------------------- scenarios
     async def healthz(self, clients: int, samples: list[float] | None = None) -> dict[str, Any]:
         """``GET /healthz`` in a loop on ``clients`` connections: the HTTP-stack floor.
@@ -739,14 +761,17 @@ async def refit_window(
     await bench.fill(REFIT_TEACHER, name, prefill, quiet=True)
     hz_samples: list[float] = []
     hz = await bench.healthz(REFIT_CLIENTS, hz_samples)
-    marks: dict[str, dict[str, int]] = {}
+    marks: dict[str, dict[str, float]] = {}
 
     def mark(key: str) -> Callable[[], Awaitable[None]]:
         async def read() -> None:
             st = await bench.state(name)
+            waits = await bench.teacher_waits(name)
             marks[key] = {
                 "fits": int(st["teacher"]["fits"]),
                 "episodes": int(st["teacher"]["episodes"]),
+                "waits": int(waits["waits"]),
+                "wait_s": waits["seconds"],
             }
 
         return read
@@ -782,8 +807,13 @@ async def refit_window(
             first,
             int(cfg["fit_rate"]),
             int(cfg["fit_delay"]),
-            marks["open"]["episodes"],
-            marks["close"]["episodes"],
+            int(marks["open"]["episodes"]),
+            int(marks["close"]["episodes"]),
+        ),
+        # Calls that waited for a fit due but not finished, and how long in all.
+        "teacher_waits_in_window": marks["close"]["waits"] - marks["open"]["waits"],
+        "teacher_wait_ms_in_window": round(
+            1e3 * (marks["close"]["wait_s"] - marks["open"]["wait_s"]), 1
         ),
         "tasks_per_s": round(st.tasks / dur, 1),
         "reports_per_s": round(st.reports / dur, 1),
@@ -817,7 +847,8 @@ def _fmt_refit(r: dict[str, Any]) -> str:
         f"{lt['max']:.1f}  reports {lr['p50']:.2f}/{lr['p99']:.2f}/{lr['max']:.1f}  healthz p99 "
         f"{r['healthz']['latency_ms']['p99']:.2f}  ratio {ratio['tasks']}/{ratio['reports']}  "
         f"cpu srv {r.get('server_cpu', math.nan):.2f} fit-worker "
-        f"{r.get('server_children_cpu', math.nan):.2f} other {r.get('other_cpu', math.nan):.2f}"
+        f"{r.get('server_children_cpu', math.nan):.2f} other {r.get('other_cpu', math.nan):.2f}  "
+        f"waits for fits {r['teacher_waits_in_window']} ({r['teacher_wait_ms_in_window']:.0f} ms)"
     )
 
 
@@ -920,6 +951,10 @@ async def during_refits(
                 "fits_in_window_per_run": [r["fits_in_window"] for r in runs],
                 "fits_started_and_applied_in_window": sum(
                     r["fits_started_and_applied_in_window"] for r in runs
+                ),
+                "teacher_waits_in_window": sum(r["teacher_waits_in_window"] for r in runs),
+                "teacher_wait_ms_in_window": round(
+                    sum(r["teacher_wait_ms_in_window"] for r in runs), 1
                 ),
                 "tasks_per_s": round(float(np.mean([r["tasks_per_s"] for r in runs])), 1),
                 "latency_ms": lat,
@@ -1383,7 +1418,8 @@ def finish(out: dict[str, Any], args: argparse.Namespace) -> None:
                 f"{lr['p99']:.2f} max {lr['max']:.1f}  healthz p99 "
                 f"{a['healthz_latency_ms']['p99']:.2f}  p99/healthz p99 "
                 f"{a['p99_ratio_to_healthz_p99']['tasks']}/"
-                f"{a['p99_ratio_to_healthz_p99']['reports']}"
+                f"{a['p99_ratio_to_healthz_p99']['reports']}  waits for fits "
+                f"{a['teacher_waits_in_window']} ({a['teacher_wait_ms_in_window']:.0f} ms)"
             )
     print("\ntargets (informational)")
     for t in out["targets"]:

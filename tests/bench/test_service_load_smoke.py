@@ -106,8 +106,14 @@ def test_service_load_quick(tmp_path: Path) -> None:
         assert r["fits_in_window"] > 0
         assert r["fits_started_and_applied_in_window"] > 0
         assert r["healthz"]["requests_per_s"] > 0 and r["healthz"]["latency_ms"]["p99"] > 0
-    for arm in dr["arms"].values():
+        # Calls that waited for a late fit, and how long in all, read from /metrics.
+        assert r["teacher_waits_in_window"] >= 0 and r["teacher_wait_ms_in_window"] >= 0
+        if r["teacher_waits_in_window"] == 0:
+            assert r["teacher_wait_ms_in_window"] == 0
+    for name, arm in dr["arms"].items():
         assert arm["fits_in_window"] > 0
+        runs = [r for r in dr["runs"] if r["arm"] == name]
+        assert arm["teacher_waits_in_window"] == sum(r["teacher_waits_in_window"] for r in runs)
         assert arm["healthz_latency_ms"]["p99"] > 0
         for endpoint in ("tasks", "reports"):
             lat = arm["latency_ms"][endpoint]
