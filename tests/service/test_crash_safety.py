@@ -49,7 +49,12 @@ def params_of(tasks: list[dict]) -> list[tuple[float, float]]:
 def test_twins_with_same_seed_propose_identically(server_factory, db_url: str, tmp_path) -> None:
     a = server_factory(db_url)
     b = server_factory(f"sqlite:///{tmp_path / 'twin.db'}")
-    with httpx.Client(base_url=a.url) as ca, httpx.Client(base_url=b.url) as cb:
+    # The first GMM experiment of a server imports scikit-learn and starts its fit workers:
+    # seconds on a busy machine, more than httpx's default 5 s timeout allows.
+    with (
+        httpx.Client(base_url=a.url, timeout=60) as ca,
+        httpx.Client(base_url=b.url, timeout=60) as cb,
+    ):
         create(ca)
         create(cb)
         for _ in range(25):  # 200 episodes: bootstrap, then fits that land at fixed episodes
