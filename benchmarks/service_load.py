@@ -433,8 +433,8 @@ class Bench:
     def conn(self) -> Any:
         return self.conn_cls(self.host, self.port, self.args.request_timeout)
 
-    async def call(self, method: str, path: str, payload: Any = None, ok: int = 200) -> Any:
-        """One request on a throw-away connection; JSON in, JSON out."""
+    async def fetch(self, method: str, path: str, payload: Any = None, ok: int = 200) -> bytes:
+        """One request on a throw-away connection; JSON in, the body's bytes out."""
         c = self.conn()
         try:
             status, data = await c.request(
@@ -444,7 +444,11 @@ class Bench:
             await c.close()
         if status != ok:
             raise HTTPStatusError(method, path, status, data)
-        return orjson.loads(data)
+        return data
+
+    async def call(self, method: str, path: str, payload: Any = None, ok: int = 200) -> Any:
+        """One request on a throw-away connection; JSON in, JSON out."""
+        return orjson.loads(await self.fetch(method, path, payload, ok))
 
     async def create(
         self, name: str, teacher: str, seed: int = 0, config: dict[str, Any] | None = None
@@ -464,13 +468,7 @@ class Bench:
     async def teacher_waits(self, name: str) -> dict[str, float]:
         """How often, and how many seconds in all, ``name``'s calls have waited for its
         teacher's background work (a fit due but not finished), from ``GET /metrics``."""
-        c = self.conn()
-        try:
-            status, data = await c.request("GET", "/metrics", None)
-        finally:
-            await c.close()
-        if status != 200:
-            raise HTTPStatusError("GET", "/metrics", status, data)
+        data = await self.fetch("GET", "/metrics")
         names = {
             "autocurriculum_teacher_waits_total": "waits",
             "autocurriculum_teacher_wait_seconds_total": "seconds",
