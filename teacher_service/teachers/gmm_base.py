@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from api_schemas.teachers import GMMConfigBase
@@ -52,6 +51,7 @@ from teacher_service.teachers.base import (
     box_scaler,
     unit_result,
 )
+from teacher_service.teachers.gmm_em import fit_full_gmm
 
 logger = logging.getLogger(__name__)
 
@@ -239,20 +239,14 @@ def fit_ks(rows: np.ndarray, random_state: int, ks: Sequence[int]) -> list[Candi
     out: list[Candidate] = []
     with _one_blas_thread():
         for k in ks:
-            gmm = GaussianMixture(n_components=k, covariance_type="full", random_state=random_state)
             try:
-                gmm.fit(rows)
+                fitted = fit_full_gmm(rows, k, random_state)
             except (ValueError, np.linalg.LinAlgError) as exc:  # degenerate rows
                 logger.warning("GMM fit with k=%d failed: %s", k, exc)
                 out.append(Candidate(k, None, None))
                 continue
-            params = GMMParams(
-                weights=np.array(gmm.weights_, dtype=np.float64),
-                means=np.array(gmm.means_, dtype=np.float64),
-                covariances=np.array(gmm.covariances_, dtype=np.float64),
-            )
-            # score() is the per-row mean log-likelihood
-            out.append(Candidate(k, float(gmm.score(rows)) * rows.shape[0], params))
+            params = GMMParams(fitted.weights, fitted.means, fitted.covariances)
+            out.append(Candidate(k, fitted.log_likelihood, params))
     return out
 
 

@@ -30,6 +30,7 @@ from teacher_service.teachers.gmm_base import (
     information_criterion,
     n_free_parameters,
 )
+from teacher_service.teachers.gmm_em import FittedMixture, fit_full_gmm
 from tests.helpers import HeldExecutor
 
 UNIT2 = BoxSpace(dims=[BoxDim(name="x", low=0.0, high=1.0), BoxDim(name="y", low=0.0, high=1.0)])
@@ -134,13 +135,12 @@ def test_k_range_is_inclusive(monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[int] = []
     threads: list[int] = []
 
-    class CountingGMM(GaussianMixture):
-        def fit(self, X, y=None):  # noqa: N803 - sklearn's signature
-            built.append(self.n_components)
-            threads.append(max(i["num_threads"] for i in threadpool_info()))
-            return super().fit(X, y)
+    def counting_fit(rows: np.ndarray, k: int, random_state: int) -> FittedMixture:
+        built.append(k)
+        threads.append(max(i["num_threads"] for i in threadpool_info()))
+        return fit_full_gmm(rows, k, random_state)
 
-    monkeypatch.setattr(gmm_base, "GaussianMixture", CountingGMM)
+    monkeypatch.setattr(gmm_base, "fit_full_gmm", counting_fit)
     before = [i["num_threads"] for i in threadpool_info()]
     res = fit_gmms(blobs(), random_state=0, min_k=2, max_k=5, criterion="aic")
     # The reference's arange(min_k, max_k) would stop at 4.
