@@ -38,6 +38,7 @@ test-fast: install
 
 bench: install
 	$(PY) benchmarks/service_load.py
+	$(PY) benchmarks/gmm_fit.py
 	$(PY) benchmarks/judging_load.py
 	$(PY) benchmarks/wrapper_overhead.py
 	$(PY) benchmarks/ray_scaling.py

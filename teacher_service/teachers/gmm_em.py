@@ -128,11 +128,13 @@ def _m_step(
     nk = _sum(resp, axis=0) + 10 * np.finfo(resp.dtype).eps  # no empty component
     means = (resp.T @ x) / nk[:, np.newaxis]
     k, d = means.shape
-    covariances = np.empty((k, d, d), dtype=x.dtype)
-    for j in range(k):
-        diff = x - means[j, :]
-        covariances[j, :, :] = ((resp[:, j] * diff.T) @ diff) / nk[j]
-        covariances[j, :, :].flat[:: d + 1] += reg_covar
+    # All components at once, each slice laid out as scikit-learn's per-component arrays are
+    # (so matmul makes the same BLAS call per slice): diff_j, then (resp_j * diff_j.T) @ diff_j.
+    diff = x[np.newaxis, :, :] - means[:, np.newaxis, :]
+    weighted = resp.T[:, :, np.newaxis] * diff
+    covariances = np.matmul(weighted.transpose(0, 2, 1), diff) / nk[:, np.newaxis, np.newaxis]
+    diagonal = np.arange(d)
+    covariances[:, diagonal, diagonal] += reg_covar
     return nk, means, covariances
 
 
@@ -161,11 +163,10 @@ def _log_gaussian(x: np.ndarray, means: np.ndarray, precisions_chol: np.ndarray)
     k = means.shape[0]
     # log|precision|^(1/2) is the sum of the log-diagonal of its Cholesky factor
     log_det = _sum(np.log(precisions_chol.reshape(k, -1)[:, :: d + 1]), axis=1)
-    squared = np.empty((n, k), dtype=x.dtype)
-    for j in range(k):
-        factor = precisions_chol[j, :, :]
-        y = (x @ factor) - (means[j, :] @ factor)
-        squared[:, j] = _sum(np.square(y), axis=1)
+    # y_j = x @ L_j - mu_j @ L_j for every component j (one BLAS call per slice, as per j)
+    y = np.matmul(x, precisions_chol) - np.matmul(means[:, np.newaxis, :], precisions_chol)
+    # C order, like scikit-learn's (n, k) array: the row sums of log-sum-exp depend on it
+    squared = np.ascontiguousarray(_sum(np.square(y), axis=2).T)
     return -0.5 * (d * math.log(2 * math.pi) + squared) + log_det
 
 
