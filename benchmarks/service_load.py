@@ -16,7 +16,8 @@ windows (``history_p99``: one p99 of a few seconds is too noisy to compare alone
 Before the grid, the "during refits" scenario (``during_refits``): ALP-GMM past its bootstrap
 at 8 clients and batch 1, so that several GMM refits start and take effect inside every
 measured window (counted from ``teacher.fits`` of ``GET /state`` as the window opens and
-closes), with ``GET /healthz`` at 8 clients on the same server just before each window. It runs
+closes), with ``GET /healthz`` at 8 clients on the same server just before each window, while
+no fit runs (:func:`settle_fits`). It runs
 on the main server (fits in worker processes, ``--fit-processes``, 2 like the server's
 default) and on a second server started with ``--fit-processes 0`` (fits in a thread of the
 server, holding its GIL: the behaviour before the pool), windows of the arms interleaved. The
@@ -53,7 +54,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -741,6 +742,34 @@ def refit_arms(
     return arms
 
 
+def last_fit_due(cfg: Mapping[str, Any], episodes: int) -> int | None:
+    """The episode count at which the last fit started by ``episodes`` takes effect, if that
+    is still ahead (the teacher's schedule: fits start at ``max(bootstrap, fit_rate) + j *
+    fit_rate`` and take effect ``fit_delay`` episodes later)."""
+    first = max(int(cfg["bootstrap"]), int(cfg["fit_rate"]))
+    if episodes < first:
+        return None
+    started = first + (episodes - first) // int(cfg["fit_rate"]) * int(cfg["fit_rate"])
+    due = started + int(cfg["fit_delay"])
+    return due if episodes <= due else None
+
+
+async def settle_fits(bench: Bench, name: str, cfg: Mapping[str, Any], episodes: int) -> int:
+    """Take a prefilled experiment past the due point of the fit its prefill started last, so
+    that no fit is running while the window's ``GET /healthz`` baseline is measured.
+
+    The fill's concurrent batches can all be proposed before the count reaches the due point,
+    so the last episode is a proposal of its own, made once the count is there: it waits for
+    that fit (the server's rule). Returns the episode count reached.
+    """
+    due = last_fit_due(cfg, episodes)
+    if due is None:
+        return episodes
+    await bench.fill(REFIT_TEACHER, name, due, quiet=True)
+    await bench.fill(REFIT_TEACHER, name, due + 1, quiet=True)  # one request, at count = due
+    return due + 1
+
+
 async def refit_window(
     arm: RefitArm, repeat: int, args: argparse.Namespace
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
@@ -757,6 +786,7 @@ async def refit_window(
     created = await bench.create(name, REFIT_TEACHER, seed=repeat, config=arm.config)
     cfg = created["teacher"]
     await bench.fill(REFIT_TEACHER, name, prefill, quiet=True)
+    settled = await settle_fits(bench, name, cfg, prefill)
     hz_samples: list[float] = []
     hz = await bench.healthz(REFIT_CLIENTS, hz_samples)
     marks: dict[str, dict[str, float]] = {}
@@ -800,6 +830,7 @@ async def refit_window(
         "fits_at_open": marks["open"]["fits"],
         "fits_at_close": marks["close"]["fits"],
         "prefill": prefill,
+        "settled_at": settled,
         "fits_in_window": marks["close"]["fits"] - marks["open"]["fits"],
         "fits_started_and_applied_in_window": fits_started_and_applied(
             first,
@@ -879,8 +910,10 @@ async def during_refits(
         "repeats": args.refit_repeats,
         "method": (
             f"each window: a new {REFIT_TEACHER} experiment filled to {args.refit_prefill} "
-            f"episodes (past its bootstrap), GET /healthz at {REFIT_CLIENTS} clients on the same "
-            f"server, then {REFIT_CLIENTS} clients at batch {REFIT_BATCH} for {args.warmup} s "
+            "episodes (past its bootstrap) and on past the due point of the last fit the fill "
+            "started, one proposal made there waiting for it (settled_at), so that no fit runs "
+            f"during GET /healthz at {REFIT_CLIENTS} clients on the same server, then "
+            f"{REFIT_CLIENTS} clients at batch {REFIT_BATCH} for {args.warmup} s "
             f"+ {args.refit_duration} s; teacher.fits of GET /state is read as the window opens "
             "and closes (fits_in_window: fits that took effect inside it). Per arm, latencies "
             "are pooled over its windows; ratio = pooled p99 / pooled healthz p99. "

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.service_load import last_fit_due
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "service_load.py"
 
@@ -103,6 +105,11 @@ def test_service_load_quick(tmp_path: Path) -> None:
     for r in dr["runs"]:
         assert r["errors"] == 0, r.get("first_error")
         assert r["episodes_at_open"] >= 250  # past the bootstrap
+        # The healthz baseline ran with no fit in progress: the prefill's last fit had taken
+        # effect (a proposal at its due point waited for it) before it was measured; the
+        # window's warm-up came after it.
+        assert r["settled_at"] <= r["episodes_at_open"]
+        assert last_fit_due(r["teacher_config"], r["settled_at"]) is None
         assert r["fits_in_window"] > 0
         assert r["fits_started_and_applied_in_window"] > 0
         assert r["healthz"]["requests_per_s"] > 0 and r["healthz"]["latency_ms"]["p99"] > 0
@@ -128,3 +135,14 @@ def test_service_load_quick(tmp_path: Path) -> None:
     (rt,) = [t for t in res["targets"] if t["target"].startswith("p99 during refits")]
     assert rt["teacher"] == "alp_gmm" and isinstance(rt["pass"], bool)
     assert rt["value"]["factor"] == 3.0 and rt["value"]["fits_in_window"] > 0
+
+
+def test_last_fit_due_follows_the_teachers_schedule() -> None:
+    paper = {"fit_rate": 250, "bootstrap": 250, "fit_delay": 50}
+    assert last_fit_due(paper, 200) is None  # still in the bootstrap
+    assert last_fit_due(paper, 1000) == 1050  # the fit started at 1,000 is running
+    assert last_fit_due(paper, 1050) == 1050  # due, but no proposal has installed it yet
+    assert last_fit_due(paper, 1051) is None
+    assert last_fit_due({**paper, "fit_delay": 200}, 1100) == 1200
+    assert last_fit_due({**paper, "fit_rate": 10_000}, 10_100) is None  # the control arm
+    assert last_fit_due({"fit_rate": 100, "bootstrap": 250, "fit_delay": 50}, 400) == 400
