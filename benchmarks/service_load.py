@@ -17,7 +17,7 @@ Before the grid, the "during refits" scenario (``during_refits``): ALP-GMM past 
 at 8 clients and batch 1, so that several GMM refits start and take effect inside every
 measured window (counted from ``teacher.fits`` of ``GET /state`` as the window opens and
 closes), with ``GET /healthz`` at 8 clients on the same server just before each window, while
-no fit runs (:func:`settle_fits`). It runs
+no fit runs and the server is otherwise idle (:func:`settle_fits`, :meth:`Bench.quiet`). It runs
 on the main server (fits in worker processes, ``--fit-processes``, 2 like the server's
 default) and on a second server started with ``--fit-processes 0`` (fits in a thread of the
 server, holding its GIL: the behaviour before the pool), windows of the arms interleaved. The
@@ -481,6 +481,26 @@ class Bench:
                     out[names[sample.name]] = sample.value
         return out
 
+    async def quiet(
+        self, idle_share: float = 0.05, step: float = 0.25, max_seconds: float = 15.0
+    ) -> float:
+        """Wait until the server and its children (fit workers) use less than ``idle_share``
+        of a core over ``step`` seconds, at most ``max_seconds``: background work left from
+        before (fit workers still importing, a snapshot after a large fill) would otherwise
+        fall into the next measurement. Returns the seconds waited (``max_seconds`` if the
+        server never went quiet)."""
+        start = time.perf_counter()
+
+        def busy() -> float:
+            return _proc_cpu_seconds(self.pid) + sum(_children_cpu_seconds(self.pid).values())
+
+        while (waited := time.perf_counter() - start) < max_seconds:
+            before = busy()
+            await asyncio.sleep(step)
+            if (busy() - before) / step < idle_share:
+                return round(waited, 2)
+        return round(max_seconds, 2)
+
     # ----------------------------------------------------------------- scenarios
     async def healthz(self, clients: int, samples: list[float] | None = None) -> dict[str, Any]:
         """``GET /healthz`` in a loop on ``clients`` connections: the HTTP-stack floor.
@@ -787,6 +807,7 @@ async def refit_window(
     cfg = created["teacher"]
     await bench.fill(REFIT_TEACHER, name, prefill, quiet=True)
     settled = await settle_fits(bench, name, cfg, prefill)
+    quiet_wait = await bench.quiet()
     hz_samples: list[float] = []
     hz = await bench.healthz(REFIT_CLIENTS, hz_samples)
     marks: dict[str, dict[str, float]] = {}
@@ -831,6 +852,7 @@ async def refit_window(
         "fits_at_close": marks["close"]["fits"],
         "prefill": prefill,
         "settled_at": settled,
+        "quiet_wait_s": quiet_wait,
         "fits_in_window": marks["close"]["fits"] - marks["open"]["fits"],
         "fits_started_and_applied_in_window": fits_started_and_applied(
             first,
@@ -912,7 +934,8 @@ async def during_refits(
             f"each window: a new {REFIT_TEACHER} experiment filled to {args.refit_prefill} "
             "episodes (past its bootstrap) and on past the due point of the last fit the fill "
             "started, one proposal made there waiting for it (settled_at), so that no fit runs "
-            f"during GET /healthz at {REFIT_CLIENTS} clients on the same server, then "
+            "during the baseline; a wait until the server and its fit workers are idle "
+            f"(quiet_wait_s); GET /healthz at {REFIT_CLIENTS} clients on the same server; then "
             f"{REFIT_CLIENTS} clients at batch {REFIT_BATCH} for {args.warmup} s "
             f"+ {args.refit_duration} s; teacher.fits of GET /state is read as the window opens "
             "and closes (fits_in_window: fits that took effect inside it). Per arm, latencies "

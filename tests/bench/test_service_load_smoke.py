@@ -110,6 +110,7 @@ def test_service_load_quick(tmp_path: Path) -> None:
         # window's warm-up came after it.
         assert r["settled_at"] <= r["episodes_at_open"]
         assert last_fit_due(r["teacher_config"], r["settled_at"]) is None
+        assert 0 <= r["quiet_wait_s"] <= 15  # then it waited for the server to idle
         assert r["fits_in_window"] > 0
         assert r["fits_started_and_applied_in_window"] > 0
         assert r["healthz"]["requests_per_s"] > 0 and r["healthz"]["latency_ms"]["p99"] > 0
