@@ -127,7 +127,7 @@ def _m_step(
     """Unnormalised weights (``nk``), means and regularised covariances from responsibilities."""
     nk = _sum(resp, axis=0) + 10 * np.finfo(resp.dtype).eps  # no empty component
     means = (resp.T @ x) / nk[:, np.newaxis]
-    k, d = means.shape
+    d = means.shape[1]
     # All components at once, each slice laid out as scikit-learn's per-component arrays are
     # (so matmul makes the same BLAS call per slice): diff_j, then (resp_j * diff_j.T) @ diff_j.
     diff = x[np.newaxis, :, :] - means[:, np.newaxis, :]
@@ -159,7 +159,7 @@ def _precisions_cholesky(covariances: np.ndarray) -> np.ndarray:
 
 def _log_gaussian(x: np.ndarray, means: np.ndarray, precisions_chol: np.ndarray) -> np.ndarray:
     """(n, k) log-density of each row under each component."""
-    n, d = x.shape
+    d = x.shape[1]
     k = means.shape[0]
     # log|precision|^(1/2) is the sum of the log-diagonal of its Cholesky factor
     log_det = _sum(np.log(precisions_chol.reshape(k, -1)[:, :: d + 1]), axis=1)
