@@ -83,17 +83,17 @@ def fit_full_gmm(
             positive definite (collapsed samples).
     """
     x = np.ascontiguousarray(rows, dtype=np.float64)
-    n = x.shape[0]
-    if x.ndim != 2 or n < max(k, 2) or k < 1 or max_iter < 1:
+    if x.ndim != 2 or x.shape[0] < max(k, 2) or k < 1 or max_iter < 1:
         raise ValueError(f"cannot fit {k} components to rows of shape {x.shape}")
+    n = x.shape[0]
     if not np.isfinite(x).all():
         raise ValueError("rows contain NaN or infinity")
 
     # Initialisation: hard k-means assignments, with the RandomState scikit-learn builds
     # from the seed (k-means is its only consumer of randomness here).
-    labels = KMeans(n_clusters=k, n_init=1, random_state=np.random.RandomState(random_state))
+    kmeans = KMeans(n_clusters=k, n_init=1, random_state=np.random.RandomState(random_state))
     resp = np.zeros((n, k), dtype=np.float64)
-    resp[np.arange(n), labels.fit(x).labels_] = 1
+    resp[np.arange(n), kmeans.fit(x).labels_] = 1
     weights, means, covariances = _m_step(x, resp, reg_covar)
     weights /= n
     precisions_chol = _precisions_cholesky(covariances)

@@ -89,6 +89,9 @@ def test_bad_rows_raise_value_error_like_scikit_learn() -> None:
         fit_full_gmm(rng.random((3, 2)), 4, 0)
     with pytest.raises(ValueError, match="cannot fit"):
         fit_full_gmm(rng.random((30, 2)), 2, 0, max_iter=0)
+    for not_a_table in (np.float64(1.0), rng.random(30)):
+        with pytest.raises(ValueError, match="cannot fit"):
+            fit_full_gmm(not_a_table, 2, 0)
 
 
 def test_pure_function_of_its_arguments() -> None:
