@@ -17,9 +17,11 @@ if [ "$#" -gt 0 ] && [[ "$1" != -* ]]; then
   [ "$rc" -eq 5 ] && { echo "error: pytest collected no tests" >&2; exit 1; }
   exit "$rc"
 fi
-pytest_ tests/unit tests/service tests/browser -n "${TEST_WORKERS:-2}" --dist loadscope "$@"
+# --durations: the slowest tests in the log, to keep the whole run within CI's time budget
+pytest_ tests/unit tests/service tests/browser -n "${TEST_WORKERS:-2}" --dist loadscope \
+  --durations=10 "$@"
 first=$?
-pytest_ tests/students tests/bench tests/stack "$@"
+pytest_ tests/students tests/bench tests/stack --durations=15 "$@"
 second=$?
 # A filter (-k, -m) may leave one phase empty (5), never both.
 if [ "$first" -eq 5 ] && [ "$second" -eq 5 ]; then
