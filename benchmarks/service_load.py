@@ -764,12 +764,12 @@ def refit_arms(
 
 def last_fit_due(cfg: Mapping[str, Any], episodes: int) -> int | None:
     """The episode count at which the last fit started by ``episodes`` takes effect, if that
-    is still ahead (the teacher's schedule: fits start at ``max(bootstrap, fit_rate) + j *
-    fit_rate`` and take effect ``fit_delay`` episodes later)."""
-    first = max(int(cfg["bootstrap"]), int(cfg["fit_rate"]))
-    if episodes < first:
+    is still ahead (the teacher's schedule, :func:`next_fit_start`, from its first fit at
+    ``max(bootstrap, fit_rate)``; a fit takes effect ``fit_delay`` episodes after it starts)."""
+    first, rate = max(int(cfg["bootstrap"]), int(cfg["fit_rate"])), int(cfg["fit_rate"])
+    started = next_fit_start(episodes, first, rate) - rate  # the last start at or below it
+    if started < first:
         return None
-    started = first + (episodes - first) // int(cfg["fit_rate"]) * int(cfg["fit_rate"])
     due = started + int(cfg["fit_delay"])
     return due if episodes <= due else None
 
