@@ -107,7 +107,7 @@ def run(rounds: int) -> dict[str, Any]:
             med = {arm: round(statistics.median(v), 2) for arm, v in times.items()}
             shapes[name] = {
                 "rows": ROWS,
-                "dims": int(make_rows(rng).shape[1]),
+                "dims": int(rows.shape[1]),
                 "cpu_ms_per_cycle": {
                     arm: {"median": m, "runs": [round(v, 2) for v in times[arm]]}
                     for arm, m in med.items()
