@@ -64,6 +64,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from api_schemas.limits import MAX_BATCH
+from benchmarks.cpu_layout import parse_cpu_list, pin_process, split_cpus
 from benchmarks.machine import describe_machine
 from benchmarks.plots import pyplot_or_none, save_figure
 from teacher_service.teachers.gmm_base import next_fit_start
@@ -431,6 +432,19 @@ class Bench:
         self.warmup = args.warmup
         self.args = args
 
+    def pin_fit_workers(self) -> int | None:
+        """With ``--fit-cpus``, move the server's children (its fit workers and their
+        pool's resource tracker) to those CPUs and return how many there are; ``None``
+        without the option. Called before every
+        measurement: the server starts its workers on first use, on its own CPUs."""
+        cpus = self.args.fit_cpus
+        if cpus is None:
+            return None
+        children = list(_children_cpu_seconds(self.pid))
+        for child in children:
+            pin_process(child, cpus)
+        return len(children)
+
     def conn(self) -> Any:
         return self.conn_cls(self.host, self.port, self.args.request_timeout)
 
@@ -546,6 +560,7 @@ class Bench:
         tasks_path = f"/v1/experiments/{name}/tasks"
         reports_path = f"/v1/experiments/{name}/reports"
         ask = orjson.dumps({"n": batch})
+        self.pin_fit_workers()
 
         async def body(conn: Any, win: Window, st: Stats) -> None:
             a = time.perf_counter()
@@ -807,6 +822,7 @@ async def refit_window(
     cfg = created["teacher"]
     await bench.fill(REFIT_TEACHER, name, prefill, quiet=True)
     settled = await settle_fits(bench, name, cfg, prefill)
+    pinned = bench.pin_fit_workers()
     quiet_wait = await bench.quiet()
     hz_samples: list[float] = []
     hz = await bench.healthz(REFIT_CLIENTS, hz_samples)
@@ -853,6 +869,7 @@ async def refit_window(
         "prefill": prefill,
         "settled_at": settled,
         "quiet_wait_s": quiet_wait,
+        "server_children_pinned": pinned,
         "fits_in_window": marks["close"]["fits"] - marks["open"]["fits"],
         "fits_started_and_applied_in_window": fits_started_and_applied(
             first,
@@ -1463,6 +1480,12 @@ def finish(out: dict[str, Any], args: argparse.Namespace) -> None:
             f"\nduring refits ({dr['teacher']}, {dr['clients']} clients, batch {dr['batch']}; "
             f"ms, pooled over {dr['repeats']} windows of {dr['duration_s']} s per arm)"
         )
+        if out.get("cpu_layout"):
+            lay = out["cpu_layout"]
+            print(
+                f"  CPUs: fit workers {lay['fit_workers']}, servers and load generator "
+                f"{lay['servers_and_load']}"
+            )
         for arm, a in dr["arms"].items():
             lt, lr = a["latency_ms"]["tasks"], a["latency_ms"]["reports"]
             print(
@@ -1551,6 +1574,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=2,
         help="fit worker processes of the main server (the 'process_pool' arm of the "
         "during-refits scenario; its 'threads' arm runs on a second server with 0)",
+    )
+    p.add_argument(
+        "--fit-cpus",
+        default=None,
+        metavar="CPUS",
+        help="run the servers' fit workers on these CPUs (e.g. 1, or 2-3) and this load "
+        "generator and the servers on the others: what a machine with cores to spare for the "
+        "fits gives (Linux; default: everything shares every CPU)",
     )
     p.add_argument(
         "--refit-repeats",
@@ -1706,6 +1737,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--server-env expects KEY=VALUE, got {item!r}")
         env[key] = value
     args.server_env = env
+    args.other_cpus = None
+    if args.fit_cpus is not None:
+        try:
+            args.fit_cpus = parse_cpu_list(args.fit_cpus)
+            args.other_cpus = split_cpus(args.fit_cpus)
+        except ValueError as exc:
+            p.error(f"--fit-cpus: {exc}")
     return args
 
 
@@ -1716,6 +1754,9 @@ def _on_sigterm(signum: int, _frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the exit status."""
     args = parse_args(argv)
+    if args.fit_cpus is not None:
+        # Before any thread or server is started: they inherit this thread's CPUs.
+        pin_process(os.getpid(), args.other_cpus)
     signal.signal(signal.SIGTERM, _on_sigterm)
     t_start = time.time()
     out: dict[str, Any] = {
@@ -1736,6 +1777,9 @@ def main(argv: list[str] | None = None) -> int:
         "history_p99_teachers": args.history_p99_teachers,
         "history_pairs": args.history_pairs,
         "fit_processes": args.fit_processes,
+        "cpu_layout": None
+        if args.fit_cpus is None
+        else {"fit_workers": sorted(args.fit_cpus), "servers_and_load": sorted(args.other_cpus)},
         "targets_definition": {
             "tasks_per_s_batch64": TARGET_TASKS_PER_S,
             "p99_ms_batch1_clients8": TARGET_P99_MS,
