@@ -1873,14 +1873,17 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(_clean(out), indent=1, allow_nan=False))
     print(f"total runtime {out['total_runtime_s']:.1f}s; wrote {args.out}")
     if out.get("during_refits", {}).get("arms") and args.plot is not None:
-        if plot_refits(out["during_refits"], args.plot) is not None:
+        if plot_refits(out["during_refits"], args.plot, out.get("cpu_layout")) is not None:
             print(f"plot: {args.plot}")
     return status
 
 
-def plot_refits(dr: dict[str, Any], path: Path) -> Path | None:
+def plot_refits(
+    dr: dict[str, Any], path: Path, layout: Mapping[str, list[int]] | None = None
+) -> Path | None:
     """p99 of tasks and reports per during-refits arm, with each arm's healthz p99 (and 3x
-    it, the target) as marks; None when matplotlib is missing."""
+    it, the target) as marks; the title names the CPU ``layout`` (the results' ``cpu_layout``)
+    if there was one. None when matplotlib is missing."""
     plt = pyplot_or_none()
     if plt is None:
         return None
@@ -1907,6 +1910,12 @@ def plot_refits(dr: dict[str, Any], path: Path) -> Path | None:
     ax.set_title(
         f"{dr['teacher']} during refits: {dr['clients']} clients, batch {dr['batch']}, "
         f"{dr['repeats']} x {dr['duration_s']:g} s per arm"
+        + (
+            f"\nfit workers on CPUs {layout['fit_workers']}, servers and load on "
+            f"{layout['servers_and_load']}"
+            if layout
+            else ""
+        )
     )
     ax.legend(fontsize=8)
     return save_figure(fig, path)

@@ -4,6 +4,7 @@ server are moved, every thread of them, to the CPUs asked for."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -13,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cpu_layout import parse_cpu_list, pin_process, process_cpus, split_cpus
-from benchmarks.service_load import Bench, _children_cpu_seconds, parse_args
+from benchmarks.service_load import Bench, _children_cpu_seconds, parse_args, plot_refits
 from teacher_service.testing import ServerProcess
 
+REPO = Path(__file__).resolve().parents[2]
 ALLOWED = frozenset(os.sched_getaffinity(0))
 
 
@@ -96,6 +98,19 @@ def test_fit_cpus_option_pins_a_real_servers_fit_workers(tmp_path: Path) -> None
         assert process_cpus(server.proc.pid) == ALLOWED  # the server itself is not moved
     finally:
         server.stop()
+
+
+def test_the_plot_names_the_layout(tmp_path: Path) -> None:
+    res = json.loads((REPO / "benchmarks/results/service_load_fit_cpus.json").read_text())
+    assert res["cpu_layout"] == {"fit_workers": [1], "servers_and_load": [0]}
+    assert all(
+        r["server_children_pinned"] >= 1
+        for r in res["during_refits"]["runs"]
+        if r["fit_processes"] > 0
+    )
+    png = tmp_path / "layout.png"
+    assert plot_refits(res["during_refits"], png, res["cpu_layout"]) == png
+    assert png.stat().st_size > 0
 
 
 def _cmdline(pid: int) -> bytes:

@@ -36,6 +36,7 @@ def test_service_load_quick(tmp_path: Path) -> None:
     assert res["machine"]["cores"] >= 1
     assert "same machine" in res["note"]
     assert res["duration_s"] == 1.0
+    assert res["cpu_layout"] is None  # no --fit-cpus: every process shares every CPU
     clients, batches = res["grid"]["clients"], res["grid"]["batches"]
     assert clients == [1, 8, 64] and batches == [1, 64]
 
