@@ -38,6 +38,8 @@ Usage::
                                                          # mostly alp_gmm's 10^6-episode fill
     .venv/bin/python benchmarks/service_load.py --quick  # smoke test, under a minute
     .venv/bin/python benchmarks/service_load.py --history-teachers random  # skip alp_gmm's fill
+    .venv/bin/python benchmarks/service_load.py --teachers alp_gmm --history 0 --clients 8 \
+        --batches 1 --fit-cpus 1   # the during-refits arms, fit workers alone on CPU 1
 """
 
 from __future__ import annotations
@@ -435,8 +437,8 @@ class Bench:
     def pin_fit_workers(self) -> int | None:
         """With ``--fit-cpus``, move the server's children (its fit workers and their
         pool's resource tracker) to those CPUs and return how many there are; ``None``
-        without the option. Called before every
-        measurement: the server starts its workers on first use, on its own CPUs."""
+        without the option. Called before every measurement: the server starts its workers
+        on first use, on its own CPUs."""
         cpus = self.args.fit_cpus
         if cpus is None:
             return None
