@@ -1,4 +1,5 @@
-"""Test helpers: the servers of :mod:`teacher_service.testing`, and one in this process."""
+"""Test helpers: the servers of :mod:`teacher_service.testing`, one in this process, and the
+fit workers of a server process."""
 
 from __future__ import annotations
 
@@ -7,13 +8,22 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from teacher_service.testing import ServerProcess, free_port
 
-__all__ = ["HeldExecutor", "ServerProcess", "free_port", "in_process", "serve"]
+__all__ = [
+    "HeldExecutor",
+    "ServerProcess",
+    "children",
+    "fit_workers",
+    "free_port",
+    "in_process",
+    "serve",
+]
 
 
 @contextlib.contextmanager
@@ -63,3 +73,24 @@ class HeldExecutor(ThreadPoolExecutor):
             return fn(*args, **kwargs)
 
         return super().submit(held)
+
+
+def children(pid: int) -> set[int]:
+    """The child processes of ``pid`` (Linux)."""
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out |= {int(c) for c in (task / "children").read_text().split()}
+    return out
+
+
+def fit_workers(pid: int) -> list[int]:
+    """The server's spawned pool workers (not multiprocessing's resource tracker)."""
+    found = []
+    for child in children(pid):
+        try:
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        except FileNotFoundError:
+            continue
+        if b"spawn_main" in cmd:
+            found.append(child)
+    return found

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cpu_layout import parse_cpu_list, pin_process, process_cpus, split_cpus
-from benchmarks.service_load import Bench, _children_cpu_seconds, parse_args, plot_refits
+from benchmarks.service_load import Bench, parse_args, plot_refits
 from teacher_service.testing import ServerProcess
+from tests.helpers import fit_workers
 
 REPO = Path(__file__).resolve().parents[2]
 ALLOWED = frozenset(os.sched_getaffinity(0))
@@ -82,11 +83,7 @@ def test_fit_cpus_option_pins_a_real_servers_fit_workers(tmp_path: Path) -> None
         deadline = time.time() + 60
         children: list[int] = []
         while time.time() < deadline:
-            children = [
-                pid
-                for pid in _children_cpu_seconds(server.proc.pid)
-                if b"spawn_main" in _cmdline(pid)
-            ]
+            children = fit_workers(server.proc.pid)
             if children:
                 break
             time.sleep(0.2)
@@ -111,11 +108,3 @@ def test_the_plot_names_the_layout(tmp_path: Path) -> None:
     png = tmp_path / "layout.png"
     assert plot_refits(res["during_refits"], png, res["cpu_layout"]) == png
     assert png.stat().st_size > 0
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""

@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import fit_workers
+
 BOX = {
     "kind": "box",
     "dims": [{"name": "a", "low": 0.0, "high": 1.0}, {"name": "b", "low": 0.0, "high": 1.0}],
@@ -19,27 +21,6 @@ BOX = {
 TEACHER = {"kind": "alp_gmm", "fit_rate": 40, "bootstrap": 40, "fit_delay": 30}
 BATCH = 8
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> set[int]:
-    """The child processes of ``pid`` (Linux)."""
-    out: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out |= {int(c) for c in (task / "children").read_text().split()}
-    return out
-
-
-def fit_workers(pid: int) -> list[int]:
-    """The server's spawned pool workers (not multiprocessing's resource tracker)."""
-    found = []
-    for child in children(pid):
-        try:
-            cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
-        except FileNotFoundError:
-            continue
-        if b"spawn_main" in cmd:
-            found.append(child)
-    return found
 
 
 def cpu_seconds(pid: int) -> float:
